@@ -1,0 +1,164 @@
+"""What a text claims about a scene (objects, counts, relations); checking claims and drawing scenes that meet them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tessera.world.scene import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    Scene,
+    check_canvas,
+    make_object,
+    place,
+    relative_position,
+)
+
+RELATIONS = ("left of", "right of", "above", "below")
+ROBUST_MARGIN = (
+    0.2  # drawn scenes keep their relations under twice GenEval's margin, so a pixel of error can't flip them
+)
+
+
+class Thing(Protocol):
+    """Anything with attributes and a box: a scene object or an object the judge read from an image."""
+
+    shape: str
+    colour: str
+    size: str
+
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """`count` objects with the given attributes (None: any). exact: the scene holds exactly `count` such objects."""
+
+    shape: str | None = None
+    colour: str | None = None
+    size: str | None = None
+    count: int = 1
+    exact: bool = False
+
+    def accepts(self, thing: Thing) -> bool:
+        return (
+            (self.shape is None or thing.shape == self.shape)
+            and (self.colour is None or thing.colour == self.colour)
+            and (self.size is None or thing.size == self.size)
+        )
+
+
+@dataclass(frozen=True)
+class RelationSpec:
+    """Every object of spec `subject` lies `relation` every object of spec `target`."""
+
+    subject: int
+    relation: str
+    target: int
+
+
+@dataclass(frozen=True)
+class Constraints:
+    objects: tuple[ObjectSpec, ...]
+    relations: tuple[RelationSpec, ...] = ()
+
+    def holds(self, things: Sequence[Thing], exact: bool = False, margin: float = 0.1) -> bool:
+        """True when distinct things can be assigned to every spec so that counts and relations hold.
+
+        exact: the things are exactly those described (a full caption), none left over.
+        """
+        if any(s.exact and sum(s.accepts(t) for t in things) != s.count for s in self.objects):
+            return False
+        slots = [i for i, s in enumerate(self.objects) for _ in range(s.count)]
+        if exact and len(slots) != len(things):
+            return False
+        return self._assign(things, slots, [], margin)
+
+    def _assign(self, things: Sequence[Thing], slots: list[int], chosen: list[int], margin: float) -> bool:
+        k = len(chosen)
+        if k == len(slots):
+            return self._relations_hold(things, slots, chosen, margin)
+        spec = self.objects[slots[k]]
+        # within one spec, take things in increasing index: combinations, not permutations
+        start = chosen[-1] + 1 if k and slots[k - 1] == slots[k] else 0
+        for j in range(start, len(things)):
+            if j not in chosen and spec.accepts(things[j]) and self._assign(things, slots, [*chosen, j], margin):
+                return True
+        return False
+
+    def _relations_hold(self, things, slots, chosen, margin) -> bool:
+        groups: dict[int, list[int]] = {}
+        for spec_index, j in zip(slots, chosen, strict=True):
+            groups.setdefault(spec_index, []).append(j)
+        return all(
+            rel.relation in relative_position(things[a].box, things[b].box, margin)
+            for rel in self.relations
+            for a in groups[rel.subject]
+            for b in groups[rel.target]
+        )
+
+
+def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 500) -> Scene:
+    """Draw a scene holding exactly the described objects, unspecified attributes at random.
+
+    Relations are kept with a safety margin. Raises ValueError when no such scene can be drawn.
+    """
+    check_canvas(canvas)
+    total = sum(s.count for s in constraints.objects)
+    if total > 6:
+        raise ValueError(f"the text describes {total} objects; a scene holds at most 6")
+    for _ in range(tries):
+        objs = []
+        for spec in constraints.objects:
+            for _ in range(spec.count):
+                shape = spec.shape or SHAPES[rng.integers(len(SHAPES))]
+                colour = spec.colour or COLOURS[rng.integers(len(COLOURS))]
+                size = spec.size or SIZES[rng.integers(len(SIZES))]
+                placed = place(make_object(shape, colour, size, canvas), objs, canvas, rng)
+                if placed is None:
+                    break
+                objs.append(placed)
+        if len(objs) == total and constraints.holds(objs, exact=True, margin=ROBUST_MARGIN):
+            return Scene(canvas, tuple(objs))
+    raise ValueError("no scene meets all the constraints (they contradict each other or leave no room)")
+
+
+def to_geneval(constraints: Constraints, tag: str, prompt: str) -> dict:
+    """GenEval metadata line: include (class, count, color, position) and, for exact counts, exclude count + 1."""
+    include, exclude = [], []
+    targets = {r.subject: r for r in constraints.relations}
+    for i, spec in enumerate(constraints.objects):
+        if spec.shape is None:
+            raise ValueError("GenEval metadata needs a class for every object")
+        item: dict = {"class": spec.shape, "count": spec.count}
+        if spec.colour:
+            item["color"] = spec.colour
+        if i in targets:
+            item["position"] = [targets[i].relation, targets[i].target]
+        include.append(item)
+        if spec.exact and spec.colour is None and spec.size is None:
+            exclude.append({"class": spec.shape, "count": spec.count + 1})
+    line = {"tag": tag, "include": include}
+    if exclude:
+        line["exclude"] = exclude
+    line["prompt"] = prompt
+    return line
+
+
+def from_geneval(meta: dict) -> Constraints:
+    """Constraints of a GenEval metadata line (an exclude of count N + 1 makes an include of N exact)."""
+    limits = {e["class"]: e["count"] for e in meta.get("exclude", [])}
+    specs, relations = [], []
+    for i, item in enumerate(meta["include"]):
+        exact = limits.get(item["class"]) == item["count"] + 1
+        specs.append(ObjectSpec(item["class"], item.get("color"), None, item["count"], exact))
+        if "position" in item:
+            relation, target = item["position"]
+            relations.append(RelationSpec(i, relation, int(target)))
+    return Constraints(tuple(specs), tuple(relations))
