@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tessera.errors import UserError
 from tessera.world.scene import (
     COLOURS,
     SHAPES,
@@ -107,12 +108,12 @@ class Constraints:
 def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 500) -> Scene:
     """Draw a scene holding exactly the described objects, unspecified attributes at random.
 
-    Relations are kept with a safety margin. Raises ValueError when no such scene can be drawn.
+    Relations are kept with a safety margin. Raises UserError when no such scene can be drawn.
     """
     check_canvas(canvas)
     total = sum(s.count for s in constraints.objects)
     if total > 6:
-        raise ValueError(f"the text describes {total} objects; a scene holds at most 6")
+        raise UserError(f"the text describes {total} objects; a scene holds at most 6")
     for _ in range(tries):
         objs = []
         for spec in constraints.objects:
@@ -126,21 +127,28 @@ def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas:
                 objs.append(placed)
         if len(objs) == total and constraints.holds(objs, exact=True, margin=ROBUST_MARGIN):
             return Scene(canvas, tuple(objs))
-    raise ValueError("no scene meets all the constraints (they contradict each other or leave no room)")
+    raise UserError("no scene meets all the constraints (they contradict each other or leave no room)")
 
 
 def to_geneval(constraints: Constraints, tag: str, prompt: str) -> dict:
-    """GenEval metadata line: include (class, count, color, position) and, for exact counts, exclude count + 1."""
+    """GenEval metadata line: include (class, count, color, position) and, for exact counts, exclude count + 1.
+
+    Relation targets are listed before their subjects, as GenEval's scorer needs.
+    """
+    targets = {r.target for r in constraints.relations}
+    order = sorted(range(len(constraints.objects)), key=lambda i: i not in targets)
+    new_index = {old: new for new, old in enumerate(order)}
+    relation_of = {r.subject: r for r in constraints.relations}
     include, exclude = [], []
-    targets = {r.subject: r for r in constraints.relations}
-    for i, spec in enumerate(constraints.objects):
+    for i in order:
+        spec = constraints.objects[i]
         if spec.shape is None:
             raise ValueError("GenEval metadata needs a class for every object")
         item: dict = {"class": spec.shape, "count": spec.count}
         if spec.colour:
             item["color"] = spec.colour
-        if i in targets:
-            item["position"] = [targets[i].relation, targets[i].target]
+        if i in relation_of:
+            item["position"] = [relation_of[i].relation, new_index[relation_of[i].target]]
         include.append(item)
         if spec.exact and spec.colour is None and spec.size is None:
             exclude.append({"class": spec.shape, "count": spec.count + 1})

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tessera.errors import UserError
 from tessera.world.constraints import Constraints, ObjectSpec, RelationSpec, Thing
 from tessera.world.scene import COLOURS, MAX_OBJECTS, SHAPES, SIZES, boxes_apart, relative_position
 
@@ -63,7 +64,7 @@ VOCAB: tuple[str, ...] = tuple(
 _VOCAB_SET = set(VOCAB)
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A text outside the grammar; the message names the offending part."""
 
 

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from tessera.errors import UserError
+
 SHAPES = ("circle", "square", "triangle", "diamond", "star")
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
 SIZES = ("small", "large")
@@ -29,9 +31,9 @@ VIDEO_FRAMES = 9
 
 
 def check_canvas(canvas: int) -> int:
-    """Return canvas if it is a multiple of 16 from 32 to 256, else raise ValueError."""
+    """Return canvas if it is a multiple of 16 from 32 to 256, else raise UserError."""
     if canvas % 16 or not 32 <= canvas <= 256:
-        raise ValueError(f"canvas must be a multiple of 16 from 32 to 256, got {canvas}")
+        raise UserError(f"canvas must be a multiple of 16 from 32 to 256, got {canvas}")
     return canvas
 
 

@@ -1,0 +1,226 @@
+"""The `tessera` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from tessera.errors import UserError
+
+app = typer.Typer(
+    help="tessera: autoregressive visual generation over discrete visual tokens.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+world_app = typer.Typer(help="The built-in Shapes world: sample scenes, render prompts.", no_args_is_help=True)
+judge_app = typer.Typer(help="The judge that reads objects from images.", no_args_is_help=True)
+eval_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+app.add_typer(judge_app, name="judge")
+app.add_typer(eval_app, name="eval")
+console = Console()
+
+Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")]
+Canvas = Annotated[int, typer.Option(help="Canvas side in pixels: a multiple of 16 from 32 to 256.")]
+
+
+@world_app.command("sample")
+def world_sample(
+    out: Annotated[Path, typer.Option(help="Folder for the images, texts and scene graphs.")],
+    n: Annotated[int, typer.Option(min=1, help="How many scenes.")] = 16,
+    canvas: Canvas = 64,
+    video: Annotated[bool, typer.Option(help="Also write each scene as a 9-frame GIF clip.")] = False,
+    seed: Seed = 0,
+) -> None:
+    """Sample scenes; write PNG images, a grid, scene JSON and every text form (captions.jsonl)."""
+    from tessera.pictures import grid, save_gif, save_png
+    from tessera.world import language as lang
+    from tessera.world.render import render_image, render_video
+    from tessera.world.scene import check_canvas, sample_scene
+
+    check_canvas(canvas)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    images, records = [], []
+    for i in track(range(n), description="sampling scenes", disable=n < 200):
+        scene = sample_scene(rng, canvas, video=video)
+        image = render_image(scene)
+        images.append(image)
+        save_png(image, out / f"{i:05d}.png")
+        if video:
+            save_gif(render_video(scene), out / f"{i:05d}.gif")
+        question, answer = lang.question_answer(scene, rng)
+        edit, edited = lang.edit_instruction(scene, rng)
+        records.append(
+            {
+                "image": f"{i:05d}.png",
+                "caption": lang.caption(scene, rng),
+                "partial": lang.partial_description(scene, rng),
+                "prompts": {c: p for c in lang.CATEGORIES if (p := lang.prompt(scene, c, rng)) is not None},
+                "question": question,
+                "answer": answer,
+                "edit": edit,
+                "edited_scene": edited.to_dict(),
+                "scene": scene.to_dict(),
+            }
+        )
+    save_png(grid(images[:64]), out / "grid.png", scale=2)
+    (out / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    console.print(f"wrote {n} scenes to {out} (grid.png, captions.jsonl{', GIFs' if video else ''})")
+
+
+@world_app.command("render")
+def world_render(
+    prompt: Annotated[str, typer.Argument(help='A description, e.g. "a red circle left of a blue star".')],
+    out: Annotated[Path, typer.Option(help="Output PNG (or GIF with --kind video).")] = Path("render.png"),
+    kind: Annotated[str, typer.Option(help="image | segmentation | edges | video")] = "image",
+    canvas: Canvas = 64,
+    scale: Annotated[int, typer.Option(min=1, help="Enlarge the picture by this factor (nearest).")] = 1,
+    seed: Seed = 0,
+) -> None:
+    """Draw a scene that satisfies the prompt and render it."""
+    from tessera.pictures import save_gif, save_png
+    from tessera.world.constraints import sample_scene_for
+    from tessera.world.grammar import parse_description
+    from tessera.world.render import render_edges, render_image, render_segmentation, render_video, segmentation_to_rgb
+    from tessera.world.scene import add_motion
+
+    kinds = ("image", "segmentation", "edges", "video")
+    if kind not in kinds:
+        raise UserError(f"unknown --kind {kind!r}; expected one of {', '.join(kinds)}")
+    rng = np.random.default_rng(seed)
+    scene = sample_scene_for(parse_description(prompt), rng, canvas)
+    if kind == "video":
+        save_gif(render_video(add_motion(scene, rng)), out)
+    else:
+        picture = {
+            "image": lambda: render_image(scene),
+            "segmentation": lambda: segmentation_to_rgb(render_segmentation(scene)),
+            "edges": lambda: np.repeat(render_edges(scene)[..., None], 3, axis=2),
+        }[kind]()
+        save_png(picture, out, scale)
+    console.print(f"wrote {out}")
+
+
+@judge_app.command("train")
+def judge_train(
+    out: Annotated[Path, typer.Option(help="Folder for judge.safetensors and judge.yaml.")] = Path("runs/judge"),
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=300).")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train the judge on renders (half corrupted) and report object precision/recall on held-out scenes."""
+    from tessera.config import load
+    from tessera.eval.judge_train import JudgeTrainConfig, train_judge
+
+    cfg = load(JudgeTrainConfig(seed=seed), pairs=overrides)
+    _, metrics = train_judge(cfg, out)
+    table = Table("held-out renders", "precision", "recall")
+    for name in ("clean", "corrupted"):
+        table.add_row(name, f"{metrics[name]['precision']:.4f}", f"{metrics[name]['recall']:.4f}")
+    console.print(table)
+    console.print(f"trained in {metrics['train_seconds']} s; wrote {out}/judge.safetensors")
+
+
+@judge_app.command("check")
+def judge_check(
+    images: Annotated[list[Path], typer.Argument(help="One or more image files.")],
+    weights: Annotated[Path | None, typer.Option(help="Judge folder (default: the shipped judge).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the objects the judge sees in each image."""
+    from tessera.eval.judge import Judge
+    from tessera.pictures import load_image
+
+    judge = Judge.load(weights)
+    for path in images:
+        found = judge.read(load_image(path))[0]
+        if as_json:
+            print(json.dumps({"image": str(path), "objects": [d.to_dict() for d in found]}))
+            continue
+        table = Table(
+            "shape", "colour", "size", "centre (x, y)", "box", "confidence", title=f"{path}: {len(found)} objects"
+        )
+        for d in found:
+            x, y = d.centre
+            table.add_row(
+                d.shape,
+                d.colour,
+                d.size,
+                f"{x:.1f}, {y:.1f}",
+                ", ".join(f"{v:.0f}" for v in d.box),
+                f"{d.confidence:.3f}",
+            )
+        console.print(table)
+
+
+@eval_app.command("shapes")
+def eval_shapes(
+    images: Annotated[
+        Path | None, typer.Option(help="A GenEval-layout folder: <index>/metadata.jsonl + samples/.")
+    ] = None,
+    ground_truth: Annotated[
+        bool, typer.Option(help="Render 4 true scenes per prompt into --out and score them.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Where results go (default: the images folder).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Judge folder (default: the shipped judge).")] = None,
+    canvas: Canvas = 64,
+    seed: Seed = 0,
+) -> None:
+    """Score images on ShapesEval (553 prompts, GenEval's rules); writes results.json, results.md, results.jsonl."""
+    from tessera.eval.judge import Judge
+    from tessera.eval.shapes_eval import evaluate_folder, load_metadata, markdown_table, write_ground_truth
+    from tessera.world.scene import check_canvas
+
+    if ground_truth:
+        if out is None:
+            raise UserError("--ground-truth needs --out DIR for the rendered images")
+        check_canvas(canvas)
+        write_ground_truth(out, load_metadata(), canvas=canvas, seed=seed)
+        images = out
+    if images is None:
+        raise UserError("give --images DIR, or --ground-truth --out DIR")
+    judge = Judge.load(weights)
+    summary, rows = evaluate_folder(images, judge)
+    dest = out or images
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (dest / "results.md").write_text(f"ShapesEval ({judge.cfg.version})\n\n" + markdown_table(summary) + "\n")
+    (dest / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    console.print(markdown_table(summary))
+    if summary["skipped"]:
+        console.print(f"skipped {len(summary['skipped'])} unreadable files (listed in results.json)")
+    console.print(f"{summary['images']} images scored; results in {dest}")
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+    seed: Seed = 0,
+) -> None:
+    """The main job on this CPU: the world, the judge and ShapesEval, end to end."""
+    world_sample(out=out / "world", n=64, canvas=64, video=False, seed=seed)
+    eval_shapes(
+        images=None, ground_truth=True, out=out / "shapes_eval_ground_truth", weights=None, canvas=64, seed=seed
+    )
+
+
+def main() -> None:
+    """Entry point: bad input ends with one line on stderr and exit code 2."""
+    try:
+        app()
+    except (UserError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

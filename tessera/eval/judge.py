@@ -1,0 +1,178 @@
+"""The judge: a small segmentation network (shape and colour per pixel) plus connected components -> objects."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file
+from scipy import ndimage
+
+from tessera.world.scene import COLOURS, POLYGONS, SHAPES, SIZE_FRACTION
+
+JUDGE_RES = 64  # the network reads every image at this size
+
+
+def _unit_area(shape: str) -> float:
+    poly = POLYGONS[shape]
+    if poly is None:
+        return math.pi
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+# a component larger than the geometric mean of a small and a large object's area (at JUDGE_RES) reads as large
+SIZE_SPLIT_AREA = {s: _unit_area(s) * SIZE_FRACTION["small"] * SIZE_FRACTION["large"] * JUDGE_RES**2 for s in SHAPES}
+WEIGHTS_DIR = resources.files("tessera.eval") / "data"
+
+
+@dataclass
+class JudgeConfig:
+    widths: tuple[int, int, int, int] = (16, 32, 64, 96)
+    min_area: float = 8.0  # pixels at JUDGE_RES: smaller components are noise
+    version: str = "judge-v1"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object read from an image; box in the image's own pixels."""
+
+    shape: str
+    colour: str
+    size: str
+    box: tuple[float, float, float, float]
+    confidence: float
+    area: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class JudgeNet(nn.Module):
+    """A four-level U-Net: (B, 3, 64, 64) in [-1, 1] -> shape logits (B, 6, H, W), colour logits (B, 9, H, W)."""
+
+    def __init__(self, cfg: JudgeConfig):
+        super().__init__()
+        w1, w2, w3, w4 = cfg.widths
+        self.down = nn.ModuleList([_block(3, w1), _block(w1, w2, 2), _block(w2, w3, 2), _block(w3, w4, 2)])
+        self.up = nn.ModuleList([_block(w4 + w3, w3), _block(w3 + w2, w2), _block(w2 + w1, w1)])
+        self.head = nn.Conv2d(w1, 1 + len(SHAPES) + 1 + len(COLOURS), 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+        logits = self.head(x)
+        return logits[:, : 1 + len(SHAPES)], logits[:, 1 + len(SHAPES) :]
+
+
+def _conditional_mean(p: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """Class probabilities given foreground, averaged over a component's pixels weighted by foreground: (K,)."""
+    conditional = p / np.maximum(fg, 1e-6)
+    return (conditional * fg).sum(axis=1) / max(fg.sum(), 1e-6)
+
+
+def to_batch(images) -> torch.Tensor:
+    """Images as float (B, 3, H, W) in [-1, 1]: accepts that, or uint8 (H, W, 3) / (B, H, W, 3) arrays."""
+    if isinstance(images, torch.Tensor) and images.is_floating_point():
+        x = images if images.dim() == 4 else images[None]
+        return x.float()
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+class Judge:
+    """Reads the objects in images. `Judge.load()` gives the shipped, versioned judge."""
+
+    def __init__(self, net: JudgeNet, cfg: JudgeConfig):
+        self.net = net.eval()
+        self.cfg = cfg
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> Judge:
+        folder = Path(str(WEIGHTS_DIR)) if folder is None else Path(folder)
+        cfg_path, weights_path = folder / "judge.yaml", folder / "judge.safetensors"
+        if not weights_path.exists():
+            raise FileNotFoundError(f"no judge weights at {weights_path}; run 'tessera judge train'")
+        raw = yaml.safe_load(cfg_path.read_text())
+        cfg = JudgeConfig(widths=tuple(raw["widths"]), min_area=raw["min_area"], version=raw["version"])
+        net = JudgeNet(cfg)
+        net.load_state_dict(load_file(str(weights_path)))
+        return cls(net, cfg)
+
+    @torch.no_grad()
+    def probabilities(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel shape and colour probabilities at JUDGE_RES: (B, 6, 64, 64), (B, 9, 64, 64)."""
+        x = to_batch(images)
+        if x.shape[-1] != JUDGE_RES or x.shape[-2] != JUDGE_RES:
+            x = F.interpolate(x, size=(JUDGE_RES, JUDGE_RES), mode="bilinear", antialias=True, align_corners=False)
+        shape_logits, colour_logits = self.net(x)
+        return shape_logits.softmax(1), colour_logits.softmax(1)
+
+    def read(self, images, batch_size: int = 256) -> list[list[Detection]]:
+        """The objects in each image, most confident first."""
+        x = to_batch(images)
+        canvas = x.shape[-1]
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            p_shape, p_colour = self.probabilities(x[i : i + batch_size])
+            for ps, pc in zip(p_shape.numpy(), p_colour.numpy(), strict=True):
+                out.append(self._objects(ps, pc, canvas))
+        return out
+
+    def _objects(self, p_shape: np.ndarray, p_colour: np.ndarray, canvas: int) -> list[Detection]:
+        foreground = p_shape[0] < 0.5
+        labels, n = ndimage.label(foreground)
+        scale = canvas / JUDGE_RES
+        found = []
+        for k, window in enumerate(ndimage.find_objects(labels), start=1):
+            mask = labels[window] == k
+            area = float(mask.sum())
+            if area < self.cfg.min_area:
+                continue
+            fg = 1 - p_shape[0][window][mask]  # (P,) foreground probability of each pixel
+            s = _conditional_mean(p_shape[(slice(1, None), *window)][:, mask], fg)  # (5,)
+            c = _conditional_mean(p_colour[(slice(1, None), *window)][:, mask], 1 - p_colour[0][window][mask])  # (8,)
+            rows, cols = window
+            box = (cols.start * scale, rows.start * scale, cols.stop * scale, rows.stop * scale)
+            shape = SHAPES[int(s.argmax())]
+            found.append(
+                Detection(
+                    shape=shape,
+                    colour=COLOURS[int(c.argmax())],
+                    size="large" if area > SIZE_SPLIT_AREA[shape] else "small",
+                    box=box,
+                    confidence=float(s.max() * c.max()),
+                    area=area * scale * scale,
+                )
+            )
+        return sorted(found, key=lambda d: -d.confidence)

@@ -1,0 +1,49 @@
+"""Reading and writing pictures: PNG images, GIF clips and contact-sheet grids (uint8 HWC arrays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from tessera.errors import UserError
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; UserError if it is missing or unreadable."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError as e:
+        raise UserError(f"no such image: {path}") from e
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"cannot read image {path}: not a readable picture") from e
+
+
+def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    im = Image.fromarray(image)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def save_gif(frames: np.ndarray, path: str | Path, fps: int = 6) -> None:
+    """(T, H, W, 3) uint8 frames as a looping GIF."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, frames, extension=".gif", duration=int(1000 / fps), loop=0)
+
+
+def grid(images: list[np.ndarray] | np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile equal-sized (H, W, 3) images into one picture, left to right, top to bottom, white gutters."""
+    images = list(images)
+    h, w = images[0].shape[:2]
+    cols = max(1, min(cols, len(images)))
+    rows = -(-len(images) // cols)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        sheet[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = im
+    return sheet
