@@ -32,8 +32,11 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise UserError(f"{name}: expected true or false, got {value!r}")
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML reads 3e-4 as a string
+        except ValueError:
+            pass
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind is str and isinstance(value, str):

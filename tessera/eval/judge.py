@@ -107,7 +107,7 @@ def to_batch(images) -> torch.Tensor:
     arr = np.asarray(images)
     if arr.ndim == 3:
         arr = arr[None]
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.tensor(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 class Judge:

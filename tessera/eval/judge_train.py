@@ -123,9 +123,11 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path | None = None, progress: 
     judge = Judge(net.eval(), jcfg)
     train_s = time.time() - t0
     held_out = held_out_scenes(cfg.eval_scenes, cfg.canvas)
+    tenth = max(1, cfg.steps // 10)
     metrics = {
         "train_seconds": round(train_s, 1),
-        "final_loss": float(np.mean(losses[-50:])),
+        "initial_loss": float(np.mean(losses[:tenth])),
+        "final_loss": float(np.mean(losses[-tenth:])),
         "clean": evaluate(judge, held_out, corrupted=False).to_dict(),
         "corrupted": evaluate(judge, held_out, corrupted=True, seed=cfg.seed + 1).to_dict(),
     }

@@ -1,0 +1,103 @@
+"""The `tessera` command as a user runs it: files written, and bad input ends in one line with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tessera.eval.shapes_eval import score
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tessera.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *named: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for part in named:
+        assert part in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [("a red dodecahedron", "dodecahedron"), ("seventeen circles", "seventeen"), ("", "empty prompt")],
+)
+def test_prompt_outside_the_grammar(prompt, named, tmp_path):
+    one_line_error(run("world", "render", prompt, "--out", str(tmp_path / "x.png")), named)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_render_draws_what_the_prompt_says(judge, tmp_path):
+    out = tmp_path / "x.png"
+    assert run("world", "render", "a red circle left of a blue star", "--out", str(out), "--seed", "3").returncode == 0
+    image = np.asarray(Image.open(out).convert("RGB"))
+    meta = {
+        "tag": "color_attr",
+        "include": [
+            {"class": "star", "count": 1, "color": "blue"},
+            {"class": "circle", "count": 1, "color": "red", "position": ["left of", 0]},
+        ],
+    }
+    assert score(judge.read(image)[0], meta)[0]
+    for kind in ("segmentation", "edges", "video"):
+        path = tmp_path / f"x-{kind}.{'gif' if kind == 'video' else 'png'}"
+        assert run("world", "render", "two stars", "--kind", kind, "--out", str(path)).returncode == 0
+        assert path.stat().st_size > 0
+    one_line_error(run("world", "render", "a star", "--kind", "hologram"), "hologram")
+    one_line_error(run("world", "render", "a star", "--canvas", "50"), "multiple of 16")
+
+
+def test_world_sample_writes_images_texts_and_scenes(tmp_path):
+    result = run("world", "sample", "--n", "4", "--out", str(tmp_path), "--video", "--seed", "5")
+    assert result.returncode == 0, result.stderr
+    assert len(list(tmp_path.glob("0000?.png"))) == 4 and len(list(tmp_path.glob("*.gif"))) == 4
+    records = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    assert {"caption", "partial", "prompts", "question", "answer", "edit", "scene"} <= set(records[0])
+    again = tmp_path / "again"
+    run("world", "sample", "--n", "4", "--out", str(again), "--video", "--seed", "5")
+    assert (again / "captions.jsonl").read_text() == (tmp_path / "captions.jsonl").read_text()
+
+
+def test_judge_check(tmp_path):
+    out = tmp_path / "x.png"
+    run("world", "render", "three green squares", "--out", str(out))
+    result = run("judge", "check", str(out), "--json")
+    objects = json.loads(result.stdout)["objects"]
+    assert [(o["shape"], o["colour"]) for o in objects] == [("square", "green")] * 3
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    one_line_error(run("judge", "check", str(tmp_path / "bad.png")), "bad.png")
+    one_line_error(run("judge", "check", str(tmp_path / "missing.png")), "missing.png")
+
+
+def test_ground_truth_scores_near_one(tmp_path):
+    result = run("eval", "shapes", "--ground-truth", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["images"] == 2212
+    assert summary["overall"] >= 0.99
+    assert (
+        min(summary[c] for c in ("single_object", "two_object", "counting", "colors", "position", "color_attr")) >= 0.97
+    )
+    assert (tmp_path / "results.md").read_text().count("|") > 10
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2212
+
+
+def test_eval_and_train_refuse_bad_input(tmp_path):
+    one_line_error(run("eval", "shapes"), "--images")
+    one_line_error(run("eval", "shapes", "--images", str(tmp_path / "nowhere")), "nowhere")
+    one_line_error(run("eval", "shapes", "--images", str(tmp_path)), "no <index>")
+    one_line_error(run("judge", "train", "--out", str(tmp_path), "stpes=3"), "stpes")
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["world", "sample"], ["world", "render"], ["judge", "train"], ["eval", "shapes"]]
+)
+def test_help(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout

@@ -1,0 +1,48 @@
+from dataclasses import dataclass
+
+import pytest
+
+from tessera.config import load, override, parse_overrides
+from tessera.errors import UserError
+
+
+@dataclass
+class Cfg:
+    steps: int = 10
+    lr: float = 1e-3
+    name: str = "x"
+    widths: tuple[int, ...] = (1, 2)
+    ema: bool = False
+    limit: int | None = None
+
+
+def test_overrides_are_typed():
+    cfg = load(Cfg(), pairs=["steps=20", "lr=3e-4", "widths=[4, 8]", "ema=true", "limit=5", "name=run"])
+    assert cfg == Cfg(20, 3e-4, "run", (4, 8), True, 5)
+    assert override(Cfg(), {"lr": 1}).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("pair", "named"),
+    [
+        ("stpes=3", "'stpes'"),
+        ("steps=abc", "steps"),
+        ("steps=1.5", "steps"),
+        ("lr=fast", "lr"),
+        ("ema=3", "ema"),
+        ("steps", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(pair, named):
+    with pytest.raises(UserError, match=named):
+        load(Cfg(), pairs=[pair])
+
+
+def test_yaml_file_then_pairs(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 7\nlr: 0.5\n")
+    assert load(Cfg(), path, ["steps=9"]) == Cfg(steps=9, lr=0.5)
+    path.write_text("- not a mapping\n")
+    with pytest.raises(UserError, match="mapping"):
+        load(Cfg(), path)
+    assert parse_overrides([]) == {}

@@ -1,0 +1,134 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tessera.eval.judge import Detection
+from tessera.eval.shapes_eval import (
+    CATEGORY_SIZES,
+    evaluate_folder,
+    load_metadata,
+    make_metadata,
+    read_folder,
+    score,
+    summarize,
+)
+from tessera.world.constraints import from_geneval, to_geneval
+from tessera.world.grammar import parse_description
+
+
+def det(shape, colour="red", x=10.0, y=10.0, half=4.0, confidence=0.99) -> Detection:
+    return Detection(shape, colour, "small", (x - half, y - half, x + half, y + half), confidence, 4 * half * half)
+
+
+def test_metadata_file_is_what_the_seeded_script_makes():
+    lines = load_metadata()
+    assert lines == make_metadata(seed=0)
+    assert len(lines) == 553
+    assert Counter(line["tag"] for line in lines) == CATEGORY_SIZES
+
+
+def test_metadata_lines_follow_geneval_format():
+    for line in load_metadata():
+        assert list(line) in (["tag", "include", "prompt"], ["tag", "include", "exclude", "prompt"])
+        assert to_geneval(parse_description(line["prompt"]), line["tag"], line["prompt"]) == line
+        for i, item in enumerate(line["include"]):
+            if "position" in item:
+                assert item["position"][1] < i  # the target is listed first, as GenEval's scorer needs
+        if line["tag"] == "counting":
+            (inc,), (exc,) = line["include"], line["exclude"]
+            assert exc == {"class": inc["class"], "count": inc["count"] + 1}
+        else:
+            assert "exclude" not in line
+        assert from_geneval(line).objects  # and back
+
+
+def test_colors_and_position_keep_prompts_aside_for_training():
+    lines = load_metadata()
+    assert len({line["prompt"] for line in lines if line["tag"] == "colors"}) == 24  # of 40
+    assert len({line["prompt"] for line in lines if line["tag"] == "position"}) == 48  # of 80
+
+
+COUNT3 = {
+    "tag": "counting",
+    "include": [{"class": "circle", "count": 3}],
+    "exclude": [{"class": "circle", "count": 4}],
+    "prompt": "three circles",
+}
+LEFT = {
+    "tag": "position",
+    "include": [{"class": "star", "count": 1}, {"class": "circle", "count": 1, "position": ["left of", 0]}],
+    "prompt": "a circle left of a star",
+}
+RED = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": "a red circle"}
+
+
+def test_counting_is_exact():
+    three = [det("circle", x=10 + 12 * i) for i in range(3)]
+    assert score(three, COUNT3)[0]
+    assert not score(three[:2], COUNT3)[0]
+    ok, reason = score([*three, det("circle", x=50)], COUNT3)
+    assert not ok and "circle<4" in reason
+    assert score([*three, det("circle", x=50, confidence=0.4)], COUNT3)[0]  # below the counting threshold
+    assert score([*three, det("star", x=50)], COUNT3)[0]  # other classes do not count
+
+
+def test_position_uses_the_margin():
+    star = det("star", x=40)
+    assert score([star, det("circle", x=20)], LEFT)[0]
+    # centres 1.5 px apart with boxes 8 + 8 wide: inside the 0.1 * 16 margin
+    ok, reason = score([star, det("circle", x=38.5)], LEFT)
+    assert not ok and "expected circle left of" in reason
+    assert not score([det("circle", x=20)], LEFT)[0]  # no target
+
+
+def test_colour_is_read_from_the_most_confident_object():
+    assert score([det("circle", "red")], RED)[0]
+    assert not score([det("circle", "blue", confidence=0.99), det("circle", "red", x=40, confidence=0.8)], RED)[0]
+    assert not score([det("square", "red")], RED)[0]
+
+
+def test_overall_is_the_mean_of_category_means():
+    rows = [{"tag": "colors", "correct": c} for c in (True, True, True, False)]
+    rows += [{"tag": "position", "correct": c} for c in (True, False)]
+    s = summarize(rows)
+    assert s["colors"] == 0.75 and s["position"] == 0.5 and s["overall"] == pytest.approx(0.625)
+
+
+def _write_folder(root: Path, make_image) -> Path:
+    for i, meta in enumerate(load_metadata()):
+        folder = root / f"{i:05d}"
+        (folder / "samples").mkdir(parents=True)
+        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
+        for k in range(4):
+            Image.fromarray(make_image()).save(folder / "samples" / f"{k:04d}.png")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["noise", "blank"])
+def test_noise_and_blank_images_score_near_zero(kind, judge, tmp_path):
+    rng = np.random.default_rng(0)
+    make = {
+        "noise": lambda: rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+        "blank": lambda: np.full((64, 64, 3), 128, np.uint8),
+    }[kind]
+    summary, _ = evaluate_folder(_write_folder(tmp_path, make), judge, progress=False)
+    assert summary["images"] == 2212
+    assert summary["overall"] <= 0.05
+
+
+def test_unreadable_files_are_skipped_and_counted(judge, tmp_path):
+    folder = tmp_path / "00000"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "metadata.jsonl").write_text(json.dumps(RED) + "\n")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(folder / "samples" / "0000.png")
+    (folder / "samples" / "0001.png").write_bytes(b"not a png")
+    (tmp_path / "00001").mkdir()
+    (tmp_path / "00001" / "metadata.jsonl").write_text("{broken")
+    items, problems = read_folder(tmp_path)
+    assert len(items) == 2 and len(problems) == 1
+    summary, rows = evaluate_folder(tmp_path, judge, progress=False)
+    assert summary["images"] == 1 and len(summary["skipped"]) == 2
