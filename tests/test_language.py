@@ -160,3 +160,26 @@ def test_sampler_draws_scenes_for_any_prompt(seed):
         drawn = sample_scene_for(constraints, np.random.default_rng(seed))
         assert constraints.holds(drawn.objects, exact=True)
         assert constraints.holds(drawn.objects, margin=0.2)  # relations keep a safety margin
+
+
+@given(st.text(max_size=60) | st.lists(st.sampled_from(VOCAB), max_size=12).map(" ".join))
+@settings(max_examples=300, deadline=None)
+def test_any_text_parses_or_raises_prompt_error(text):
+    for parse in (parse_description, parse_question, parse_edit):
+        try:
+            parse(text)
+        except PromptError as e:
+            assert str(e) and "\n" not in str(e)
+
+
+def test_captions_hold_for_what_the_judge_reads(judge):
+    """The texts agree with the pixels, not only with the scene graph."""
+    from tessera.world.render import render_image
+
+    rng = np.random.default_rng(11)
+    scenes = [sample_scene(rng) for _ in range(200)]
+    read = judge.read(np.stack([render_image(s) for s in scenes]))
+    agree = sum(
+        parse_description(lang.caption(s, rng)).holds(objs, exact=True) for s, objs in zip(scenes, read, strict=True)
+    )
+    assert agree >= 196
