@@ -175,9 +175,19 @@ def eval_shapes(
     canvas: Canvas = 64,
     seed: Seed = 0,
 ) -> None:
-    """Score images on ShapesEval (553 prompts, GenEval's rules); writes results.json, results.md, results.jsonl."""
+    """Score images on ShapesEval (553 prompts, GenEval's rules).
+
+    Writes results.json, results.md, per-image results.jsonl and samples.png (green: correct, red: wrong).
+    """
     from tessera.eval.judge import Judge
-    from tessera.eval.shapes_eval import evaluate_folder, load_metadata, markdown_table, write_ground_truth
+    from tessera.eval.shapes_eval import (
+        evaluate_folder,
+        load_metadata,
+        markdown_table,
+        sample_sheet,
+        write_ground_truth,
+    )
+    from tessera.pictures import save_png
     from tessera.world.scene import check_canvas
 
     if ground_truth:
@@ -195,7 +205,8 @@ def eval_shapes(
     (dest / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (dest / "results.md").write_text(f"ShapesEval ({judge.cfg.version})\n\n" + markdown_table(summary) + "\n")
     (dest / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    console.print(markdown_table(summary))
+    save_png(sample_sheet(rows), dest / "samples.png", scale=2)
+    console.print(markdown_table(summary), soft_wrap=True)
     if summary["skipped"]:
         console.print(f"skipped {len(summary['skipped'])} unreadable files (listed in results.json)")
     console.print(f"{summary['images']} images scored; results in {dest}")

@@ -86,6 +86,7 @@ def test_ground_truth_scores_near_one(tmp_path):
     )
     assert (tmp_path / "results.md").read_text().count("|") > 10
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2212
+    assert (tmp_path / "samples.png").stat().st_size > 0
 
 
 def test_eval_and_train_refuse_bad_input(tmp_path):

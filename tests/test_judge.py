@@ -2,10 +2,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
 import yaml
+from safetensors.torch import save_file
 
+from tessera.errors import UserError
 from tessera.eval.judge import WEIGHTS_DIR, Judge
 from tessera.eval.judge_train import JudgeTrainConfig, evaluate, held_out_scenes, train_judge
+from tessera.eval.metrics import object_counts
 from tessera.world.render import render_image
 from tessera.world.scene import sample_scene
 
@@ -37,8 +41,6 @@ def test_precision_and_recall_on_corrupted_renders(judge, held_out):
 def test_other_canvas_sizes_are_read_in_their_own_pixels(judge):
     rng = np.random.default_rng(7)
     scenes = [sample_scene(rng, 128) for _ in range(100)]
-    from tessera.eval.metrics import object_counts
-
     found = judge.read(np.stack([render_image(s) for s in scenes]))
     counts = object_counts(found, [s.objects for s in scenes])
     assert counts.precision >= 0.97 and counts.recall >= 0.97
@@ -55,3 +57,16 @@ def test_training_path_lowers_the_loss(tmp_path):
     reloaded = Judge.load(tmp_path)
     assert isinstance(reloaded.read(render_image(sample_scene(np.random.default_rng(0)))), list)
     assert yaml.safe_load((tmp_path / "judge.yaml").read_text())["train"]["steps"] == 60
+
+
+def test_missing_corrupt_or_foreign_weights_are_refused(tmp_path):
+
+    with pytest.raises(UserError, match="no judge"):
+        Judge.load(tmp_path)
+    (tmp_path / "judge.yaml").write_text((WEIGHTS_DIR / "judge.yaml").read_text())
+    (tmp_path / "judge.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="cannot load"):
+        Judge.load(tmp_path)
+    save_file({"weight": torch.zeros(3)}, str(tmp_path / "judge.safetensors"))
+    with pytest.raises(UserError, match="cannot load"):
+        Judge.load(tmp_path)

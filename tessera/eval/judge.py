@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from scipy import ndimage
 
+from tessera.errors import UserError
 from tessera.world.scene import COLOURS, POLYGONS, SHAPES, SIZE_FRACTION
 
 JUDGE_RES = 64  # the network reads every image at this size
@@ -119,14 +120,19 @@ class Judge:
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> Judge:
+        """Load judge.yaml + judge.safetensors from a folder (default: the shipped judge)."""
         folder = Path(str(WEIGHTS_DIR)) if folder is None else Path(folder)
         cfg_path, weights_path = folder / "judge.yaml", folder / "judge.safetensors"
-        if not weights_path.exists():
-            raise FileNotFoundError(f"no judge weights at {weights_path}; run 'tessera judge train'")
-        raw = yaml.safe_load(cfg_path.read_text())
-        cfg = JudgeConfig(widths=tuple(raw["widths"]), min_area=raw["min_area"], version=raw["version"])
-        net = JudgeNet(cfg)
-        net.load_state_dict(load_file(str(weights_path)))
+        if not weights_path.exists() or not cfg_path.exists():
+            raise UserError(f"no judge in {folder} (judge.yaml + judge.safetensors); run 'tessera judge train'")
+        try:
+            raw = yaml.safe_load(cfg_path.read_text())
+            cfg = JudgeConfig(widths=tuple(raw["widths"]), min_area=raw["min_area"], version=raw["version"])
+            net = JudgeNet(cfg)
+            net.load_state_dict(load_file(str(weights_path)))
+        except Exception as e:  # any corrupt or foreign file is bad input, reported in one line
+            reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+            raise UserError(f"cannot load the judge from {folder}: {reason[:200]}") from e
         return cls(net, cfg)
 
     @torch.no_grad()

@@ -15,6 +15,7 @@ from PIL import Image
 from rich.progress import track
 
 from tessera.eval.judge import Detection, Judge
+from tessera.pictures import grid
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
 from tessera.world.language import CATEGORIES, noun_phrase
@@ -228,6 +229,27 @@ def summarize(rows: list[dict], problems: Sequence[str] = ()) -> dict:
     summary["images"] = len(rows)
     summary["skipped"] = list(problems)
     return summary
+
+
+def sample_sheet(rows: list[dict], per_category: int = 8) -> np.ndarray:
+    """A picture for people: one row per category, its first images framed green (correct) or red (wrong)."""
+    tiles = []
+    for category in CATEGORIES:
+        chosen = [r for r in rows if r["tag"] == category][:per_category]
+        for r in chosen + [None] * (per_category - len(chosen)):
+            tiles.append(_framed(r))
+    return grid(tiles, cols=per_category)
+
+
+def _framed(row: dict | None, size: int = 64, border: int = 2) -> np.ndarray:
+    tile = np.full((size + 2 * border, size + 2 * border, 3), 255, np.uint8)
+    if row is None:
+        return tile
+    with Image.open(row["filename"]) as im:
+        picture = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    tile[:] = (40, 170, 60) if row["correct"] else (220, 40, 40)
+    tile[border:-border, border:-border] = picture
+    return tile
 
 
 def markdown_table(summary: dict) -> str:
