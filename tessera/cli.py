@@ -24,12 +24,14 @@ app = typer.Typer(
 world_app = typer.Typer(help="The built-in Shapes world: sample scenes, render prompts.", no_args_is_help=True)
 judge_app = typer.Typer(help="The judge that reads objects from images.", no_args_is_help=True)
 eval_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Visual tokenizers: train, evaluate, import.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(judge_app, name="judge")
 app.add_typer(eval_app, name="eval")
+app.add_typer(tokenizer_app, name="tokenizer")
 console = Console()
 
-Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")]
+Seed = Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same result.")]
 Canvas = Annotated[int, typer.Option(help="Canvas side in pixels: a multiple of 16 from 32 to 256.")]
 
 
@@ -49,17 +51,23 @@ def world_sample(
 
     check_canvas(canvas)
     rng = np.random.default_rng(seed)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     images, records = [], []
     for i in track(range(n), description="sampling scenes", disable=n < 200):
         scene = sample_scene(rng, canvas, video=video)
         image = render_image(scene)
-        images.append(image)
+        if len(images) < 64:
+            images.append(image)  # for the grid
         save_png(image, out / f"{i:05d}.png")
         if video:
             save_gif(render_video(scene), out / f"{i:05d}.gif")
         question, answer = lang.question_answer(scene, rng)
-        edit, edited = lang.edit_instruction(scene, rng)
+        try:
+            edit, edited = lang.edit_instruction(scene, rng)
+        except ValueError:  # rare: no object can be named alone and the scene is full
+            edit, edited = None, None
         records.append(
             {
                 "image": f"{i:05d}.png",
@@ -69,11 +77,11 @@ def world_sample(
                 "question": question,
                 "answer": answer,
                 "edit": edit,
-                "edited_scene": edited.to_dict(),
+                "edited_scene": edited.to_dict() if edited else None,
                 "scene": scene.to_dict(),
             }
         )
-    save_png(grid(images[:64]), out / "grid.png", scale=2)
+    save_png(grid(images), out / "grid.png", scale=2)
     (out / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     console.print(f"wrote {n} scenes to {out} (grid.png, captions.jsonl{', GIFs' if video else ''})")
 
@@ -84,7 +92,7 @@ def world_render(
     out: Annotated[Path, typer.Option(help="Output PNG (or GIF with --kind video).")] = Path("render.png"),
     kind: Annotated[str, typer.Option(help="image | segmentation | edges | video")] = "image",
     canvas: Canvas = 64,
-    scale: Annotated[int, typer.Option(min=1, help="Enlarge the picture by this factor (nearest).")] = 1,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge the picture by this factor (nearest).")] = 1,
     seed: Seed = 0,
 ) -> None:
     """Draw a scene that satisfies the prompt and render it."""
@@ -97,6 +105,9 @@ def world_render(
     kinds = ("image", "segmentation", "edges", "video")
     if kind not in kinds:
         raise UserError(f"unknown --kind {kind!r}; expected one of {', '.join(kinds)}")
+    suffix = ".gif" if kind == "video" else ".png"
+    if out.suffix.lower() != suffix:
+        raise UserError(f"--out must end in {suffix} for --kind {kind}, got {out.name!r}")
     rng = np.random.default_rng(seed)
     scene = sample_scene_for(parse_description(prompt), rng, canvas)
     if kind == "video":
@@ -190,17 +201,21 @@ def eval_shapes(
     from tessera.pictures import save_png
     from tessera.world.scene import check_canvas
 
+    judge = Judge.load(weights)
     if ground_truth:
         if out is None:
             raise UserError("--ground-truth needs --out DIR for the rendered images")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"--out {out} must be a new or empty folder for --ground-truth")
         check_canvas(canvas)
         write_ground_truth(out, load_metadata(), canvas=canvas, seed=seed)
         images = out
     if images is None:
         raise UserError("give --images DIR, or --ground-truth --out DIR")
-    judge = Judge.load(weights)
     summary, rows = evaluate_folder(images, judge)
     dest = out or images
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"--out {dest} is a file, not a folder")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (dest / "results.md").write_text(f"ShapesEval ({judge.cfg.version})\n\n" + markdown_table(summary) + "\n")
@@ -210,6 +225,105 @@ def eval_shapes(
     if summary["skipped"]:
         console.print(f"skipped {len(summary['skipped'])} unreadable files (listed in results.json)")
     console.print(f"{summary['images']} images scored; results in {dest}")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    arch: Annotated[
+        str, typer.Option(help="conv (ConvVQ, LlamaGen layout) | omni (OmniTok, images and video)")
+    ] = "conv",
+    data: Annotated[str, typer.Option(help="shapes | shapes-video | a folder of images or videos")] = "shapes",
+    preset: Annotated[str, typer.Option(help="smoke | quick | full (tessera/configs/tokenizer/)")] = "quick",
+    config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run folder (default runs/tokenizer-<arch>).")] = None,
+    video: Annotated[bool, typer.Option(help="Treat a --data folder as videos.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming the run's checkpoint.")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=300).")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train a tokenizer; resumes from the run's checkpoint unless --fresh. Writes checkpoint/, samples/, metrics."""
+    import shutil
+
+    from tessera.config import load, override, parse_overrides
+    from tessera.tokenizer.build import ARCHS
+    from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+
+    if arch not in ARCHS:
+        raise UserError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    is_video = video or data == "shapes-video"
+    path = config or _preset(
+        "tokenizer", f"{arch}-video-{preset}" if is_video else f"{arch}-{preset}", f"{arch}-{preset}"
+    )
+    fixed = {"data": data, "video": is_video, "seed": seed, "tokenizer.arch": arch}
+    cfg = override(load(TokenizerTrainConfig(), path), fixed | parse_overrides(overrides or []))
+    run = run or Path("runs") / f"tokenizer-{arch}{'-video' if is_video else ''}"
+    if fresh:
+        shutil.rmtree(run, ignore_errors=True)
+    trainer, rows = train_tokenizer(cfg, run)
+    skipped = {**trainer.images.skipped, **(trainer.clips.skipped if trainer.clips else {})}
+    last = rows[-1] if rows else {}
+    console.print(f"step {trainer.step}: psnr {last.get('psnr', float('nan')):.2f} dB; checkpoint in {run}/checkpoint")
+    if skipped:
+        console.print(f"skipped {len(skipped)} unreadable files (e.g. {next(iter(skipped))})")
+
+
+@tokenizer_app.command("eval")
+def tokenizer_eval(
+    ckpt: Annotated[Path, typer.Argument(help="A tokenizer checkpoint folder.")],
+    data: Annotated[str, typer.Option(help="shapes | shapes-video | a folder of images or videos")] = "shapes",
+    n: Annotated[int, typer.Option(min=1, help="How many held-out samples.")] = 256,
+    video: Annotated[bool, typer.Option(help="Treat a --data folder as videos.")] = False,
+    canvas: Canvas = 64,
+    out: Annotated[
+        Path | None, typer.Option(help="JSON file for the metrics (default: next to the checkpoint).")
+    ] = None,
+    seed: Seed = 1,
+) -> None:
+    """PSNR, SSIM, codebook usage and perplexity, the judge on reconstructions; per-frame and temporal for video."""
+    from tessera.data.folders import source_for
+    from tessera.eval.judge import Judge
+    from tessera.tokenizer.build import load as load_tokenizer
+    from tessera.tokenizer.evaluate import evaluate
+
+    model, _ = load_tokenizer(ckpt)
+    source = source_for(data, canvas, video=video or data == "shapes-video")
+    metrics = evaluate(model, source, n=n, seed=seed, judge=Judge.load())
+    dest = out or ckpt.with_name(f"eval-{data.replace('/', '_')}.json" if data.startswith("shapes") else "eval.json")
+    dest.write_text(json.dumps(metrics, indent=2) + "\n")
+    table = Table("metric", "value", title=f"{ckpt} on {data}")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"wrote {dest}")
+
+
+@tokenizer_app.command("import-llamagen")
+def tokenizer_import(
+    path: Annotated[Path, typer.Argument(help="A LlamaGen or Janus VQ checkpoint (.pt/.pth/.safetensors).")],
+    out: Annotated[Path, typer.Argument(help="The tokenizer checkpoint folder to write.")],
+) -> None:
+    """Convert a LlamaGen/Janus VQ checkpoint (VQ-16, VQ-8, any width) into a tessera tokenizer checkpoint."""
+    from tessera.tokenizer.llamagen import import_llamagen
+
+    model = import_llamagen(path, out)
+    cfg = model.cfg
+    console.print(
+        f"imported ch={cfg.ch} ch_mult={list(cfg.ch_mult)} z={cfg.z_channels} "
+        f"codebook {cfg.quantizer.codebook_size}x{cfg.quantizer.dim} "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) into {out}"
+    )
+
+
+def _preset(group: str, *names: str) -> Path:
+    """The first existing preset file tessera/configs/<group>/<name>.yaml."""
+    from importlib import resources
+
+    root = Path(str(resources.files("tessera") / "configs" / group))
+    for name in names:
+        if (root / f"{name}.yaml").exists():
+            return root / f"{name}.yaml"
+    known = sorted(p.stem for p in root.glob("*.yaml"))
+    raise UserError(f"no preset {names[-1]!r}; known presets: {', '.join(known)}")
 
 
 @app.command("demo")
@@ -225,12 +339,21 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: bad input ends with one line on stderr and exit code 2."""
+    """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2."""
+    from PIL import Image
+    from typer.exceptions import TyperException
+
     try:
-        app()
-    except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        code = app(standalone_mode=False)
+    except TyperException as e:  # usage: unknown option, missing argument, a value out of range
+        message = " ".join(e.format_message().split())
+        if message:  # (an empty one follows the help that a bare group prints)
+            print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except (UserError, OSError, Image.DecompressionBombError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

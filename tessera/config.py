@@ -15,8 +15,12 @@ from tessera.errors import UserError
 C = TypeVar("C")
 
 
-def _coerce(name: str, value: Any, kind: Any) -> Any:
+def _coerce(name: str, value: Any, kind: Any, current: Any = None) -> Any:
     """Convert a YAML value to the field's type, or raise UserError naming the key."""
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise UserError(f"{name}: expected a mapping of its fields, got {value!r}")
+        return override(current if current is not None else kind(), value, prefix=f"{name}.")
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         options = [k for k in typing.get_args(kind) if k is not type(None)]
@@ -44,16 +48,40 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     raise UserError(f"{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
-def override(cfg: C, items: dict[str, Any]) -> C:
-    """A copy of cfg with fields replaced; unknown keys and wrong types raise UserError."""
+def override(cfg: C, items: dict[str, Any], prefix: str = "") -> C:
+    """A copy of cfg with fields replaced; 'a.b' keys reach nested configs. Unknown keys and wrong types raise
+    UserError naming the key."""
     hints = typing.get_type_hints(type(cfg))
     fields = {f.name for f in dataclasses.fields(cfg)}
-    changes = {}
+    nested: dict[str, Any] = {}
     for key, value in items.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})
+            if not isinstance(nested[head], dict):
+                raise UserError(f"{prefix + head}: given both as a value and field by field")
+            nested[head][rest] = value
+        else:
+            nested[head] = value
+    changes = {}
+    for key, value in nested.items():
         if key not in fields:
-            raise UserError(f"unknown config key {key!r}; known keys: {', '.join(sorted(fields))}")
-        changes[key] = _coerce(key, value, hints[key])
+            raise UserError(f"unknown config key {prefix + key!r}; known keys: {', '.join(sorted(fields))}")
+        changes[key] = _coerce(prefix + key, value, hints[key], getattr(cfg, key))
     return dataclasses.replace(cfg, **changes)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as plain YAML-safe data (tuples become lists), nested configs as mappings."""
+
+    def plain(v):
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def load_image(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError as e:
         raise UserError(f"no such image: {path}") from e
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {path}: not a readable picture") from e
 
 

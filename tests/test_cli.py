@@ -60,7 +60,7 @@ def test_world_sample_writes_images_texts_and_scenes(tmp_path):
     assert len(records) == 4
     assert {"caption", "partial", "prompts", "question", "answer", "edit", "scene"} <= set(records[0])
     again = tmp_path / "again"
-    run("world", "sample", "--n", "4", "--out", str(again), "--video", "--seed", "5")
+    assert run("world", "sample", "--n", "4", "--out", str(again), "--video", "--seed", "5").returncode == 0
     assert (again / "captions.jsonl").read_text() == (tmp_path / "captions.jsonl").read_text()
 
 
@@ -73,6 +73,8 @@ def test_judge_check(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"junk")
     one_line_error(run("judge", "check", str(tmp_path / "bad.png")), "bad.png")
     one_line_error(run("judge", "check", str(tmp_path / "missing.png")), "missing.png")
+    Image.fromarray(np.full((64, 32, 3), 128, np.uint8)).save(tmp_path / "wide.png")
+    one_line_error(run("judge", "check", str(tmp_path / "wide.png")), "square")
 
 
 def test_ground_truth_scores_near_one(tmp_path):
@@ -87,6 +89,48 @@ def test_ground_truth_scores_near_one(tmp_path):
     assert (tmp_path / "results.md").read_text().count("|") > 10
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2212
     assert (tmp_path / "samples.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["world", "render"], "Missing argument"),
+        (["world", "render", "a star", "--bogus"], "--bogus"),
+        (["world", "render", "a star", "--seed", "-1"], "--seed"),
+        (["world", "render", "a star", "--scale", "0"], "--scale"),
+        (["world", "render", "a star", "--out", "x.txt"], ".png"),
+        (["world", "render", "a star", "--kind", "video", "--out", "x.png"], ".gif"),
+        (["world", "sample", "--n", "0", "--out", "x"], "--n"),
+        (["world", "sample", "--canvas", "abc", "--out", "x"], "--canvas"),
+        (["judge", "train", "steps=0"], "steps"),
+        (["judge", "train", "lr=nan"], "lr"),
+    ],
+)
+def test_usage_errors_are_one_line(args, named, tmp_path):
+    one_line_error(run(*args), named)
+
+
+def test_eval_skips_and_counts_bad_metadata_and_images(tmp_path):
+    for i, meta in enumerate(
+        [
+            "[1, 2]",
+            '{"tag": "colors"}',
+            json.dumps({"tag": "position", "include": [{"class": "circle", "count": 1, "position": ["left of", 0]}]}),
+        ]
+    ):
+        (tmp_path / f"{i:05d}" / "samples").mkdir(parents=True)
+        (tmp_path / f"{i:05d}" / "metadata.jsonl").write_text(meta + "\n")
+    good = tmp_path / "00003"
+    (good / "samples").mkdir(parents=True)
+    (good / "metadata.jsonl").write_text(
+        json.dumps({"tag": "single_object", "include": [{"class": "star", "count": 1}]})
+    )
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(good / "samples" / "0000.png")
+    Image.fromarray(np.full((64, 32, 3), 128, np.uint8)).save(good / "samples" / "0001.png")
+    result = run("eval", "shapes", "--images", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["images"] == 1 and len(summary["skipped"]) == 4
 
 
 def test_eval_and_train_refuse_bad_input(tmp_path):

@@ -67,8 +67,9 @@ def test_edits_do_what_they_say(seed, op):
     scene, rng = _scene(seed)
     try:
         text, after = lang.edit_instruction(scene, rng, op)
-    except ValueError:
-        return  # e.g. 'add' to a full scene
+    except ValueError as e:
+        assert "does not apply" in str(e)  # e.g. 'add' to a full scene
+        return
     assert edit_holds(parse_edit(text), scene.objects, after.objects), text
     objs = after.objects
     assert 1 <= len(objs) <= 6 and all(boxes_apart(a, b) for i, a in enumerate(objs) for b in objs[i + 1 :])

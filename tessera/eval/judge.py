@@ -147,6 +147,8 @@ class Judge:
     def read(self, images, batch_size: int = 256) -> list[list[Detection]]:
         """The objects in each image, most confident first."""
         x = to_batch(images)
+        if x.shape[-1] != x.shape[-2]:
+            raise UserError(f"the judge reads square images; got {x.shape[-1]}x{x.shape[-2]}")
         canvas = x.shape[-1]
         out = []
         for i in range(0, x.shape[0], batch_size):

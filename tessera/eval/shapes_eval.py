@@ -160,6 +160,35 @@ def write_ground_truth(
             )
 
 
+def metadata_problem(meta) -> str | None:
+    """What is wrong with a GenEval metadata line, or None if it can be scored."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("tag"), str):
+        return "metadata is not a mapping with a 'tag'"
+    include = meta.get("include")
+    if not isinstance(include, list) or not include:
+        return "metadata has no 'include' list"
+    for i, item in enumerate(include):
+        if not isinstance(item, dict) or not isinstance(item.get("class"), str):
+            return f"include[{i}] has no 'class'"
+        if not isinstance(item.get("count"), int) or item["count"] < 1:
+            return f"include[{i}] has no positive integer 'count'"
+        if "color" in item and not isinstance(item["color"], str):
+            return f"include[{i}] has a 'color' that is not a string"
+        pos = item.get("position")
+        if pos is not None and not (
+            isinstance(pos, list) and len(pos) == 2 and isinstance(pos[1], int) and 0 <= pos[1] < i
+        ):
+            return f"include[{i}] 'position' must be [relation, index of an earlier include]"
+    for i, item in enumerate(meta.get("exclude", [])):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("class"), str)
+            or not isinstance(item.get("count"), int)
+        ):
+            return f"exclude[{i}] needs 'class' and an integer 'count'"
+    return None
+
+
 def read_folder(images: str | Path) -> tuple[list[tuple[dict, Path]], list[str]]:
     """(metadata, image path) for every sample in a GenEval-layout folder, and the problems found on the way."""
     root = Path(images)
@@ -169,9 +198,14 @@ def read_folder(images: str | Path) -> tuple[list[tuple[dict, Path]], list[str]]
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
         try:
             meta = json.loads((folder / "metadata.jsonl").read_text().splitlines()[0])
-        except (OSError, IndexError, json.JSONDecodeError) as e:
+        except (OSError, IndexError, ValueError) as e:
             problems.append(f"{folder.name}: unreadable metadata ({e.__class__.__name__})")
             continue
+        problem = metadata_problem(meta)
+        if problem:
+            problems.append(f"{folder.name}: {problem}")
+            continue
+        meta.setdefault("prompt", "")
         samples = folder / "samples"
         names = sorted(p for p in samples.iterdir() if re.fullmatch(r"\d+\.png", p.name)) if samples.is_dir() else []
         items += [(meta, p) for p in names]
@@ -210,9 +244,12 @@ def evaluate_folder(
     for meta, path in track(items, description="scoring images", disable=not progress):
         try:
             with Image.open(path) as im:
-                batch.append((meta, path, np.asarray(im.convert("RGB"))))
-        except (OSError, ValueError):
-            problems.append(f"{path}: unreadable image")
+                picture = np.asarray(im.convert("RGB"))
+            if picture.shape[0] != picture.shape[1]:
+                raise ValueError("not square")
+            batch.append((meta, path, picture))
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            problems.append(f"{path}: unreadable image ({e.__class__.__name__})")
         if len(batch) == 256:
             flush()
     flush()

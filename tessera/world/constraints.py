@@ -127,7 +127,10 @@ def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas:
                 objs.append(placed)
         if len(objs) == total and constraints.holds(objs, exact=True, margin=ROBUST_MARGIN):
             return Scene(canvas, tuple(objs))
-    raise UserError("no scene meets all the constraints (they contradict each other or leave no room)")
+    raise UserError(
+        f"found no scene for the text in {tries} tries: its constraints contradict each other or do not fit "
+        f"a {canvas}x{canvas} canvas"
+    )
 
 
 def to_geneval(constraints: Constraints, tag: str, prompt: str) -> dict:

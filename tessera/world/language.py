@@ -20,6 +20,7 @@ from tessera.world.scene import (
     Scene,
     boxes_apart,
     make_object,
+    min_gap,
     place,
     relative_position,
 )
@@ -135,10 +136,13 @@ def prompt(scene: Scene, category: str, rng: np.random.Generator, framed: bool =
     for o in objs:
         by_shape.setdefault(o.shape, []).append(o)
     shapes = list(by_shape)
+    alone = [o for o in objs if len(by_shape[o.shape]) == 1]  # GenEval reads colour and place of one per class
     if category == "single_object":
         body = noun_phrase((_choice(rng, shapes), None, None))
     elif category == "colors":
-        o = _choice(rng, objs)
+        if not alone:
+            return None
+        o = _choice(rng, alone)
         body = noun_phrase((o.shape, o.colour, None))
     elif category == "counting":
         many = [s for s in shapes if len(by_shape[s]) > 1]
@@ -147,7 +151,8 @@ def prompt(scene: Scene, category: str, rng: np.random.Generator, framed: bool =
         s = _choice(rng, many)
         body = noun_phrase((s, None, None), len(by_shape[s]))
     elif category in ("two_object", "color_attr", "position"):
-        pairs = [(a, b) for a in objs for b in objs if a.shape != b.shape]
+        pool = objs if category == "two_object" else alone
+        pairs = [(a, b) for a in pool for b in pool if a.shape != b.shape]
         if category == "position":
             pairs = [(a, b) for a, b in pairs if relative_position(a.box, b.box)]
         if not pairs:
@@ -272,7 +277,7 @@ def _move(scene: Scene, rng: np.random.Generator):
         moved = replace(o, x=o.x + dx * step, y=o.y + dy * step)
         x1, y1, x2, y2 = moved.box
         inside = x1 >= 1 and y1 >= 1 and x2 <= scene.canvas - 1 and y2 <= scene.canvas - 1
-        if inside and all(boxes_apart(moved, p) for p in others):
+        if inside and all(boxes_apart(moved, p, min_gap(scene.canvas)) for p in others):
             return f"move {definite(desc)} {direction}", _swap(scene, i, moved)
     return None
 

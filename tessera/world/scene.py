@@ -25,7 +25,7 @@ PALETTE = {  # RGB, fixed: the judge and every metric read colours against this 
 BACKGROUND = (128, 128, 128)
 SIZE_FRACTION = {"small": 0.08, "large": 0.125}  # half-extent as a fraction of the canvas side
 MAX_OBJECTS = 6
-GAP = 2.0  # minimum pixels between the boxes of two objects, so they never touch
+GAP = 2.0  # minimum pixels between two objects' boxes at 64x64 (scaled with the canvas), so they never touch
 POSITION_MARGIN = 0.1  # GenEval's position threshold
 VIDEO_FRAMES = 9
 
@@ -121,6 +121,11 @@ def _moved(o: Object, t: int, canvas: int) -> Object:
     return replace(o, x=x, y=y)
 
 
+def min_gap(canvas: int) -> float:
+    """Pixels kept between objects: GAP at 64x64, growing with the canvas so the judge's 64x64 view keeps it."""
+    return max(GAP, GAP * canvas / 64)
+
+
 def boxes_apart(a: Object, b: Object, gap: float = GAP) -> bool:
     """True when the two boxes are at least `gap` pixels apart along x or y."""
     ax1, ay1, ax2, ay2 = a.box
@@ -157,7 +162,7 @@ def place(obj: Object, others: list[Object], canvas: int, rng: np.random.Generat
         x = rng.uniform(hx + 1, canvas - hx - 1)
         y = rng.uniform(hy + 1, canvas - hy - 1)
         cand = replace(obj, x=float(x), y=float(y))
-        if all(boxes_apart(cand, o) for o in others):
+        if all(boxes_apart(cand, o, min_gap(canvas)) for o in others):
             return cand
     return None
 
@@ -176,6 +181,8 @@ def sample_scene(
     """Draw a random scene: 1-6 objects with uniform attributes, none overlapping."""
     check_canvas(canvas)
     n = int(rng.integers(1, MAX_OBJECTS + 1)) if n_objects is None else n_objects
+    if not 1 <= n <= MAX_OBJECTS:
+        raise UserError(f"a scene holds 1 to {MAX_OBJECTS} objects, not {n}")
     while True:
         objs: list[Object] = []
         for _ in range(n):
@@ -210,4 +217,5 @@ def add_motion(scene: Scene, rng: np.random.Generator, frames: int = VIDEO_FRAME
 
 def _frame_clear(scene: Scene) -> bool:
     objs = scene.objects
-    return all(boxes_apart(a, b) for i, a in enumerate(objs) for b in objs[i + 1 :])
+    gap = min_gap(scene.canvas)
+    return all(boxes_apart(a, b, gap) for i, a in enumerate(objs) for b in objs[i + 1 :])

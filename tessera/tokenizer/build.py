@@ -1,0 +1,47 @@
+"""The tokenizer interface in one place: config, construction, save and load.
+
+Every tokenizer has `encode(pixels) -> codes` on a (t,) h, w grid, `decode(codes) -> pixels`,
+`codebook_size`, `grid(shape)`, and `forward(pixels) -> (reconstruction, Quantized)` for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+
+from tessera import checkpoint
+from tessera.config import override, to_dict
+from tessera.errors import UserError
+from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
+from tessera.tokenizer.omni import OmniConfig, OmniTok
+
+ARCHS = ("conv", "omni")
+
+
+@dataclass
+class TokenizerConfig:
+    arch: str = "conv"  # conv | omni
+    conv: ConvVQConfig = field(default_factory=ConvVQConfig)
+    omni: OmniConfig = field(default_factory=OmniConfig)
+
+
+def build(cfg: TokenizerConfig) -> nn.Module:
+    if cfg.arch == "conv":
+        return ConvVQ(cfg.conv)
+    if cfg.arch == "omni":
+        return OmniTok(cfg.omni)
+    raise UserError(f"unknown tokenizer arch {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
+
+
+def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=None, state=None) -> None:
+    checkpoint.save(folder, "tokenizer", to_dict(cfg), model.state_dict(), trainer, state)
+
+
+def load(folder: str | Path) -> tuple[nn.Module, TokenizerConfig]:
+    """A tokenizer checkpoint folder -> (model in eval mode, config); UserError on anything wrong with it."""
+    cfg = override(TokenizerConfig(), checkpoint.load_config(folder, "tokenizer"))
+    model = build(cfg)
+    checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
+    return model.eval(), cfg
