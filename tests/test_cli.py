@@ -146,3 +146,48 @@ def test_eval_and_train_refuse_bad_input(tmp_path):
 def test_help(command):
     result = run(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_tokenizer_smoke_presets_train_and_evaluate(tmp_path):
+    """The smoke presets run the whole tokenizer chain: train, checkpoint, samples, eval JSON."""
+    for arch, data in (("conv", "shapes"), ("omni", "shapes-video")):
+        run_dir = tmp_path / arch
+        result = run("tokenizer", "train", "--arch", arch, "--data", data, "--preset", "smoke", "--run", str(run_dir))
+        assert result.returncode == 0, result.stderr
+        assert (run_dir / "checkpoint" / "model.safetensors").exists()
+        assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+        assert list((run_dir / "samples").glob("*.png"))
+        result = run(
+            "tokenizer",
+            "eval",
+            str(run_dir / "checkpoint"),
+            "--data",
+            data,
+            "--n",
+            "8",
+            "--out",
+            str(tmp_path / "m.json"),
+        )
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert metrics["psnr"] > 5 and 0 < metrics["codebook_usage"] <= 1
+    assert list((tmp_path / "omni" / "samples").glob("*.gif"))
+    one_line_error(run("tokenizer", "eval", str(tmp_path)), "not a tessera checkpoint")
+    one_line_error(run("tokenizer", "train", "--arch", "pixelcnn"), "pixelcnn")
+    one_line_error(run("tokenizer", "train", "--preset", "huge"), "huge")
+    one_line_error(
+        run("tokenizer", "train", "--data", str(tmp_path / "nothing"), "--run", str(tmp_path / "r")), "nothing"
+    )
+
+
+def test_tokenizer_trains_on_a_user_folder_skipping_bad_files(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    (data / "broken.jpg").write_bytes(b"nope")
+    result = run(
+        "tokenizer", "train", "--data", str(data), "--preset", "smoke", "--run", str(tmp_path / "r"), "canvas=32"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 unreadable" in result.stdout
