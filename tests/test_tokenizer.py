@@ -204,3 +204,19 @@ def test_eval_reports_every_metric(tmp_path):
     clips = evaluate(OmniTok(TINY_OMNI), ShapesSource(32, video=True), n=4, batch=2, progress=False)
     assert len(clips["psnr_per_frame"]) == 9 and "temporal_consistency" in clips
     json.dumps(images), json.dumps(clips)
+
+
+def test_video_folder_reads_gifs_and_frame_folders_and_skips_bad_ones(tmp_path):
+    from tessera.data.folders import VideoFolder
+    from tessera.pictures import save_gif, save_png
+
+    rng = np.random.default_rng(0)
+    save_gif(rng.integers(0, 256, (9, 48, 40, 3), dtype=np.uint8), tmp_path / "a.gif")
+    for t in range(9):
+        save_png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), tmp_path / "frames" / f"{t:03d}.png")
+    save_gif(rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8), tmp_path / "short.gif")  # too few frames
+    (tmp_path / "broken.mp4").write_bytes(b"nope")
+    source = VideoFolder(tmp_path, canvas=32)
+    clips = source.sample(6, np.random.default_rng(1))
+    assert clips.shape == (6, 3, 9, 32, 32) and clips.min() >= -1 and clips.max() <= 1
+    assert set(source.skipped) == {str(tmp_path / "short.gif"), str(tmp_path / "broken.mp4")}

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
+from tessera.errors import UserError
 from tessera.eval.judge import Detection, Judge
 from tessera.pictures import grid
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
@@ -253,6 +254,8 @@ def evaluate_folder(
         if len(batch) == 256:
             flush()
     flush()
+    if not rows:
+        raise UserError(f"none of the {len(items)} images under {images} could be read (e.g. {problems[-1]})")
     return summarize(rows, problems), rows
 
 
