@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tessera.data.shapes import to_tensor
+from tessera.data.shapes import ShapesSource, to_tensor
 from tessera.errors import UserError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -94,8 +94,6 @@ class VideoFolder(_Folder):
 
 def source_for(data: str, canvas: int, video: bool):
     """'shapes', 'shapes-video', or a folder path (images, or videos when `video`)."""
-    from tessera.data.shapes import ShapesSource
-
     if data in ("shapes", "shapes-video"):
         return ShapesSource(canvas, video=data == "shapes-video" or video)
     return VideoFolder(data, canvas) if video else ImageFolder(data, canvas)
