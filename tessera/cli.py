@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -242,8 +243,6 @@ def tokenizer_train(
     seed: Seed = 0,
 ) -> None:
     """Train a tokenizer; resumes from the run's checkpoint unless --fresh. Writes checkpoint/, samples/, metrics."""
-    import shutil
-
     from tessera.config import load, override, parse_overrides
     from tessera.tokenizer.build import ARCHS
     from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
@@ -333,9 +332,9 @@ def demo(
 ) -> None:
     """The main job on this CPU: the world, the judge and ShapesEval, end to end."""
     world_sample(out=out / "world", n=64, canvas=64, video=False, seed=seed)
-    eval_shapes(
-        images=None, ground_truth=True, out=out / "shapes_eval_ground_truth", weights=None, canvas=64, seed=seed
-    )
+    truth = out / "shapes_eval_ground_truth"
+    shutil.rmtree(truth, ignore_errors=True)  # the demo's own output: rendered anew each run
+    eval_shapes(images=None, ground_truth=True, out=truth, weights=None, canvas=64, seed=seed)
 
 
 def main() -> None:

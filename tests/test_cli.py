@@ -191,3 +191,11 @@ def test_tokenizer_trains_on_a_user_folder_skipping_bad_files(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable" in result.stdout
+
+
+def test_demo_runs_and_reruns(tmp_path):
+    for _ in range(2):  # a rerun must not trip over the first run's output
+        result = run("demo", "--out", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "shapes_eval_ground_truth" / "results.json").read_text())["overall"] >= 0.99
+    assert (tmp_path / "world" / "grid.png").exists()
