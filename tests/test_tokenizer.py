@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tessera.config import load
+from tessera.config import load, override
 from tessera.data.shapes import ShapesSource
 from tessera.errors import UserError
 from tessera.tokenizer import build as tok
@@ -124,8 +124,6 @@ def _tiny_train(steps: int, **kw) -> TokenizerTrainConfig:
         "save_every": 4,
         "lr": 3e-3,
     } | kw
-    from tessera.config import override
-
     return override(TokenizerTrainConfig(), pairs)
 
 

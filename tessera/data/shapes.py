@@ -11,7 +11,7 @@ from tessera.world.scene import VIDEO_FRAMES, Scene, check_canvas, sample_scene
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]; a (B, T, H, W, 3) stack -> (B, 3, T, H, W)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1
+    x = torch.tensor(images).float() / 127.5 - 1  # a copy: PIL arrays are read-only
     return x.permute(0, 4, 1, 2, 3) if x.dim() == 5 else x.movedim(-1, -3)
 
 

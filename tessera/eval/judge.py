@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from scipy import ndimage
 
+from tessera.data.shapes import to_tensor
 from tessera.errors import UserError
 from tessera.world.scene import COLOURS, POLYGONS, SHAPES, SIZE_FRACTION
 
@@ -106,9 +107,7 @@ def to_batch(images) -> torch.Tensor:
         x = images if images.dim() == 4 else images[None]
         return x.float()
     arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    return torch.tensor(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return to_tensor(arr[None] if arr.ndim == 3 else arr)
 
 
 class Judge:
