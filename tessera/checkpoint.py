@@ -26,8 +26,10 @@ def save(
     model: dict[str, torch.Tensor],
     trainer: dict[str, Any] | None = None,
     state: dict | None = None,
+    files: dict[str, str | Path] | None = None,
 ) -> None:
-    """Write a checkpoint of `kind` (tokenizer, model, ...); trainer: optimizer etc. state; state: JSON-able."""
+    """Write a checkpoint of `kind` (tokenizer, model, ...); trainer: optimizer etc. state; state: JSON-able;
+    files: extra entries, a text (str) or a file or folder to copy (Path)."""
     folder = Path(folder)
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -38,6 +40,13 @@ def save(
         torch.save(trainer, tmp / "trainer.pt")
     if state is not None:
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    for name, content in (files or {}).items():
+        if isinstance(content, str):
+            (tmp / name).write_text(content)
+        elif Path(content).is_dir():
+            shutil.copytree(content, tmp / name)
+        else:
+            shutil.copy2(content, tmp / name)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)

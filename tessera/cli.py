@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -228,6 +229,91 @@ def eval_shapes(
     console.print(f"{summary['images']} images scored; results in {dest}")
 
 
+@app.command("train")
+def train(
+    tokenizer: Annotated[Path, typer.Option(help="The visual tokenizer checkpoint the model draws with.")],
+    data: Annotated[
+        str, typer.Option(help="shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl")
+    ] = "shapes",
+    preset: Annotated[str, typer.Option(help="smoke | quick | full | gpt-b (tessera/configs/model/)")] = "quick",
+    config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, samples/, metrics.jsonl.")] = Path("runs/t2i"),
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming the run's checkpoint.")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=300).")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train the autoregressive model (text- or class-to-image); resumes from the run's checkpoint unless --fresh.
+
+    Runs on many processes under torchrun (gloo on CPU, nccl on GPU)."""
+    from tessera.config import load, override, parse_overrides
+    from tessera.train.trainer import TrainConfig
+    from tessera.train.trainer import train as train_model
+
+    path = config or _preset("model", preset)
+    fixed = {"tokenizer": str(tokenizer), "data.source": data, "seed": seed}
+    cfg = override(load(TrainConfig(), path), fixed | parse_overrides(overrides or []))
+    if fresh and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(out, ignore_errors=True)
+    trainer = train_model(cfg, out)
+    if trainer.is_main:
+        rows = trainer.log.read()
+        last = rows[-1] if rows else {}
+        console.print(f"step {trainer.step}: loss {last.get('loss', float('nan')):.3f}; checkpoint in {out}/checkpoint")
+        if trainer.skipped:
+            console.print(f"skipped {len(trainer.skipped)} unreadable examples (e.g. {next(iter(trainer.skipped))})")
+
+
+@app.command("generate")
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw, e.g. 'a red circle left of a blue star'.")],
+    ckpt: Annotated[Path, typer.Option(help="A model checkpoint folder (runs/<name>/checkpoint).")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="How many images.")] = 8,
+    out: Annotated[Path, typer.Option(help="The grid PNG; single images go to a folder of the same name.")] = Path(
+        "samples.png"
+    ),
+    cfg_scale: Annotated[
+        float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (1: none; default: the checkpoint's).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature (> 0).")] = None,
+    top_k: Annotated[int | None, typer.Option(min=0, help="Keep the k most likely codes (0: all).")] = None,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus mass (1: all).")] = None,
+    order: Annotated[str | None, typer.Option(help="raster | random (default: the order it was trained in).")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Draw images for a prompt; writes the grid and each image."""
+    import dataclasses
+
+    from tessera.generate.images import draw_images
+    from tessera.model.bundle import load as load_bundle
+    from tessera.pictures import grid, save_png
+
+    bundle = load_bundle(ckpt, _device(device))
+    changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
+    images, _ = draw_images(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out} must be a .png file")
+    singles = out.with_suffix("")
+    singles.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        save_png(image, singles / f"{i:04d}.png")
+    save_png(grid(images, cols=min(8, n)), out, scale=2)
+    console.print(f"{n} images: grid {out}, single images in {singles}/")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"unknown --device {name!r}; expected cpu, cuda or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here")
+    return name
+
+
 @tokenizer_app.command("train")
 def tokenizer_train(
     arch: Annotated[
@@ -236,7 +322,7 @@ def tokenizer_train(
     data: Annotated[str, typer.Option(help="shapes | shapes-video | a folder of images or videos")] = "shapes",
     preset: Annotated[str, typer.Option(help="smoke | quick | full (tessera/configs/tokenizer/)")] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
-    run: Annotated[Path | None, typer.Option(help="Run folder (default runs/tokenizer-<arch>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/tokenizer-<arch>).")] = None,
     video: Annotated[bool, typer.Option(help="Treat a --data folder as videos.")] = False,
     fresh: Annotated[bool, typer.Option(help="Start over instead of resuming the run's checkpoint.")] = False,
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=300).")] = None,
@@ -255,7 +341,7 @@ def tokenizer_train(
     )
     fixed = {"data": data, "video": is_video, "seed": seed, "tokenizer.arch": arch}
     cfg = override(load(TokenizerTrainConfig(), path), fixed | parse_overrides(overrides or []))
-    run = run or Path("runs") / f"tokenizer-{arch}{'-video' if is_video else ''}"
+    run = out or Path("runs") / f"tokenizer-{arch}{'-video' if is_video else ''}"
     if fresh:
         shutil.rmtree(run, ignore_errors=True)
     trainer, rows = train_tokenizer(cfg, run)

@@ -152,7 +152,7 @@ def test_tokenizer_smoke_presets_train_and_evaluate(tmp_path):
     """The smoke presets run the whole tokenizer chain: train, checkpoint, samples, eval JSON."""
     for arch, data in (("conv", "shapes"), ("omni", "shapes-video")):
         run_dir = tmp_path / arch
-        result = run("tokenizer", "train", "--arch", arch, "--data", data, "--preset", "smoke", "--run", str(run_dir))
+        result = run("tokenizer", "train", "--arch", arch, "--data", data, "--preset", "smoke", "--out", str(run_dir))
         assert result.returncode == 0, result.stderr
         assert (run_dir / "checkpoint" / "model.safetensors").exists()
         assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
@@ -176,7 +176,7 @@ def test_tokenizer_smoke_presets_train_and_evaluate(tmp_path):
     one_line_error(run("tokenizer", "train", "--arch", "pixelcnn"), "pixelcnn")
     one_line_error(run("tokenizer", "train", "--preset", "huge"), "huge")
     one_line_error(
-        run("tokenizer", "train", "--data", str(tmp_path / "nothing"), "--run", str(tmp_path / "r")), "nothing"
+        run("tokenizer", "train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")), "nothing"
     )
 
 
@@ -187,7 +187,7 @@ def test_tokenizer_trains_on_a_user_folder_skipping_bad_files(tmp_path):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(data / f"{i}.png")
     (data / "broken.jpg").write_bytes(b"nope")
     result = run(
-        "tokenizer", "train", "--data", str(data), "--preset", "smoke", "--run", str(tmp_path / "r"), "canvas=32"
+        "tokenizer", "train", "--data", str(data), "--preset", "smoke", "--out", str(tmp_path / "r"), "canvas=32"
     )
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable" in result.stdout

@@ -20,13 +20,25 @@ class ConvVQConfig:
     ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # one level per entry; each but the last halves the side
     z_channels: int = 256
     num_res_blocks: int = 2
-    norm_groups: int = 32  # GroupNorm groups (LlamaGen: 32); narrow models train better with fewer
+    norm_groups: int = 32  # GroupNorm groups (LlamaGen: 32); 0: per-pixel channel norm (see `attention`)
+    attention: bool = True  # False with norm_groups 0: a local tokenizer, where a flat region always gets one code
     dropout: float = 0.0
     quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(codebook_size=16384, dim=8))
 
 
-def _norm(c: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(groups, c), c, eps=1e-6, affine=True)
+class ChannelNorm(nn.Module):
+    """Layer norm over the channels of each pixel: unlike GroupNorm, independent of the rest of the image."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        return F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, 1e-6).movedim(-1, 1)
+
+
+def _norm(c: int, groups: int) -> nn.Module:
+    return nn.GroupNorm(min(groups, c), c, eps=1e-6, affine=True) if groups else ChannelNorm(c)
 
 
 class ResnetBlock(nn.Module):
@@ -87,6 +99,7 @@ class _Level(nn.Module):
         super().__init__()
         g = cfg.norm_groups
         self.res = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, cfg.dropout, g) for i in range(blocks))
+        attn = attn and cfg.attention
         self.attn = nn.ModuleList(AttnBlock(cout, g) for _ in range(blocks)) if attn else nn.ModuleList()
         if resample is Downsample:
             self.downsample = Downsample(cout)
@@ -107,7 +120,8 @@ class _Level(nn.Module):
 
 def _mid(c: int, cfg: ConvVQConfig) -> nn.ModuleList:
     g = cfg.norm_groups
-    return nn.ModuleList([ResnetBlock(c, c, cfg.dropout, g), AttnBlock(c, g), ResnetBlock(c, c, cfg.dropout, g)])
+    attn = AttnBlock(c, g) if cfg.attention else nn.Identity()
+    return nn.ModuleList([ResnetBlock(c, c, cfg.dropout, g), attn, ResnetBlock(c, c, cfg.dropout, g)])
 
 
 class Encoder(nn.Module):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tessera import checkpoint
 from tessera.config import to_dict
 from tessera.data.folders import source_for
 from tessera.data.shapes import to_uint8
 from tessera.pictures import grid, save_gif, save_png
+from tessera.progress import progress_bar
 from tessera.runlog import RunLog
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.losses import (
@@ -30,6 +30,7 @@ from tessera.tokenizer.losses import (
     hinge_g_loss,
     reconstruction,
 )
+from tessera.train.schedule import lr_at
 
 
 @dataclass
@@ -65,13 +66,6 @@ class TokenizerTrainConfig:
     @property
     def uses_video(self) -> bool:
         return self.video or self.data == "shapes-video"
-
-
-def _lr(cfg: TokenizerTrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
@@ -146,7 +140,7 @@ class Trainer:
             top, left = (int(v) for v in self.rng.integers(0, x.shape[-1] - cfg.crop + 1, size=2))
             x = x[..., top : top + cfg.crop, left : left + cfg.crop]
         for g in self.opt.param_groups:
-            g["lr"] = _lr(cfg, step)
+            g["lr"] = lr_at(cfg, step)
         self.model.train()
         recon, q = self.model(x)
         rec = reconstruction(recon, x, cfg.recon)
@@ -178,7 +172,7 @@ class Trainer:
                     e.lerp_(p, 1 - cfg.ema)
                 for e, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
                     e.copy_(b)
-        out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "lr": _lr(cfg, step), "video": float(video)}
+        out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "lr": lr_at(cfg, step), "video": float(video)}
         if q.codes is not None:
             out["usage"] = self.model.quantize.usage()
         return out
@@ -201,15 +195,8 @@ class Trainer:
         """Train to cfg.steps (or stop early at `stop_at`, as a killed run would after its last save)."""
         cfg = self.cfg
         end = min(cfg.steps, stop_at or cfg.steps)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
         start, started = time.time(), self.step
-        with Progress(*columns, disable=not progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task("tokenizer", total=cfg.steps, completed=self.step)
             while self.step < end:
                 out = self.train_step()

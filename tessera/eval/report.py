@@ -1,0 +1,164 @@
+"""The end-to-end demo's report: one HTML page (run/report.html) with ShapesEval scores, samples, curves and timings."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import os
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from tessera.world.language import CATEGORIES
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #999; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { image-rendering: pixelated; max-width: 100%; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+pre { background: #f4f4f4; padding: 0.7em; overflow-x: auto; }
+"""
+SHEET_CAPTION = "green: judged correct, red: wrong"
+
+
+def write_report(run: Path, sections: dict) -> Path:
+    """Write run/report.html from `sections` (every key optional) and return its path.
+
+    Keys: notes (list of str), shapes_eval (label -> `shapes_eval.summarize` dict), sample_grids (category -> PNG
+    path relative to run), sample_sheet (PNG path relative to run), curves (name -> metric rows) with curve_keys
+    (name -> keys to plot), timings (stage -> seconds), config (name -> plain dict).
+    """
+    run = Path(run)
+    body = [f"<h1>tessera demo report</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
+    if "notes" in sections:
+        body.append(_bullets(sections["notes"]))
+    if "shapes_eval" in sections:
+        body.append(_section("ShapesEval", _scores_table(sections["shapes_eval"])))
+    if "sample_grids" in sections or "sample_sheet" in sections:
+        grids, sheet = sections.get("sample_grids", {}), sections.get("sample_sheet")
+        body.append(_section("Samples per category", _samples(grids, sheet)))
+    if "curves" in sections:
+        body.append(_section("Training curves", _curves(run, sections["curves"], sections.get("curve_keys", {}))))
+    if "timings" in sections:
+        body.append(_section("Timings", _timings_table(sections["timings"])))
+    if "config" in sections:
+        body.append(_section("Configuration", _configs(sections["config"])))
+    return _write_atomically(run / "report.html", _page("\n".join(body)))
+
+
+def _date() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+
+def _machine() -> str:
+    import torch
+
+    text = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name()}"
+    return text
+
+
+def _page(body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>tessera demo report</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _section(title: str, content: str) -> str:
+    return f"<h2>{html.escape(title)}</h2>\n{content}"
+
+
+def _bullets(items: Iterable[str]) -> str:
+    return "<ul>\n" + "".join(f"<li>{html.escape(str(item))}</li>\n" for item in items) + "</ul>"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; every cell is escaped here."""
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    lines = [f"<tr>{cells}</tr>"]
+    lines += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+    return "<table>\n" + "\n".join(lines) + "\n</table>"
+
+
+def _scores_table(summaries: dict[str, dict]) -> str:
+    """One row per category, then overall and the image count; one column per summary label."""
+    labels = list(summaries)
+    categories = [c for c in CATEGORIES if any(c in s for s in summaries.values())]
+    rows = [[key] + [_score(summaries[label].get(key)) for label in labels] for key in [*categories, "overall"]]
+    rows.append(["images"] + [str(summaries[label].get("images", "–")) for label in labels])
+    return _table(["category", *labels], rows)
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _figure(src: str, caption: str) -> str:
+    return (
+        f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _samples(grids: dict[str, str], sheet: str | None) -> str:
+    figures = [_figure(str(path), category) for category, path in grids.items()]
+    if sheet is not None:
+        figures.append(_figure(str(sheet), SHEET_CAPTION))
+    return "\n".join(figures)
+
+
+def _curves(run: Path, curves: dict[str, list[dict]], curve_keys: dict[str, list[str]]) -> str:
+    figures = []
+    for name, rows in curves.items():
+        path = _plot(run / f"plot-{name}.png", rows, curve_keys.get(name, []))
+        if path is not None:
+            figures.append(_figure(path.name, name))
+    return "\n".join(figures)
+
+
+def _plot(path: Path, rows: list[dict], keys: list[str]) -> Path | None:
+    """One subplot per key that some row has, against "step"; None (and no file) when no key has data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in row for row in rows)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        points = [(row["step"], row[key]) for row in rows if key in row and "step" in row]
+        ax.plot([p[0] for p in points], [p[1] for p in points])
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _timings_table(timings: dict[str, float]) -> str:
+    rows = [[stage, f"{seconds:.1f}"] for stage, seconds in timings.items()]
+    rows.append(["total", f"{sum(timings.values()):.1f}"])
+    return _table(["stage", "seconds"], rows)
+
+
+def _configs(configs: dict[str, dict]) -> str:
+    return "\n".join(
+        f"<h3>{html.escape(name)}</h3>\n<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"
+        for name, config in configs.items()
+    )
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

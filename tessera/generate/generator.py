@@ -1,0 +1,103 @@
+"""Draw image tokens after a prompt, in any order, with a KV cache and classifier-free guidance in one batch.
+
+`generate` samples; `score` recomputes the same log-probs of given tokens in one teacher-forced pass.
+Both route logits through `sampling.log_distribution`, so the two agree (RL relies on it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.model.transformer import Transformer
+from tessera.sequence.ids import IMAGE, IdSpace
+from tessera.sequence.layouts import NO_POS, grid_positions, prefix, unconditional
+
+
+@dataclass
+class Drawn:
+    codes: torch.Tensor  # (B, h, w) image codes on the grid
+    order: torch.Tensor  # (B, N) raster index of each generated token, in generation order
+    ids: torch.Tensor  # (B, N) generated ids (one id space), in generation order
+    logprobs: torch.Tensor  # (B, N) log-prob of each under the distribution it was drawn from
+
+
+def _rows(space: IdSpace, text: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The prompts the model runs: [cond; uncond] when guiding, else cond alone. (B or 2B, L + 1)."""
+    rows = prefix(space, text)
+    return torch.cat([rows, prefix(space, unconditional(space, text))]) if cfg.guided else rows
+
+
+def _split(logits: torch.Tensor, b: int, cfg: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return (logits[:b], logits[b:]) if cfg.guided else (logits, None)
+
+
+@torch.no_grad()
+def generate(
+    model: Transformer,
+    space: IdSpace,
+    text: torch.Tensor,  # (B, L) sequence ids of the prompts (left-padded)
+    grid: tuple[int, int],
+    order: torch.Tensor,  # (B, h*w) raster indices in generation order
+    cfg: SamplingConfig,
+    generator: torch.Generator | None = None,
+) -> Drawn:
+    cfg.validate()
+    device = model.output.weight.device
+    text, order = text.to(device), order.to(device)
+    b, (h, w) = text.shape[0], grid
+    n = h * w
+    rows = _rows(space, text, cfg)  # (R, P)
+    r, p = rows.shape
+    k = r // b  # 2 with guidance, else 1
+    target = grid_positions(order, w).repeat(k, 1, 1)  # (R, N, 3)
+    allowed = space.allowed(IMAGE, device)
+    cache = model.new_cache(r, p + n)
+
+    no_pos = torch.full((r, p, 3), NO_POS, dtype=torch.long, device=device)
+    tpos = no_pos.clone()
+    tpos[:, -1] = target[:, 0]  # <boi> is told where the first image token goes
+    logits = model(rows, no_pos, tpos, cache, 0)[:, -1]  # (R, V)
+    ids, logps = [], []
+    for i in range(n):
+        cond, uncond = _split(logits, b, cfg)
+        logp = log_distribution(cond, uncond, allowed, cfg, cfg.guides(i, n))
+        token = draw(logp, generator)  # (B,)
+        ids.append(token)
+        logps.append(logp.gather(1, token[:, None]).squeeze(1))
+        if i == n - 1:
+            break
+        step_ids = token.repeat(k)[:, None]  # (R, 1): both rows continue with the drawn token
+        logits = model(step_ids, target[:, i : i + 1], target[:, i + 1 : i + 2], cache, p + i)[:, -1]
+    ids_t = torch.stack(ids, dim=1)  # (B, N)
+    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(b, h, w)
+    return Drawn(codes, order, ids_t, torch.stack(logps, dim=1))
+
+
+def score(
+    model: Transformer,
+    space: IdSpace,
+    text: torch.Tensor,  # (B, L)
+    ids: torch.Tensor,  # (B, N) image ids in generation order
+    order: torch.Tensor,  # (B, N)
+    width: int,
+    cfg: SamplingConfig,
+) -> torch.Tensor:
+    """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad)."""
+    b, n = ids.shape
+    rows = _rows(space, text, cfg)  # (R, P)
+    r, p = rows.shape
+    k = r // b
+    seq = torch.cat([rows, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
+    pos = torch.full((r, p + n, 3), NO_POS, dtype=torch.long, device=ids.device)
+    pos[:, p:] = grid_positions(order, width).repeat(k, 1, 1)
+    logits = model(seq, pos[:, :-1], pos[:, 1:])[:, p - 1 :]  # (R, N, V): position t-1 scores token t
+    cond, uncond = _split(logits, b, cfg)
+    allowed = space.allowed(IMAGE, ids.device)
+    out = []
+    for i in range(n):
+        logp = log_distribution(cond[:, i], None if uncond is None else uncond[:, i], allowed, cfg, cfg.guides(i, n))
+        out.append(logp.gather(1, ids[:, i : i + 1]).squeeze(1))
+    return torch.stack(out, dim=1)

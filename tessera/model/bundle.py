@@ -1,0 +1,76 @@
+"""A generative model checkpoint: the transformer, its text tokenizer, and the visual tokenizer it draws with.
+
+Folder: config.yaml (kind: model), model.safetensors, text.json, tokenizer/ (a tokenizer checkpoint),
+so a checkpoint is complete on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tessera import checkpoint
+from tessera.config import override, to_dict
+from tessera.errors import UserError
+from tessera.generate.sampling import SamplingConfig
+from tessera.model.transformer import ModelConfig, Transformer
+from tessera.sequence.ids import IdSpace
+from tessera.sequence.layouts import pad_text
+from tessera.text.tokenizers import from_dict
+from tessera.tokenizer import build as visual
+
+
+@dataclass
+class BundleConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    n_text: int = 0
+    n_image: int = 0
+    text_len: int = 24
+    grid: tuple[int, int] = (8, 8)
+    canvas: int = 64
+    order: str = "raster"  # the order it was trained in
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # defaults for generation
+
+
+@dataclass
+class Bundle:
+    cfg: BundleConfig
+    model: Transformer
+    text: object  # a text tokenizer (tessera.text.tokenizers)
+    tokenizer: torch.nn.Module  # the visual tokenizer
+
+    @property
+    def space(self) -> IdSpace:
+        return IdSpace(self.cfg.n_text, self.cfg.n_image)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """(B, text_len) sequence ids; UserError on an unknown word, an empty or a too-long prompt."""
+        ids = [self.text.encode(p) for p in prompts]
+        return pad_text(self.space, ids, self.cfg.text_len)
+
+    def to(self, device) -> Bundle:
+        self.model.to(device)
+        self.tokenizer.to(device)
+        return self
+
+
+def save(folder: str | Path, bundle: Bundle, weights: dict, tokenizer_dir: str | Path, trainer=None, state=None):
+    files = {"text.json": json.dumps(bundle.text.to_dict()), "tokenizer": Path(tokenizer_dir)}
+    checkpoint.save(folder, "model", to_dict(bundle.cfg), weights, trainer, state, files=files)
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """A model checkpoint folder -> Bundle in eval mode; UserError on a wrong or corrupt checkpoint."""
+    folder = checkpoint.resolve(folder)
+    cfg = override(BundleConfig(), checkpoint.load_config(folder, "model"))
+    try:
+        text = from_dict(json.loads((folder / "text.json").read_text()))
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{folder}/text.json is missing or corrupt") from e
+    model = Transformer(cfg.model)
+    checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
+    tok, _ = visual.load(folder / "tokenizer")
+    return Bundle(cfg, model.eval(), text, tok).to(device)

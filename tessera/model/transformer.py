@@ -1,0 +1,192 @@
+"""A LLaMA-style decoder over the one id space, told where each image token sits and where the next one goes.
+
+RMSNorm, SwiGLU, rotary positions over the stream index, grouped-query attention through
+`scaled_dot_product_attention`, and a zero-initialised output head. Image tokens add learned embeddings of
+their own (frame, row, col) and of the target position, the cell the next token fills, so one model draws
+in raster, random or any other order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tessera.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # set from the id space
+    dim: int = 256
+    n_layer: int = 4
+    n_head: int = 8
+    n_kv_head: int = 4  # grouped-query attention: n_head / n_kv_head query heads share a key/value head
+    ffn_multiple: int = 64  # SwiGLU hidden width: 8/3 dim rounded up to this
+    rope_theta: float = 10000.0
+    max_seq_len: int = 512
+    max_grid: int = 32  # rows and columns an image may have, in tokens
+    max_frames: int = 16
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        if self.vocab_size <= 0:
+            raise UserError("model.vocab_size must be set (it comes from the text and image vocabularies)")
+        if self.dim % self.n_head or self.n_head % self.n_kv_head:
+            raise UserError("model.dim must divide by model.n_head, and model.n_head by model.n_kv_head")
+        if (self.dim // self.n_head) % 2:
+            raise UserError("model.dim / model.n_head must be even (rotary positions rotate pairs)")
+
+
+class KVCache:
+    """Preallocated keys and values, (layers, B, n_kv_head, max_len, head_dim) each."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device=None, dtype=torch.float32):
+        shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.dim // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
+        end = start + k.shape[2]
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max_len, head_dim/2) cosines and sines of the rotary angles."""
+    freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angle = torch.outer(torch.arange(max_len, dtype=torch.float32), freq)
+    return angle.cos(), angle.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, hd) by (T, hd/2) angles, pairing channel i with i + hd/2."""
+    a, b = x.float().chunk(2, dim=-1)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.dim // cfg.n_head
+        self.wq = nn.Linear(cfg.dim, cfg.n_head * self.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_head * self.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_head * self.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_head * self.head_dim, cfg.dim, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int, start: int) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.wq(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = self.wk(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, kv, T, hd)
+        v = self.wv(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, start, k, v)  # (B, kv, start + T, hd)
+        groups = self.n_head // self.n_kv_head
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        mask, causal = None, t > 1
+        if causal and k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
+            mask = torch.arange(k.shape[2], device=x.device) <= start + torch.arange(t, device=x.device)[:, None]
+            causal = False
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=drop)
+        return self.wo(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hidden = -(-int(8 * cfg.dim / 3) // cfg.ffn_multiple) * cfg.ffn_multiple
+        self.w1 = nn.Linear(cfg.dim, hidden, bias=False)
+        self.w3 = nn.Linear(cfg.dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention_norm = nn.RMSNorm(cfg.dim, eps=1e-5)
+        self.attention = Attention(cfg)
+        self.ffn_norm = nn.RMSNorm(cfg.dim, eps=1e-5)
+        self.feed_forward = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, cache, layer, start):
+        x = x + self.drop(self.attention(self.attention_norm(x), cos, sin, cache, layer, start))
+        return x + self.drop(self.feed_forward(self.ffn_norm(x)))
+
+
+class GridEmbedding(nn.Module):
+    """Sum of learned frame, row and column embeddings; NO_POS (-1) maps to a learned 'no position' row."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.limits = (cfg.max_frames, cfg.max_grid, cfg.max_grid)
+        self.tables = nn.ModuleList(nn.Embedding(n + 1, cfg.dim) for n in self.limits)
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:  # (B, T, 3) -> (B, T, D)
+        out = 0
+        for axis, (table, n) in enumerate(zip(self.tables, self.limits, strict=True)):
+            p = pos[..., axis]
+            out = out + table(torch.where(p < 0, n, p))
+        return out
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.here = GridEmbedding(cfg)  # where this token sits
+        self.next = GridEmbedding(cfg)  # where the token to predict goes (target-aware)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.RMSNorm(cfg.dim, eps=1e-5)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+        nn.init.zeros_(self.output.weight)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(
+        self,
+        ids: torch.Tensor,  # (B, T)
+        pos: torch.Tensor,  # (B, T, 3) own positions
+        target_pos: torch.Tensor,  # (B, T, 3) positions of the tokens to predict
+        cache: KVCache | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) in float32; with a cache, the tokens sit at stream positions start.."""
+        t = ids.shape[1]
+        if start + t > self.cfg.max_seq_len:
+            raise UserError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
+        x = self.drop(self.tok_embeddings(ids) + self.here(pos) + self.next(target_pos))  # (B, T, D)
+        cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, i, start)
+        return self.output(self.norm(x)).float()
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        w = self.output.weight
+        return KVCache(self.cfg, batch, max_len, device=w.device, dtype=w.dtype)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if embeddings else n - self.tok_embeddings.weight.numel()

@@ -1,0 +1,77 @@
+"""Tasks as layouts of the one token stream.
+
+Text-to-image:  <pad>.. text <boi> image tokens (in generation order) <eoi>
+Class-to-image: the same, with the class name as a one-token text.
+Text is left-padded to a fixed length, so every example of a task has one length and the image starts at
+one place; the unconditional prompt (for classifier-free guidance) is all <pad>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tessera.errors import UserError
+from tessera.sequence.ids import IMAGE, TEXT, IdSpace
+
+NO_POS = -1  # the position of a token that is not an image token
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, T) ids in the one id space
+    pos: torch.Tensor  # (B, T, 3) (frame, row, col) of image tokens, NO_POS elsewhere
+    slot: torch.Tensor  # (B, T) TEXT or IMAGE: which ids may stand at each position
+    loss: torch.Tensor  # (B, T) bool: tokens the model is trained to predict
+
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, own positions, target positions) of the inputs: token t is told where token t+1 goes."""
+        return self.ids[:, :-1], self.pos[:, :-1], self.pos[:, 1:]
+
+    def targets(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, slots, loss mask) of the tokens each input position predicts."""
+        return self.ids[:, 1:], self.slot[:, 1:], self.loss[:, 1:]
+
+
+def pad_text(space: IdSpace, texts: list[list[int]], length: int, device=None) -> torch.Tensor:
+    """Text-tokenizer ids -> (B, length) sequence ids, left-padded with <pad>."""
+    out = torch.full((len(texts), length), space.special("<pad>"), dtype=torch.long)
+    for i, ids in enumerate(texts):
+        if len(ids) > length:
+            raise UserError(f"the text has {len(ids)} tokens; this model reads at most {length}")
+        if ids:
+            out[i, length - len(ids) :] = torch.tensor(space.text(ids))
+    return out.to(device)
+
+
+def unconditional(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
+    """The empty prompt of the same shape: all <pad>."""
+    return torch.full_like(text, space.special("<pad>"))
+
+
+def prefix(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
+    """(B, L) text -> (B, L + 1) prompt ending in <boi>, which a generator continues with image tokens."""
+    boi = torch.full_like(text[:, :1], space.special("<boi>"))
+    return torch.cat([text, boi], dim=1)
+
+
+def grid_positions(order: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, N) raster indices in generation order -> (B, N, 3) (frame, row, col)."""
+    frame = torch.zeros_like(order)
+    return torch.stack([frame, order // width, order % width], dim=-1)
+
+
+def text_to_image(space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor) -> Batch:
+    """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch."""
+    b, length = text.shape
+    flat = codes.flatten(1)  # (B, N)
+    image = space.image(flat.gather(1, order))  # (B, N) in generation order
+    eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
+    ids = torch.cat([prefix(space, text), image, eoi], dim=1)  # (B, L + N + 2)
+    pos = torch.full((*ids.shape, 3), NO_POS, dtype=torch.long, device=ids.device)
+    pos[:, length + 1 : -1] = grid_positions(order, codes.shape[-1])
+    slot = torch.full_like(ids, TEXT)
+    slot[:, length + 1 : -1] = IMAGE
+    loss = slot == IMAGE
+    return Batch(ids, pos, slot, loss)

@@ -1,0 +1,106 @@
+"""Sampling: the distribution drawn from, and log-probs that rescoring reproduces exactly."""
+
+import pytest
+import torch
+
+from tessera.errors import UserError
+from tessera.generate.generator import generate, score
+from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.model.orders import make_orders
+from tessera.model.transformer import ModelConfig, Transformer
+from tessera.sequence.ids import IMAGE, IdSpace
+from tessera.sequence.layouts import pad_text
+
+SPACE = IdSpace(n_text=12, n_image=24)
+
+
+@pytest.fixture(scope="module")
+def model() -> Transformer:
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=SPACE.size, dim=64, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64))
+    torch.nn.init.normal_(m.output.weight, std=0.3)
+    return m.eval()
+
+
+CONFIGS = [
+    SamplingConfig(),
+    SamplingConfig(temperature=0.6),
+    SamplingConfig(top_k=5),
+    SamplingConfig(top_p=0.7),
+    SamplingConfig(cfg_scale=4.0),
+    SamplingConfig(temperature=1.3, top_k=8, top_p=0.9, cfg_scale=2.5, cfg_interval=(0.25, 0.75)),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"t{c.temperature}-k{c.top_k}-p{c.top_p}-s{c.cfg_scale}")
+@pytest.mark.parametrize("order", ["raster", "random"])
+def test_rescored_logprobs_equal_sampled(model, cfg, order):
+    """The log-prob of token t comes from position t-1, under the same guidance, temperature and truncation."""
+    text = pad_text(SPACE, [[1, 2, 3], [4], [5, 6]], 4)
+    orders = make_orders(order, 3, 4, 5, torch.Generator().manual_seed(2))
+    drawn = generate(model, SPACE, text, (4, 5), orders, cfg, torch.Generator().manual_seed(0))
+    assert drawn.codes.shape == (3, 4, 5) and drawn.logprobs.shape == (3, 20)
+    assert ((drawn.ids >= SPACE.image_start) & (drawn.ids < SPACE.size)).all()  # image slots emit image codes only
+    assert torch.isfinite(drawn.logprobs).all() and (drawn.logprobs <= 0).all()
+    rescored = score(model, SPACE, text, drawn.ids, orders, 5, cfg)
+    assert (rescored - drawn.logprobs).abs().max() < 1e-5
+    # each known mistake of published RL code gives other numbers
+    shifted = torch.cat([rescored[:, 1:], rescored[:, :1]], dim=1)
+    assert (shifted - drawn.logprobs).abs().max() > 1e-3
+    if cfg.guided:
+        unguided = score(
+            model, SPACE, text, drawn.ids, orders, 5, SamplingConfig(cfg.temperature, cfg.top_k, cfg.top_p)
+        )
+        assert (unguided - drawn.logprobs).abs().max() > 1e-3
+
+
+def test_codes_land_in_the_cells_of_the_order(model):
+    text = pad_text(SPACE, [[1]], 2)
+    order = torch.tensor([[5, 0, 3, 1, 2, 4]])
+    drawn = generate(model, SPACE, text, (2, 3), order, SamplingConfig(), torch.Generator().manual_seed(0))
+    assert torch.equal(drawn.codes.flatten()[order[0]], SPACE.codes(drawn.ids[0]))
+
+
+def test_distribution_rules():
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(4, SPACE.size, generator=g), torch.randn(4, SPACE.size, generator=g)
+    allowed = SPACE.allowed(IMAGE)
+    base = log_distribution(cond, uncond, allowed, SamplingConfig(), guide=False)
+    assert torch.isinf(base[:, ~allowed]).all() and torch.allclose(base.exp().sum(-1), torch.ones(4))
+    assert torch.allclose(base[:, allowed], cond[:, allowed].log_softmax(-1))
+    guided = log_distribution(cond, uncond, allowed, SamplingConfig(cfg_scale=3.0), guide=True)
+    want = (uncond + 3.0 * (cond - uncond))[:, allowed].log_softmax(-1)  # LlamaGen's u + s (c - u)
+    assert torch.allclose(guided[:, allowed], want, atol=1e-6)
+    top3 = log_distribution(cond, None, allowed, SamplingConfig(top_k=3), guide=False)
+    assert (torch.isfinite(top3).sum(-1) == 3).all()
+    nucleus = log_distribution(cond, None, allowed, SamplingConfig(top_p=0.5), guide=False)
+    kept = torch.isfinite(nucleus)
+    p = base.exp()
+    for row in range(4):  # the smallest set of most likely ids whose mass reaches 0.5
+        sorted_p = p[row].sort(descending=True).values
+        need = int((sorted_p.cumsum(0) < 0.5).sum()) + 1
+        assert kept[row].sum() == need
+    cold = log_distribution(cond, None, allowed, SamplingConfig(temperature=0.5), guide=False)
+    assert torch.allclose(cold[:, allowed], (cond[:, allowed] / 0.5).log_softmax(-1), atol=1e-6)
+    greedy = draw(log_distribution(cond, None, allowed, SamplingConfig(top_k=1), guide=False), g)
+    assert torch.equal(greedy, cond.masked_fill(~allowed, -1e9).argmax(-1))
+
+
+def test_guidance_interval():
+    cfg = SamplingConfig(cfg_scale=3.0, cfg_interval=(0.25, 0.5))
+    assert [cfg.guides(i, 8) for i in range(8)] == [False, False, True, True, False, False, False, False]
+    assert not SamplingConfig(cfg_scale=1.0).guides(0, 8)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "named"),
+    [
+        (SamplingConfig(temperature=0), "temperature"),
+        (SamplingConfig(top_p=0), "top_p"),
+        (SamplingConfig(cfg_scale=-1), "guidance"),
+        (SamplingConfig(cfg_interval=(0.8, 0.2)), "cfg_interval"),
+    ],
+)
+def test_bad_sampling_settings(cfg, named):
+    with pytest.raises(UserError, match=named):
+        cfg.validate()

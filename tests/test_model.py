@@ -1,0 +1,94 @@
+"""The transformer: KV cache, target-aware positions, initialisation, optimizer groups."""
+
+import pytest
+import torch
+
+from tessera.errors import UserError
+from tessera.model.transformer import ModelConfig, Transformer
+from tessera.train.trainer import param_groups
+
+
+def tiny(**kw) -> Transformer:
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64, **kw))
+    torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
+    return model.eval()
+
+
+def inputs(b=3, t=24, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randint(0, 50, (b, t), generator=g),
+        torch.randint(-1, 8, (b, t, 3), generator=g),
+        torch.randint(-1, 8, (b, t, 3), generator=g),
+    )
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+def test_cached_logits_match_uncached(n_kv_head):
+    model = (
+        tiny()
+        if n_kv_head == 2
+        else Transformer(
+            ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
+        ).eval()
+    )
+    torch.nn.init.normal_(model.output.weight, std=0.5)
+    ids, pos, target = inputs()
+    with torch.no_grad():
+        full = model(ids, pos, target)
+        cache = model.new_cache(3, 24)
+        chunks = [model(ids[:, :9], pos[:, :9], target[:, :9], cache, 0)]  # a prompt, then one token at a time
+        chunks += [model(ids[:, i : i + 1], pos[:, i : i + 1], target[:, i : i + 1], cache, i) for i in range(9, 24)]
+        stepped = torch.cat(chunks, dim=1)
+        cache = model.new_cache(3, 24)
+        two = torch.cat(
+            [
+                model(ids[:, :10], pos[:, :10], target[:, :10], cache, 0),
+                model(ids[:, 10:], pos[:, 10:], target[:, 10:], cache, 10),
+            ],
+            1,
+        )
+    assert (stepped - full).abs().max() < 1e-4
+    assert (two - full).abs().max() < 1e-4  # a chunk after cached tokens sees them and itself causally
+    assert full.abs().max() > 0.1
+
+
+def test_causal_and_target_aware():
+    model = tiny()
+    ids, pos, target = inputs(b=1)
+    with torch.no_grad():
+        base = model(ids, pos, target)
+        later = ids.clone()
+        later[0, 15] = (later[0, 15] + 1) % 50
+        changed = model(later, pos, target)
+        moved = target.clone()
+        moved[0, 15] = torch.tensor([0, 7, 7]) if moved[0, 15].tolist() != [0, 7, 7] else torch.tensor([0, 6, 6])
+        retarget = model(ids, pos, moved)
+    assert torch.equal(base[0, :15], changed[0, :15])  # the past never sees the future
+    assert not torch.allclose(base[0, 15], changed[0, 15])
+    assert not torch.allclose(base[0, 15], retarget[0, 15])  # told another target cell, it predicts otherwise
+
+
+def test_zero_initialised_head_starts_uniform():
+    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2))
+    ids, pos, target = inputs(b=1, t=8)
+    assert torch.equal(model(ids, pos, target), torch.zeros(1, 8, 50))
+
+
+def test_weight_decay_only_on_matrices():
+    model = tiny()
+    decay, rest = param_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and rest["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"])
+    no_decay = {id(p) for p in rest["params"]}
+    assert id(model.tok_embeddings.weight) in no_decay and id(model.norm.weight) in no_decay
+    assert all(id(t.weight) in no_decay for t in model.here.tables) and id(model.output.weight) not in no_decay
+    assert len(decay["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(UserError, match="n_kv_head"):
+        Transformer(ModelConfig(vocab_size=10, dim=64, n_head=4, n_kv_head=3))
+    with pytest.raises(UserError, match="max_seq_len"):
+        tiny()(*inputs(b=1, t=65))

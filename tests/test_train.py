@@ -1,0 +1,140 @@
+"""Training the autoregressive model: data and token cache, learning, exact resume, a killed run, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tessera import checkpoint
+from tessera.config import override
+from tessera.model import bundle as bundles
+from tessera.text.tokenizers import BPETokenizer, ClassTokenizer
+from tessera.tokenizer import build as visual
+from tessera.train.data import DataConfig, extract
+from tessera.train.trainer import TrainConfig, Trainer
+
+TINY = {
+    "model": {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 64, "max_grid": 8},
+    "data": {"examples": 64, "canvas": 32, "text_len": 16},
+    "batch_size": 8,
+    "warmup": 2,
+    "log_every": 1,
+    "sample_every": 1000,
+    "save_every": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    """An untrained but fixed tiny tokenizer: 32x32 images -> 4x4 codes."""
+    folder = tmp_path_factory.mktemp("tok") / "checkpoint"
+    torch.manual_seed(0)
+    cfg = override(
+        visual.TokenizerConfig(),
+        {"conv": {"ch": 8, "ch_mult": [1, 1, 1, 1], "z_channels": 8, "num_res_blocks": 1, "norm_groups": 0,
+                  "attention": False, "quantizer": {"codebook_size": 32, "dim": 4}}},
+    )  # fmt: skip
+    visual.save(folder, visual.build(cfg), cfg)
+    return folder
+
+
+def config(tokenizer_dir, tmp_path, **kw) -> TrainConfig:
+    items = {**TINY, "tokenizer": str(tokenizer_dir), "data.cache": str(tmp_path / "cache"), **kw}
+    return override(TrainConfig(), items)
+
+
+def test_training_lowers_the_loss(tokenizer_dir, tmp_path):
+    trainer = Trainer(config(tokenizer_dir, tmp_path, steps=40, lr=3e-3, **{"data.examples": 16}), tmp_path / "run")
+    rows = trainer.fit()
+    assert trainer.texts.shape == (16, 16) and trainer.codes.shape == (16, 4, 4)
+    first, last = rows[0]["loss"], np.mean([r["loss"] for r in rows[-5:]])
+    assert first == pytest.approx(np.log(32), abs=0.05)  # zero-initialised head: uniform over the 32 codes
+    assert last < first - 1.0, (first, last)
+    b = bundles.load(tmp_path / "run" / "checkpoint")
+    assert isinstance(b.model, torch.nn.Module) and b.cfg.grid == (4, 4) and b.space.n_image == 32
+
+
+def test_resume_continues_exactly(tokenizer_dir, tmp_path):
+    cfg = config(tokenizer_dir, tmp_path, steps=12, ema=0.9, order="random")
+    straight = Trainer(cfg, tmp_path / "a", progress=False)
+    straight.fit()
+    cut = Trainer(cfg, tmp_path / "b", progress=False)
+    cut.fit(stop_at=7)  # killed after step 7: the last save was at step 5
+    again = Trainer(cfg, tmp_path / "b", progress=False)
+    assert again.resume() and again.step == 5
+    again.fit()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    a = [r["loss"] for r in straight.log.read()]
+    b = [r["loss"] for r in again.log.read()]
+    assert a == b and len(a) == 12  # the metrics of the lost steps were redone, not duplicated
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tokenizer_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "tessera.cli", "train", "--tokenizer", str(tokenizer_dir), "--preset", "smoke"]
+    args += ["--out", str(run), "data.canvas=32", f"data.cache={tmp_path / 'cache'}", "data.examples=32"]
+    args += ["steps=400", "save_every=20", "sample_every=1000", "log_every=1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    state = run / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state.read_text())["step"]
+    assert 20 <= saved < 400
+    logged = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert max(logged) - saved < 20 + 5  # lost: at most the steps since the last save
+    finish = subprocess.run([*args[:-4], "steps=60", "save_every=20", "sample_every=1000", "log_every=1"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert finish.returncode == 0, finish.stderr
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert steps == list(range(1, 61)) if saved <= 60 else steps[-1] == saved
+
+
+def test_data_sources_and_cache(tokenizer_dir, tmp_path):
+    tok, _ = visual.load(tokenizer_dir)
+    rng = np.random.default_rng(0)
+    root = tmp_path / "pets"
+    for name in ("golden_retriever", "tabby cat"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    (root / "tabby cat" / "broken.png").write_bytes(b"not a png")
+    folder = extract(DataConfig(source=str(root), canvas=32, cache=str(tmp_path / "c")), tok, tokenizer_dir)
+    assert isinstance(folder.text_tokenizer, ClassTokenizer)
+    assert folder.text_tokenizer.names == ["golden retriever", "tabby cat"] and len(folder.texts) == 6
+    assert list(folder.skipped) == [str(root / "tabby cat" / "broken.png")]
+    lines = [{"image": f"pets/golden_retriever/{i}.png", "caption": f"a dog number {i}"} for i in range(3)]
+    lines.append({"image": "missing.png", "caption": "lost"})
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "{broken\n")
+    captions = DataConfig(source=str(tmp_path / "captions.jsonl"), canvas=32, cache=str(tmp_path / "c"), bpe_vocab=300)
+    first = extract(captions, tok, tokenizer_dir)
+    assert isinstance(first.text_tokenizer, BPETokenizer) and len(first.texts) == 3 and len(first.skipped) == 2
+    assert first.text_tokenizer.decode(first.texts[1]).strip() == "a dog number 1"
+    cached = extract(captions, None, tokenizer_dir)  # from the cache: no tokenizer needed
+    assert torch.equal(cached.codes, first.codes) and cached.texts == first.texts
+
+
+def test_two_cpu_ranks_with_ddp(tokenizer_dir, tmp_path):
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    args += ["tessera.cli", "train", "--tokenizer", str(tokenizer_dir), "--preset", "smoke", "--out", str(run)]
+    args += ["data.canvas=32", f"data.cache={tmp_path / 'cache'}", "data.examples=32", "steps=10", "save_every=5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["world"] == 2 and state["step"] == 10
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]  # one log, written by rank 0
+    weights = checkpoint.load_weights(run / "checkpoint")
+    assert all(torch.isfinite(v).all() for v in weights.values())
