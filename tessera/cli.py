@@ -184,6 +184,10 @@ def eval_shapes(
         bool, typer.Option(help="Render 4 true scenes per prompt into --out and score them.")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Where results go (default: the images folder).")] = None,
+    ckpt: Annotated[
+        Path | None, typer.Option(help="A model checkpoint: generate the images into --out, then score them.")
+    ] = None,
+    per_prompt: Annotated[int, typer.Option(min=1, help="Images per prompt with --ckpt (GenEval: 4).")] = 4,
     weights: Annotated[Path | None, typer.Option(help="Judge folder (default: the shipped judge).")] = None,
     canvas: Canvas = 64,
     seed: Seed = 0,
@@ -212,8 +216,16 @@ def eval_shapes(
         check_canvas(canvas)
         write_ground_truth(out, load_metadata(), canvas=canvas, seed=seed)
         images = out
+    if ckpt is not None:
+        from tessera.generate.images import write_shapes_eval
+        from tessera.model.bundle import load as load_bundle
+
+        if out is None or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+            raise UserError("--ckpt needs --out DIR, a new or empty folder for the generated images")
+        write_shapes_eval(load_bundle(ckpt, _device("auto")), out, load_metadata(), per_prompt, seed=seed)
+        images = out
     if images is None:
-        raise UserError("give --images DIR, or --ground-truth --out DIR")
+        raise UserError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
     summary, rows = evaluate_folder(images, judge)
     dest = out or images
     if dest.exists() and not dest.is_dir():
@@ -413,14 +425,25 @@ def _preset(group: str, *names: str) -> Path:
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+    preset: Annotated[
+        str, typer.Option(help="smoke | quick (<= 15 min on 2 cores) | full (tessera/configs/demo/)")
+    ] = "quick",
+    out: Annotated[Path, typer.Option(help="Run folder; a rerun reuses the stages it finds finished.")] = Path(
+        "runs/demo"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Start over instead of reusing finished stages.")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, e.g. model.steps=300.")] = None,
     seed: Seed = 0,
 ) -> None:
-    """The main job on this CPU: the world, the judge and ShapesEval, end to end."""
-    world_sample(out=out / "world", n=64, canvas=64, video=False, seed=seed)
-    truth = out / "shapes_eval_ground_truth"
-    shutil.rmtree(truth, ignore_errors=True)  # the demo's own output: rendered anew each run
-    eval_shapes(images=None, ground_truth=True, out=truth, weights=None, canvas=64, seed=seed)
+    """The main job: train a tokenizer and a text-to-image model on the world, score it on ShapesEval, write
+    report.html (sample grids per category, the ShapesEval table, loss curves, timings, the config)."""
+    from tessera.config import load
+    from tessera.demo import DemoConfig, run_demo
+
+    cfg = load(DemoConfig(), _preset("demo", preset), overrides)
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    run_demo(cfg, out, seed)
 
 
 def main() -> None:

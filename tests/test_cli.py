@@ -194,8 +194,17 @@ def test_tokenizer_trains_on_a_user_folder_skipping_bad_files(tmp_path):
 
 
 def test_demo_runs_and_reruns(tmp_path):
-    for _ in range(2):  # a rerun must not trip over the first run's output
-        result = run("demo", "--out", str(tmp_path))
-        assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "shapes_eval_ground_truth" / "results.json").read_text())["overall"] >= 0.99
-    assert (tmp_path / "world" / "grid.png").exists()
+    """The smoke preset runs every stage; a rerun reuses them and still writes the report."""
+    out = tmp_path / "demo"
+    cache = f"model.data.cache={tmp_path / 'cache'}"
+    first = run("demo", "--preset", "smoke", "--out", str(out), cache)
+    assert first.returncode == 0, first.stderr
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"tokenizer", "model", "generate", "score"} <= set(timings)
+    results = json.loads((out / "shapes_eval" / "results.json").read_text())
+    assert results["images"] == 6 * 4 * 2 and 0.0 <= results["overall"] <= 1.0
+    report = (out / "report.html").read_text()
+    assert "ShapesEval" in report and "counting" in report and (out / "plot-model.png").exists()
+    again = run("demo", "--preset", "smoke", "--out", str(out), cache)
+    assert again.returncode == 0, again.stderr
+    assert "finished earlier, reused" in again.stdout and "generated earlier, reused" in again.stdout

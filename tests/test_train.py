@@ -38,8 +38,8 @@ def tokenizer_dir(tmp_path_factory):
     torch.manual_seed(0)
     cfg = override(
         visual.TokenizerConfig(),
-        {"conv": {"ch": 8, "ch_mult": [1, 1, 1, 1], "z_channels": 8, "num_res_blocks": 1, "norm_groups": 0,
-                  "attention": False, "quantizer": {"codebook_size": 32, "dim": 4}}},
+        {"conv": {"ch": 8, "ch_mult": [1, 1, 1, 1], "z_channels": 8, "num_res_blocks": 1, "norm_groups": 4,
+                  "encoder": "patch", "quantizer": {"codebook_size": 32, "dim": 4}}},
     )  # fmt: skip
     visual.save(folder, visual.build(cfg), cfg)
     return folder

@@ -277,11 +277,11 @@ def sample_sheet(rows: list[dict], per_category: int = 8) -> np.ndarray:
     for category in CATEGORIES:
         chosen = [r for r in rows if r["tag"] == category][:per_category]
         for r in chosen + [None] * (per_category - len(chosen)):
-            tiles.append(_framed(r))
+            tiles.append(framed(r))
     return grid(tiles, cols=per_category)
 
 
-def _framed(row: dict | None, size: int = 64, border: int = 2) -> np.ndarray:
+def framed(row: dict | None, size: int = 64, border: int = 2) -> np.ndarray:
     tile = np.full((size + 2 * border, size + 2 * border, 3), 255, np.uint8)
     if row is None:
         return tile

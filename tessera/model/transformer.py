@@ -88,9 +88,14 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, start, k, v)  # (B, kv, start + T, hd)
         groups = self.n_head // self.n_kv_head
+        if t == 1:  # one new token against the cache: attend per KV head without copying keys and values
+            qg = q.view(b, self.n_kv_head, groups, self.head_dim)  # (B, kv, g, hd)
+            att = torch.einsum("bkgd,bksd->bkgs", qg, k).mul_(self.head_dim**-0.5).softmax(dim=-1)
+            y = torch.einsum("bkgs,bksd->bkgd", att, v).reshape(b, 1, -1)  # (B, 1, H * hd)
+            return self.wo(y)
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        mask, causal = None, t > 1
-        if causal and k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
+        mask, causal = None, True
+        if k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
             mask = torch.arange(k.shape[2], device=x.device) <= start + torch.arange(t, device=x.device)[:, None]
             causal = False
         drop = self.dropout if self.training else 0.0

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tessera.errors import UserError
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, make_quantizer
 
 
@@ -20,25 +21,14 @@ class ConvVQConfig:
     ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # one level per entry; each but the last halves the side
     z_channels: int = 256
     num_res_blocks: int = 2
-    norm_groups: int = 32  # GroupNorm groups (LlamaGen: 32); 0: per-pixel channel norm (see `attention`)
-    attention: bool = True  # False with norm_groups 0: a local tokenizer, where a flat region always gets one code
+    norm_groups: int = 32  # GroupNorm groups (LlamaGen: 32); narrow models train better with fewer
+    encoder: str = "conv"  # conv (LlamaGen) | patch: each f x f patch coded alone, so equal patches get equal codes
     dropout: float = 0.0
     quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(codebook_size=16384, dim=8))
 
 
-class ChannelNorm(nn.Module):
-    """Layer norm over the channels of each pixel: unlike GroupNorm, independent of the rest of the image."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.weight, self.bias = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        return F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, 1e-6).movedim(-1, 1)
-
-
-def _norm(c: int, groups: int) -> nn.Module:
-    return nn.GroupNorm(min(groups, c), c, eps=1e-6, affine=True) if groups else ChannelNorm(c)
+def _norm(c: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(groups, c), c, eps=1e-6, affine=True)
 
 
 class ResnetBlock(nn.Module):
@@ -99,7 +89,6 @@ class _Level(nn.Module):
         super().__init__()
         g = cfg.norm_groups
         self.res = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, cfg.dropout, g) for i in range(blocks))
-        attn = attn and cfg.attention
         self.attn = nn.ModuleList(AttnBlock(cout, g) for _ in range(blocks)) if attn else nn.ModuleList()
         if resample is Downsample:
             self.downsample = Downsample(cout)
@@ -120,8 +109,7 @@ class _Level(nn.Module):
 
 def _mid(c: int, cfg: ConvVQConfig) -> nn.ModuleList:
     g = cfg.norm_groups
-    attn = AttnBlock(c, g) if cfg.attention else nn.Identity()
-    return nn.ModuleList([ResnetBlock(c, c, cfg.dropout, g), attn, ResnetBlock(c, c, cfg.dropout, g)])
+    return nn.ModuleList([ResnetBlock(c, c, cfg.dropout, g), AttnBlock(c, g), ResnetBlock(c, c, cfg.dropout, g)])
 
 
 class Encoder(nn.Module):
@@ -145,6 +133,22 @@ class Encoder(nn.Module):
         for block in self.mid:
             x = block(x)
         return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class PatchEncoder(nn.Module):
+    """Each f x f patch on its own: a strided convolution, then per-position layers. A code depends on its patch
+    alone, so a flat background is one code everywhere: token statistics a small AR model learns quickly."""
+
+    def __init__(self, cfg: ConvVQConfig):
+        super().__init__()
+        f, width = 2 ** (len(cfg.ch_mult) - 1), 4 * cfg.ch
+        self.conv_in = nn.Conv2d(3, width, f, f)
+        layers = [nn.SiLU(), nn.Conv2d(width, width, 1), nn.SiLU(), nn.Conv2d(width, width, 1), nn.SiLU()]
+        self.mlp = nn.Sequential(*layers)
+        self.conv_out = nn.Conv2d(width, cfg.z_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(self.mlp(self.conv_in(x)))
 
 
 class Decoder(nn.Module):
@@ -176,7 +180,9 @@ class ConvVQ(nn.Module):
     def __init__(self, cfg: ConvVQConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        if cfg.encoder not in ("conv", "patch"):
+            raise UserError(f"conv.encoder must be conv or patch, got {cfg.encoder!r}")
+        self.encoder = Encoder(cfg) if cfg.encoder == "conv" else PatchEncoder(cfg)
         self.decoder = Decoder(cfg)
         self.quantize = make_quantizer(cfg.quantizer)
         self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.quantizer.dim, 1)

@@ -91,6 +91,10 @@ class Trainer:
             if cfg.uses_video:
                 self.discs["video"] = PatchDiscriminator(3, layers=2)
             self.disc_opt = torch.optim.AdamW(self.discs.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for module in (self.model, self.ema, self.perceptual, self.discs):
+            if module is not None:
+                module.to(self.device)
         self.step = 0
         self.log = RunLog(self.run)
 
@@ -136,6 +140,7 @@ class Trainer:
         cfg, step = self.cfg, self.step
         video = self.is_video_step(step)
         x = self.clips.sample(cfg.video_batch_size, self.rng) if video else self.images.sample(cfg.batch_size, self.rng)
+        x = x.to(self.device)
         if cfg.crop and not video:  # a random window, the same for the whole batch (conv tokenizers only)
             top, left = (int(v) for v in self.rng.integers(0, x.shape[-1] - cfg.crop + 1, size=2))
             x = x[..., top : top + cfg.crop, left : left + cfg.crop]
@@ -183,11 +188,11 @@ class Trainer:
         """original | reconstruction pairs: samples/<name>.png, and a side-by-side GIF for clips."""
         model = (self.ema or self.model).eval()
         rng = np.random.default_rng(12345)  # the same originals every time, so pictures compare across steps
-        x = self.images.sample(16, rng)
+        x = self.images.sample(16, rng).to(self.device)
         pairs = np.concatenate([to_uint8(x), to_uint8(model(x)[0])], axis=2)  # (16, H, 2W, 3)
         save_png(grid(list(pairs), cols=4), self.run / "samples" / f"{name}.png", scale=2)
         if self.clips is not None:
-            clip = self.clips.sample(2, rng)
+            clip = self.clips.sample(2, rng).to(self.device)
             both = np.concatenate([to_uint8(clip), to_uint8(model(clip)[0])], axis=3)  # (2, T, H, 2W, 3)
             save_gif(np.concatenate(list(both), axis=1), self.run / "samples" / f"{name}.gif")
 

@@ -153,7 +153,8 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     texts, codes, batch = [], [], []
 
     def flush():
-        codes.append(tokenizer.encode(to_tensor(np.stack([im for _, im in batch]))).to(torch.int32))
+        pixels = to_tensor(np.stack([im for _, im in batch])).to(next(tokenizer.parameters()).device)
+        codes.append(tokenizer.encode(pixels).to(torch.int32).cpu())
         texts.extend(t for t, _ in batch)
         batch.clear()
 

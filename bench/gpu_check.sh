@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU path, once, on a lent CUDA machine: training and sampling benchmarks at the full and GPT-B sizes
+# (bf16 autocast, fused AdamW), then the whole demo at its full preset on the GPU. Numbers go to $OUT.
+#   OUT=/tmp/gpu bash bench/gpu_check.sh
+# Packages the machine lacks travel as wheels in .whl/ (see bench/RESULTS.md).
+set -uo pipefail
+OUT=${OUT:-runs/gpu-check}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+{
+  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+for preset in quick full gpt-b; do
+  timeout 120 python3 bench/train.py --device cuda --preset "$preset" --batch 64 --steps 20
+done | tee "$OUT/train.jsonl"
+timeout 240 python3 bench/sampling.py --device cuda --batch 64 | tee "$OUT/sampling.jsonl"
+start=$(date +%s)
+timeout "${DEMO_SECONDS:-420}" python3 -m tessera.cli demo --preset full --out "$OUT/demo" model.data.cache="$OUT/cache" \
+  > "$OUT/demo.log" 2>&1
+echo "demo exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/demo.log"
+tail -n 15 "$OUT/demo.log"
+cp "$OUT/demo/shapes_eval/results.json" "$OUT/demo-results.json" 2>/dev/null
+cp "$OUT/demo/timings.json" "$OUT/demo-timings.json" 2>/dev/null
+cp "$OUT/demo/samples.png" "$OUT/demo-samples.png" 2>/dev/null
+rm -rf "$OUT/demo" "$OUT/cache"  # only the small files come back

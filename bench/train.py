@@ -1,0 +1,111 @@
+"""Training throughput: tokens/s and MFU against the fp32 (or bf16 on GPU) matmul peak measured in this process.
+
+python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--batch 32] [--steps 10]
+Prints one JSON line. FLOPs per token = 6 x (non-embedding parameters) + 12 x layers x width x context
+(the attention scores), as in the PaLM paper's MFU.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import time
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from tessera.config import load
+from tessera.model.orders import make_orders
+from tessera.model.transformer import Transformer
+from tessera.sequence.ids import IdSpace
+from tessera.sequence.layouts import pad_text, text_to_image
+from tessera.train.trainer import TrainConfig, masked_loss, param_groups
+
+N_TEXT, CODEBOOK, GRID = 120, 512, 16
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, dtype, n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a square matmul, the best of a few runs."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    amp = device.type == "cuda"
+    cfg = load(TrainConfig(), Path(str(resources.files("tessera") / "configs" / "model" / f"{args.preset}.yaml")))
+    space = IdSpace(N_TEXT, CODEBOOK)
+    cfg.model.vocab_size = space.size
+    torch.manual_seed(0)
+    model = Transformer(cfg.model).to(device)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-4, fused=amp)
+    text = pad_text(space, [[i % N_TEXT for i in range(10)]] * args.batch, cfg.data.text_len)
+    batch = text_to_image(
+        space, text, torch.randint(CODEBOOK, (args.batch, GRID, GRID)), make_orders("raster", args.batch, GRID, GRID)
+    )
+    ids, pos, tpos = (t.to(device) for t in batch.inputs())
+    targets, slots, mask = (t.to(device) for t in batch.targets())
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = masked_loss(model(ids, pos, tpos), targets, slots, mask, space)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    seconds = (time.perf_counter() - start) / args.steps
+    tokens = ids.numel()
+    m = cfg.model
+    flops_per_token = 6 * model.num_params(embeddings=False) + 12 * m.n_layer * m.dim * ids.shape[1]
+    achieved = flops_per_token * tokens / seconds
+    peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
+    machine = torch.cuda.get_device_name() if amp else f"{platform.machine()} {torch.get_num_threads()} threads"
+    result = {
+        "bench": "train",
+        "machine": machine,
+        "preset": args.preset,
+        "params_m": round(model.num_params() / 1e6, 2),
+        "batch": args.batch,
+        "seq_len": ids.shape[1],
+        "dtype": "bf16 autocast" if amp else "fp32",
+        "tokens_per_s": round(tokens / seconds, 1),
+        "achieved_tflops": round(achieved / 1e12, 4),
+        "matmul_peak_tflops": round(peak / 1e12, 4),
+        "mfu": round(achieved / peak, 3),
+    }
+    if amp:
+        result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    else:
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
