@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU path, once, on a lent CUDA machine: training and sampling benchmarks at the full and GPT-B sizes
-# (bf16 autocast, fused AdamW), then the whole demo at its full preset on the GPU. Numbers go to $OUT.
+# (bf16 autocast, fused AdamW), then the whole demo at its gpu preset. Numbers go to $OUT.
 #   OUT=/tmp/gpu bash bench/gpu_check.sh
 # Packages the machine lacks travel as wheels in .whl/ (see bench/RESULTS.md).
 set -uo pipefail
@@ -23,7 +23,7 @@ for preset in quick full gpt-b; do
 done | tee "$OUT/train.jsonl"
 timeout 240 python3 bench/sampling.py --device cuda --batch 64 | tee "$OUT/sampling.jsonl"
 start=$(date +%s)
-timeout "${DEMO_SECONDS:-420}" python3 -m tessera.cli demo --preset full --out "$OUT/demo" model.data.cache="$OUT/cache" \
+timeout "${DEMO_SECONDS:-420}" python3 -m tessera.cli demo --preset gpu --out "$OUT/demo" model.data.cache="$OUT/cache" \
   > "$OUT/demo.log" 2>&1
 echo "demo exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/demo.log"
 tail -n 15 "$OUT/demo.log"

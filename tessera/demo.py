@@ -114,7 +114,10 @@ def run_demo(cfg: DemoConfig, out: Path, seed: int = 0) -> dict:
     if len(list(images.glob("*/samples/*.png"))) == expected:
         console.print("ShapesEval images: generated earlier, reused")
     else:
-        timed("generate", lambda: write_shapes_eval(bundle, images, metadata, cfg.per_prompt, seed=seed))
+        timed(
+            "generate",
+            lambda: write_shapes_eval(bundle, images, metadata, cfg.per_prompt, seed=seed, batch_size=cfg.batch_size),
+        )
     summary, rows = timed("score", lambda: shapes_eval.evaluate_folder(images, judge))
     (images / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (images / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -1,6 +1,7 @@
 """The `tessera` command as a user runs it: files written, and bad input ends in one line with exit code 2."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -208,3 +209,56 @@ def test_demo_runs_and_reruns(tmp_path):
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert again.returncode == 0, again.stderr
     assert "finished earlier, reused" in again.stdout and "generated earlier, reused" in again.stdout
+
+
+@pytest.fixture(scope="module")
+def model_ckpt(tmp_path_factory):
+    """A tiny text-to-image checkpoint made by `tessera train` on the smoke preset."""
+    root = tmp_path_factory.mktemp("t2i")
+    tok = run("tokenizer", "train", "--arch", "conv", "--preset", "smoke", "--out", str(root / "tok"), "canvas=32",
+              "tokenizer.conv.encoder=patch")  # fmt: skip
+    assert tok.returncode == 0, tok.stderr
+    args = ["train", "--tokenizer", str(root / "tok" / "checkpoint"), "--preset", "smoke", "--out", str(root / "run")]
+    trained = run(*args, "data.canvas=32", f"data.cache={root / 'cache'}", "data.examples=64", "steps=4")
+    assert trained.returncode == 0, trained.stderr
+    return root / "run" / "checkpoint"
+
+
+def test_generate_writes_the_grid_and_each_image(model_ckpt, tmp_path):
+    out = tmp_path / "grid.png"
+    result = run(
+        "generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(model_ckpt), "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    singles = sorted((tmp_path / "grid").glob("*.png"))
+    assert len(singles) == 3 and np.asarray(Image.open(singles[0])).shape == (32, 32, 3)
+    assert np.asarray(Image.open(out)).shape[1] > 3 * 32  # three tiles side by side, scaled up
+    again = run("generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(model_ckpt), "--out",
+                str(tmp_path / "again.png"))  # fmt: skip
+    assert again.returncode == 0
+    assert all(
+        np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+        for a, b in zip(singles, sorted((tmp_path / "again").glob("*.png")), strict=True)
+    )  # the same seed draws the same images
+
+
+def test_generate_bad_input(model_ckpt, tmp_path):
+    def gen(*args, ckpt=model_ckpt, prompt="a red circle"):
+        return run("generate", prompt, "--ckpt", str(ckpt), "--out", str(tmp_path / "x.png"), *args)
+
+    one_line_error(gen(prompt="a red circle with a hat"), "hat")
+    one_line_error(gen(prompt="  "), "empty prompt")
+    one_line_error(gen("-n", "0"), "-n")
+    one_line_error(gen("--cfg", "-1"), "--cfg")
+    one_line_error(gen(ckpt=model_ckpt.parent.parent / "nothing"), "not a tessera checkpoint")
+    one_line_error(gen(ckpt=model_ckpt / "tokenizer"), "tokenizer checkpoint, not a model checkpoint")
+    other = tmp_path / "other"
+    shutil.copytree(model_ckpt, other)
+    config = (other / "config.yaml").read_text().replace("dim: 64", "dim: 96")
+    (other / "config.yaml").write_text(config)
+    one_line_error(gen(ckpt=other), "does not fit this architecture")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_ckpt, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 100)
+    one_line_error(gen(ckpt=corrupt), "corrupt")
+    assert not (tmp_path / "x.png").exists()

@@ -168,7 +168,7 @@ class Trainer:
         if not self.is_main:
             return
         trainer = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
-        weights = (self.ema or self.model).state_dict()
+        weights = (self.ema if self.ema is not None else self.model).state_dict()
         state = {"step": self.step, "train": to_dict(self.cfg), "world": self.world}
         bundles.save(self.ckpt, self.bundle, weights, self.cfg.tokenizer, trainer, state)
 
@@ -235,7 +235,7 @@ class Trainer:
     @torch.no_grad()
     def samples(self, name: str) -> None:
         """A grid of images for fixed prompts (the world's, or the first texts of user data)."""
-        model = self.ema or self.model
+        model = self.ema if self.ema is not None else self.model
         model.eval()
         world = self.cfg.data.source == "shapes"
         text = self.bundle.encode_prompts(list(SAMPLE_PROMPTS)) if world else self.texts[:8]
