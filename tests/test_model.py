@@ -8,9 +8,9 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(**kw) -> Transformer:
+def tiny(n_kv_head: int = 2) -> Transformer:
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64, **kw))
+    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64))
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
 
@@ -26,14 +26,7 @@ def inputs(b=3, t=24, seed=1):
 
 @pytest.mark.parametrize("n_kv_head", [1, 2, 4])
 def test_cached_logits_match_uncached(n_kv_head):
-    model = (
-        tiny()
-        if n_kv_head == 2
-        else Transformer(
-            ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
-        ).eval()
-    )
-    torch.nn.init.normal_(model.output.weight, std=0.5)
+    model = tiny(n_kv_head)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
