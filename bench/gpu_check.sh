@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path, once, on a lent CUDA machine: training and sampling benchmarks at the quick, full and GPT-B sizes
+# The GPU path, once, on a lent CUDA machine: training and sampling benchmarks at the quick, gpu and GPT-B sizes
 # (bf16 autocast, fused AdamW), then the whole demo at its gpu preset. Numbers and a few small files go to $OUT.
 #   OUT=/tmp/gpu bash bench/gpu_check.sh
 # Packages the machine lacks travel as wheels in .whl/. A dry run on a CPU:
@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
-for preset in ${BENCH_PRESETS:-quick full gpt-b}; do
+for preset in ${BENCH_PRESETS:-quick gpu gpt-b}; do
   timeout 120 python3 bench/train.py --device "$DEVICE" --preset "$preset" --batch 64 --steps "${BENCH_STEPS:-20}"
 done | tee "$OUT/train.jsonl"
 if [ "${SAMPLING:-1}" = 1 ]; then

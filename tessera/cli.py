@@ -247,7 +247,7 @@ def train(
     data: Annotated[
         str, typer.Option(help="shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl")
     ] = "shapes",
-    preset: Annotated[str, typer.Option(help="smoke | quick | full | gpt-b (tessera/configs/model/)")] = "quick",
+    preset: Annotated[str, typer.Option(help="smoke | quick | full | gpu | gpt-b (tessera/configs/model/)")] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, samples/, metrics.jsonl.")] = Path("runs/t2i"),
     fresh: Annotated[bool, typer.Option(help="Start over instead of resuming the run's checkpoint.")] = False,

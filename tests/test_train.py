@@ -138,3 +138,18 @@ def test_two_cpu_ranks_with_ddp(tokenizer_dir, tmp_path):
     assert [r["step"] for r in rows] == [5, 10]  # one log, written by rank 0
     weights = checkpoint.load_weights(run / "checkpoint")
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_class_to_image_is_the_same_layout(tokenizer_dir, tmp_path):
+    from tessera.errors import UserError
+    from tessera.generate.images import draw_images
+
+    cfg = config(tokenizer_dir, tmp_path, steps=2, **{"data.source": "shapes-classes", "data.examples": 200})
+    trainer = Trainer(cfg, tmp_path / "c2i", progress=False)
+    trainer.fit()
+    b = bundles.load(tmp_path / "c2i" / "checkpoint")
+    assert isinstance(b.text, ClassTokenizer) and "red circle" in b.text.names and b.text.vocab_size <= 40
+    images, drawn = draw_images(b, ["red circle", b.text.names[-1]])
+    assert images.shape == (2, 32, 32, 3) and drawn[0].codes.shape == (2, 4, 4)
+    with pytest.raises(UserError, match="unknown class"):
+        draw_images(b, ["red dodecahedron"])

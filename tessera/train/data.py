@@ -35,7 +35,7 @@ class DataConfig:
     examples: int = 20000  # how many world examples to draw (user data: every readable file)
     canvas: int = 64
     text_len: int = 24  # text tokens per example, left-padded; longer texts are an error (world: redrawn)
-    prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions and partial ones)
+    prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
 
@@ -49,7 +49,8 @@ class Examples:
 
 
 def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
-    """One (text, scene) pair: a ShapesEval-style prompt with a scene drawn for it, or a scene described."""
+    """One (text, scene) pair: a ShapesEval-style prompt with a scene holding just what it names, or a random
+    scene with its full caption."""
     from tessera.eval.shapes_eval import distinct_prompts
     from tessera.world import language as lang
     from tessera.world.constraints import sample_scene_for
@@ -59,7 +60,7 @@ def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
         text = pool[rng.integers(len(pool))]
         return text, sample_scene_for(parse_description(text), rng, canvas)
     scene = sample_scene(rng, canvas)
-    return (lang.caption(scene, rng) if rng.random() < 0.5 else lang.partial_description(scene, rng)), scene
+    return lang.caption(scene, rng), scene  # a whole description: partial ones would teach drawing unasked objects
 
 
 def _world(cfg: DataConfig, seed: int) -> Iterator[tuple[str, np.ndarray]]:
