@@ -300,12 +300,12 @@ def generate(
     from tessera.model.bundle import load as load_bundle
     from tessera.pictures import grid, save_png
 
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out} must be a .png file")
     bundle = load_bundle(ckpt, _device(device))
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
     images, _ = draw_images(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out {out} must be a .png file")
     singles = out.with_suffix("")
     singles.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
