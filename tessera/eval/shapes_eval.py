@@ -101,43 +101,44 @@ def group_by_class(detections: Sequence[Detection], tag: str, cfg: ScoreConfig) 
     return groups
 
 
-def score(detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None = None) -> tuple[bool, str]:
-    """GenEval's rule for one image: every include clause holds (count, colour, position) and no exclude does."""
+def check_clauses(
+    detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None = None
+) -> list[tuple[bool, str]]:
+    """GenEval's rule clause by clause: (holds, why not) for each include clause, then each exclude clause."""
     cfg = cfg or ScoreConfig()
     objects = group_by_class(detections, meta["tag"], cfg)
-    correct, reasons, matched_groups = True, [], []
+    results, matched_groups = [], []
     for req in meta.get("include", []):
         cls, n = req["class"], req["count"]
         found = objects.get(cls, [])[:n]
-        matched = len(found) >= n
-        if not matched:
-            reasons.append(f"expected {cls}>={n}, found {len(found)}")
+        matched, reason = len(found) >= n, f"expected {cls}>={n}, found {len(found)}"
         if matched and "color" in req:
             colours = [d.colour for d in found]
-            if colours.count(req["color"]) < n:
-                matched = False
-                reasons.append(f"expected {req['color']} {cls}>={n}, found {', '.join(colours)}")
+            matched = colours.count(req["color"]) >= n
+            reason = f"expected {req['color']} {cls}>={n}, found {', '.join(colours)}"
         if matched and "position" in req:
             rel, target = req["position"]
             group = matched_groups[target]
-            if group is None:
-                matched = False
-                reasons.append(f"no target for {cls} to be {rel}")
-            else:
-                for a, b in itertools.product(found, group):
-                    seen = relative_position(a.box, b.box, cfg.position_threshold)
-                    if rel not in seen:
-                        matched = False
-                        reasons.append(f"expected {cls} {rel} target, found {' and '.join(sorted(seen)) or 'none'}")
-                        break
-        correct &= matched
+            matched, reason = group is not None, f"no target for {cls} to be {rel}"
+            for a, b in itertools.product(found, group or []):
+                seen = relative_position(a.box, b.box, cfg.position_threshold)
+                if rel not in seen:
+                    matched = False
+                    reason = f"expected {cls} {rel} target, found {' and '.join(sorted(seen)) or 'none'}"
+                    break
+        results.append((matched, "" if matched else reason))
         matched_groups.append(found if matched else None)
     for req in meta.get("exclude", []):
         have = len(objects.get(req["class"], []))
-        if have >= req["count"]:
-            correct = False
-            reasons.append(f"expected {req['class']}<{req['count']}, found {have}")
-    return correct, "; ".join(reasons)
+        ok = have < req["count"]
+        results.append((ok, "" if ok else f"expected {req['class']}<{req['count']}, found {have}"))
+    return results
+
+
+def score(detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None = None) -> tuple[bool, str]:
+    """GenEval's rule for one image: every include clause holds (count, colour, position) and no exclude does."""
+    results = check_clauses(detections, meta, cfg)
+    return all(ok for ok, _ in results), "; ".join(reason for ok, reason in results if not ok)
 
 
 def write_ground_truth(

@@ -1,0 +1,47 @@
+"""Rewards by name: the judge with GenEval's rules (strict and partial), text formats, a colour share."""
+
+import numpy as np
+import pytest
+
+from tessera.errors import UserError
+from tessera.eval.shapes_eval import load_metadata
+from tessera.rl.rewards import combine, make_reward
+from tessera.world.constraints import from_geneval, sample_scene_for
+from tessera.world.render import render_image
+from tessera.world.scene import PALETTE
+
+
+def test_shapes_eval_rewards_follow_the_rules(judge):
+    meta = next(m for m in load_metadata() if m["tag"] == "color_attr")  # two coloured objects
+    rng = np.random.default_rng(0)
+    good = render_image(sample_scene_for(from_geneval(meta), rng))
+    other = next(c for c in PALETTE if c != meta["include"][1]["color"])
+    one_wrong = dict(meta, include=[meta["include"][0], {**meta["include"][1], "color": other}])
+    blank = np.full_like(good, 128)
+    strict, partial = make_reward("shapes_eval", judge=judge), make_reward("shapes_eval_partial", judge=judge)
+    images = np.stack([good, good, blank])
+    metas = [meta, one_wrong, meta]
+    assert strict(metas, images, [""] * 3).tolist() == [1.0, 0.0, 0.0]
+    assert partial(metas, images, [""] * 3).tolist() == [1.0, 0.5, 0.0]
+
+
+def test_format_and_colour_share():
+    fmt = make_reward("format", pattern=r"<think>.*</think>\s*(yes|no)")
+    assert fmt(
+        [{}] * 3, np.zeros((3, 1, 1, 3)), ["<think>two stars</think> yes", "yes", "<think></think> maybe"]
+    ).tolist() == [1.0, 0.0, 0.0]
+    red = make_reward("colour_share", colour="red")
+    image = np.full((2, 4, 4, 3), 128, dtype=np.uint8)
+    image[0, :2] = PALETTE["red"]
+    assert red([{}] * 2, image, ["", ""]).tolist() == [0.5, 0.0]
+
+
+def test_combination_and_errors():
+    values = {"a": np.array([1.0, 0.0]), "b": np.array([0.5, 0.5])}
+    assert combine(values, {"a": 1.0, "b": 2.0}).tolist() == [2.0, 1.0]
+    with pytest.raises(UserError, match="unknown reward 'clip'"):
+        make_reward("clip")
+    with pytest.raises(UserError, match="no values"):
+        combine(values, {"c": 1.0})
+    with pytest.raises(UserError, match="bad pattern"):
+        make_reward("format", pattern="(")
