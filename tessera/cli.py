@@ -275,6 +275,35 @@ def train(
             console.print(f"skipped {len(trainer.skipped)} unreadable examples (e.g. {next(iter(trainer.skipped))})")
 
 
+@app.command("rl")
+def rl(
+    init: Annotated[Path, typer.Option(help="The model checkpoint to improve (runs/<name>/checkpoint).")],
+    reward: Annotated[
+        str, typer.Option(help="shapes_eval | shapes_eval_partial | colour_share | brightness | format")
+    ] = "shapes_eval",
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, metrics.jsonl.")] = Path("runs/rl"),
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming the run's checkpoint.")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Config overrides, e.g. steps=50 grpo.group_size=8 grpo.beta=0.04.")
+    ] = None,
+    seed: Seed = 0,
+) -> None:
+    """GRPO post-training with a verifiable reward on prompts from the world's grammar (ShapesEval's held out)."""
+    from tessera.config import override, parse_overrides
+    from tessera.rl.trainer import RLConfig, RLTrainer
+
+    cfg = override(RLConfig(), {"init": str(init), "reward": reward, "seed": seed} | parse_overrides(overrides or []))
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    trainer = RLTrainer(cfg, out)
+    trainer.resume()
+    rows = trainer.fit()
+    last = rows[-1] if rows else {}
+    console.print(
+        f"step {trainer.step}: reward {last.get('reward_mean', float('nan')):.3f}; checkpoint in {out}/checkpoint"
+    )
+
+
 @app.command("generate")
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw, e.g. 'a red circle left of a blue star'.")],

@@ -31,20 +31,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """An untrained but fixed tiny tokenizer: 32x32 images -> 4x4 codes."""
-    folder = tmp_path_factory.mktemp("tok") / "checkpoint"
-    torch.manual_seed(0)
-    cfg = override(
-        visual.TokenizerConfig(),
-        {"conv": {"ch": 8, "ch_mult": [1, 1, 1, 1], "z_channels": 8, "num_res_blocks": 1, "norm_groups": 4,
-                  "encoder": "patch", "quantizer": {"codebook_size": 32, "dim": 4}}},
-    )  # fmt: skip
-    visual.save(folder, visual.build(cfg), cfg)
-    return folder
-
-
 def config(tokenizer_dir, tmp_path, **kw) -> TrainConfig:
     items = {**TINY, "tokenizer": str(tokenizer_dir), "data.cache": str(tmp_path / "cache"), **kw}
     return override(TrainConfig(), items)

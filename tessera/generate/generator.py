@@ -15,6 +15,8 @@ from tessera.model.transformer import Transformer
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import NO_POS, grid_positions, prefix, unconditional
 
+LOGP_FLOOR = -1e4  # a token outside today's support scores this, not -inf: its ratio is 0 and its KL finite
+
 
 @dataclass
 class Drawn:
@@ -85,7 +87,8 @@ def score(
     width: int,
     cfg: SamplingConfig,
 ) -> torch.Tensor:
-    """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad)."""
+    """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
+    a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR."""
     b, n = ids.shape
     rows = _rows(space, text, cfg)  # (R, P)
     r, p = rows.shape
@@ -100,4 +103,4 @@ def score(
     for i in range(n):
         logp = log_distribution(cond[:, i], None if uncond is None else uncond[:, i], allowed, cfg, cfg.guides(i, n))
         out.append(logp.gather(1, ids[:, i : i + 1]).squeeze(1))
-    return torch.stack(out, dim=1)
+    return torch.stack(out, dim=1).clamp(min=LOGP_FLOOR)

@@ -12,6 +12,11 @@ import torch
 
 from tessera.errors import UserError
 
+# Truncation keeps every id within TIE of the cut-off logit. Sampling (cached, one token at a time) and scoring
+# (one batched pass) round differently by ~1e-7; without the margin, a near-tie at the cut could be kept in one
+# and dropped in the other, and a sampled token would score -inf.
+TIE = 1e-4
+
 
 @dataclass
 class SamplingConfig:
@@ -55,12 +60,13 @@ def log_distribution(
     logits = logits.masked_fill(~allowed, float("-inf")) / cfg.temperature
     if cfg.top_k > 0:
         kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits = logits.masked_fill(logits < kth - TIE, float("-inf"))
     if cfg.top_p < 1.0:
-        sorted_logits, index = logits.sort(dim=-1, descending=True)
+        sorted_logits, _ = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
-        drop = probs.cumsum(dim=-1) - probs > cfg.top_p  # mass before this id already exceeds top_p
-        logits = logits.masked_fill(drop.scatter(-1, index, drop), float("-inf"))
+        kept = probs.cumsum(dim=-1) - probs <= cfg.top_p  # the mass before this id is still within top_p
+        cutoff = sorted_logits.masked_fill(~kept, float("inf")).min(dim=-1, keepdim=True).values
+        logits = logits.masked_fill(logits < cutoff - TIE, float("-inf"))
     return logits.log_softmax(dim=-1)
 
 

@@ -1,8 +1,8 @@
 """Verifiable rewards, by name: each maps (prompt metadata, images, texts) to one float per sample.
 
-`shapes_eval` is the judge with GenEval's rules (1 if every clause holds); `shapes_eval_partial` gives the
-share of clauses that hold; `format` checks generated text against a regular expression; `colour_share` is
-the share of pixels near one palette colour (a dense reward for quick tests). Model-based rewards (a CLIP
+`shapes_eval` is the judge with GenEval's rules (1 if every clause holds), `shapes_eval_partial` the share of
+clauses that hold, `format` a regular expression over generated text; `colour_share` (pixels near one palette
+colour) and `brightness` (mean pixel value) are dense rewards for quick tests. Model-based rewards (a CLIP
 score from local open_clip weights) plug in through `register`.
 """
 
@@ -85,6 +85,16 @@ def colour_share(colour: str = "red", tolerance: int = 40) -> Reward:
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         near = np.abs(images.astype(np.int32) - target).max(axis=-1) <= tolerance  # (B, H, W)
         return near.mean(axis=(1, 2)).astype(np.float32)
+
+    return reward
+
+
+@register("brightness")
+def brightness() -> Reward:
+    """Mean pixel value in [0, 1]: dense and model-agnostic, for smoke tests of the RL loop."""
+
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return (images.reshape(len(images), -1).mean(axis=1) / 255).astype(np.float32)
 
     return reward
 

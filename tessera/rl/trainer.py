@@ -1,0 +1,173 @@
+"""GRPO post-training of a text-to-image model with a verifiable reward.
+
+Each step: draw `prompts_per_step` prompts, sample `group_size` images for each with the KV-cached guided
+sampler (keeping each token's log-prob), decode, score with the reward, compute group advantages, then
+`mu` passes of clipped policy-gradient updates in micro-batches of `update_batch` samples. Scoring reuses the
+sampling distribution (same guidance, temperature, top-k/top-p), so on the first pass the ratio is exactly 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tessera import checkpoint
+from tessera.config import to_dict
+from tessera.data.shapes import to_uint8
+from tessera.errors import UserError
+from tessera.generate.generator import generate, score
+from tessera.generate.sampling import SamplingConfig
+from tessera.model import bundle as bundles
+from tessera.model.orders import make_orders
+from tessera.progress import progress_bar
+from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss
+from tessera.rl.prompts import prompt_pools, sample_prompts
+from tessera.rl.rewards import make_reward
+from tessera.runlog import RunLog
+
+
+@dataclass
+class RLConfig:
+    init: str = ""  # the model checkpoint to start from (and the frozen reference when grpo.beta > 0)
+    reward: str = "shapes_eval"
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
+    steps: int = 100
+    prompts_per_step: int = 4  # a rollout is prompts_per_step x group_size samples
+    update_batch: int = 16  # samples per backward pass (gradient accumulation up to the rollout)
+    mu: int = 1  # passes over each rollout
+    lr: float = 1e-4
+    grad_clip: float = 1.0
+    log_every: int = 1
+    save_every: int = 25
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.init:
+            raise UserError("no model to start from: give --init CKPT")
+        for name in ("steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1")
+        self.grpo.validate()
+        self.sampling.validate()
+
+
+class RLTrainer:
+    def __init__(self, cfg: RLConfig, run: str | Path, progress: bool = True, reward=None):
+        cfg.validate()
+        self.cfg, self.run, self.progress = cfg, Path(run), progress
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.bundle = bundles.load(cfg.init, self.device)
+        self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
+        self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.grpo.beta > 0 else None
+        self.reward = reward or make_reward(cfg.reward)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.pools, _ = prompt_pools(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.step = 0
+        self.log = RunLog(self.run)
+
+    @property
+    def ckpt(self) -> Path:
+        return self.run / "checkpoint"
+
+    def save(self) -> None:
+        trainer = {"opt": self.opt.state_dict(), "gen": self.gen.get_state().cpu()}
+        state = {"step": self.step, "rng": self.rng.bit_generator.state, "rl": to_dict(self.cfg)}
+        tokenizer_dir = checkpoint.resolve(self.cfg.init) / "tokenizer"
+        bundles.save(self.ckpt, self.bundle, self.model.state_dict(), tokenizer_dir, trainer, state)
+
+    def resume(self) -> bool:
+        if not checkpoint.resolve(self.ckpt).exists():
+            return False
+        trainer, state = checkpoint.load_trainer(self.ckpt)
+        if trainer is None or state is None or "rl" not in state:
+            return False
+        checkpoint.load_into(self.model, checkpoint.load_weights(self.ckpt), str(self.ckpt))
+        self.opt.load_state_dict(trainer["opt"])
+        self.gen.set_state(trainer["gen"].to(self.gen.device) if self.device.type == "cuda" else trainer["gen"])
+        self.rng.bit_generator.state = state["rng"]
+        self.step = state["step"]
+        self.log.truncate(self.step)
+        return True
+
+    @torch.no_grad()
+    def rollout(self) -> dict:
+        """Prompts, images, tokens with their log-probs, and rewards for one step."""
+        cfg, b = self.cfg, self.bundle
+        metadata = sample_prompts(self.pools, cfg.prompts_per_step, self.rng)
+        metadata = [m for m in metadata for _ in range(cfg.grpo.group_size)]  # each prompt's samples adjacent
+        text = b.encode_prompts([m["prompt"] for m in metadata]).to(self.device)
+        h, w = b.cfg.grid
+        order = make_orders(
+            b.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        )
+        drawn = generate(self.model, b.space, text, (h, w), order, cfg.sampling, self.gen)
+        images = to_uint8(b.tokenizer.decode(drawn.codes))
+        rewards = torch.tensor(self.reward(metadata, images, [""] * len(metadata)), device=self.device)
+        return {"metadata": metadata, "text": text, "drawn": drawn, "images": images, "rewards": rewards}
+
+    def update(self, roll: dict) -> dict[str, float]:
+        cfg, b = self.cfg, self.bundle
+        drawn, text = roll["drawn"], roll["text"]
+        adv = advantages(roll["rewards"], cfg.grpo.group_size, cfg.grpo.scale_rewards, cfg.grpo.eps)
+        n = len(text)
+        mask = torch.ones_like(drawn.ids, dtype=torch.bool)
+        stats: dict[str, list[float]] = {}
+        for epoch in range(cfg.mu):
+            for start in range(0, n, cfg.update_batch):
+                part = slice(start, start + cfg.update_batch)
+                args = (b.space, text[part], drawn.ids[part], drawn.order[part], b.cfg.grid[1], cfg.sampling)
+                logp = score(self.model, *args)
+                ref = None
+                if self.ref is not None:
+                    with torch.no_grad():
+                        ref = score(self.ref, *args)
+                loss, s = grpo_loss(
+                    logp, drawn.logprobs[part], adv[part], mask[part], cfg.grpo, ref, active_tokens=float(mask.sum())
+                )
+                weight = 1.0 if cfg.grpo.loss_type == "dapo" else len(logp) / n
+                (loss * weight).backward()
+                for k, v in s.items():
+                    stats.setdefault(k, []).append(v)
+                if epoch == 0:  # on-policy: exactly 1 unless scoring differs from sampling
+                    stats.setdefault("ratio_start", []).append(s["ratio"])
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        return {k: float(np.mean(v)) for k, v in stats.items()}
+
+    def fit(self, stop_at: int | None = None) -> list[dict]:
+        cfg = self.cfg
+        end = min(cfg.steps, stop_at or cfg.steps)
+        with progress_bar(self.progress) as bar:
+            task = bar.add_task("rl", total=cfg.steps, completed=self.step)
+            while self.step < end:
+                start = time.time()
+                roll = self.rollout()
+                rollout_s = time.time() - start
+                out = self.update(roll)
+                self.step += 1
+                r = roll["rewards"].float()
+                out |= {
+                    "reward_mean": float(r.mean()),
+                    "reward_std": float(r.std()),
+                    "entropy": float(-roll["drawn"].logprobs.mean()),  # mean surprisal of the sampled tokens
+                    "samples_per_s": len(r) / (time.time() - start),
+                    "rollout_s": rollout_s,
+                }
+                for tag in sorted({m["tag"] for m in roll["metadata"]}):
+                    hits = [float(v) for m, v in zip(roll["metadata"], r.tolist(), strict=True) if m["tag"] == tag]
+                    out[f"reward/{tag}"] = float(np.mean(hits))
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.log.log(self.step, **out)
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self.save()
+                bar.update(task, completed=self.step, description=f"rl  reward {out['reward_mean']:.3f}")
+        return self.log.read()
