@@ -108,10 +108,13 @@ class RLTrainer:
         order = make_orders(
             b.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         )
+        start = time.time()
         drawn = generate(self.model, b.space, text, (h, w), order, cfg.sampling, self.gen)
         images = to_uint8(b.tokenizer.decode(drawn.codes))
+        drawn_at = time.time()
         rewards = torch.tensor(self.reward(metadata, images, [""] * len(metadata)), device=self.device)
-        return {"metadata": metadata, "text": text, "drawn": drawn, "images": images, "rewards": rewards}
+        seconds = {"generate_s": drawn_at - start, "reward_s": time.time() - drawn_at}
+        return {"metadata": metadata, "text": text, "drawn": drawn, "images": images, "rewards": rewards} | seconds
 
     def update(self, roll: dict) -> dict[str, float]:
         cfg, b = self.cfg, self.bundle
@@ -151,7 +154,7 @@ class RLTrainer:
             while self.step < end:
                 start = time.time()
                 roll = self.rollout()
-                rollout_s = time.time() - start
+                updating = time.time()
                 out = self.update(roll)
                 self.step += 1
                 r = roll["rewards"].float()
@@ -160,7 +163,9 @@ class RLTrainer:
                     "reward_std": float(r.std()),
                     "entropy": float(-roll["drawn"].logprobs.mean()),  # mean surprisal of the sampled tokens
                     "samples_per_s": len(r) / (time.time() - start),
-                    "rollout_s": rollout_s,
+                    "generate_s": roll["generate_s"],
+                    "reward_s": roll["reward_s"],
+                    "update_s": time.time() - updating,
                 }
                 for tag in sorted({m["tag"] for m in roll["metadata"]}):
                     hits = [float(v) for m, v in zip(roll["metadata"], r.tolist(), strict=True) if m["tag"] == tag]
