@@ -104,6 +104,20 @@ def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], where: 
     module.load_state_dict(weights)
 
 
+def load_state(folder: str | Path) -> dict | None:
+    """The JSON state of a checkpoint (step, ...), None when there is no checkpoint or no state."""
+    path = resolve(folder) / "state.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def resumable(folder: str | Path) -> tuple[dict, dict] | None:
+    """(trainer state, JSON state) of a checkpoint a run can continue from, or None."""
+    if not resolve(folder).exists():
+        return None
+    trainer, state = load_trainer(folder)
+    return (trainer, state) if trainer is not None and state is not None else None
+
+
 def load_trainer(folder: str | Path) -> tuple[dict | None, dict | None]:
     """(trainer state, JSON state) of a checkpoint, either None when absent."""
     folder = resolve(folder)

@@ -40,8 +40,8 @@ class DemoConfig:
 
 
 def _finished(folder: Path, steps: int) -> bool:
-    _, state = checkpoint.load_trainer(folder) if checkpoint.resolve(folder).exists() else (None, None)
-    return bool(state) and state["step"] >= steps
+    state = checkpoint.load_state(folder)  # state.json alone: no need to read the optimizer state
+    return state is not None and state["step"] >= steps
 
 
 def _metadata(cfg: DemoConfig) -> list[dict]:

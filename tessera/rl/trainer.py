@@ -84,11 +84,10 @@ class RLTrainer:
         bundles.save(self.ckpt, self.bundle, self.model.state_dict(), tokenizer_dir, trainer, state)
 
     def resume(self) -> bool:
-        if not checkpoint.resolve(self.ckpt).exists():
+        saved = checkpoint.resumable(self.ckpt)
+        if saved is None or "rl" not in saved[1]:
             return False
-        trainer, state = checkpoint.load_trainer(self.ckpt)
-        if trainer is None or state is None or "rl" not in state:
-            return False
+        trainer, state = saved
         checkpoint.load_into(self.model, checkpoint.load_weights(self.ckpt), str(self.ckpt))
         self.opt.load_state_dict(trainer["opt"])
         self.gen.set_state(trainer["gen"].to(self.gen.device) if self.device.type == "cuda" else trainer["gen"])

@@ -113,11 +113,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from the run's checkpoint, if there is one; True if it did."""
-        if not checkpoint.resolve(self.ckpt).exists():
+        saved = checkpoint.resumable(self.ckpt)
+        if saved is None:
             return False
-        trainer, state = checkpoint.load_trainer(self.ckpt)
-        if trainer is None or state is None:
-            return False
+        trainer, state = saved
         self.model.load_state_dict(trainer["model"])
         self.opt.load_state_dict(trainer["opt"])
         torch.set_rng_state(trainer["torch_rng"])
