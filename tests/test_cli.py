@@ -206,6 +206,11 @@ def test_demo_runs_and_reruns(tmp_path):
     assert results["images"] == 6 * 4 * 2 and 0.0 <= results["overall"] <= 1.0
     report = (out / "report.html").read_text()
     assert "ShapesEval" in report and "counting" in report and (out / "plot-model.png").exists()
+    assert {"rl", "generate rl", "held-out prompts"} <= set(timings)  # the RL stage and its evaluations
+    after = json.loads((out / "rl" / "shapes_eval" / "results.json").read_text())
+    assert after["images"] == results["images"] and "model + RL, held-out prompts" in report
+    assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
+    assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert again.returncode == 0, again.stderr
     assert "finished earlier, reused" in again.stdout and "generated earlier, reused" in again.stdout

@@ -45,6 +45,7 @@ def test_report_has_every_section(tmp_path: Path) -> None:
         "shapes_eval": {"ground truth": _summary(0.98765, 0.9), "model": _summary(0.4321, 0.3)},
         "sample_grids": {"counting": "grid-counting.png"},
         "sample_sheet": "sheet.png",
+        "before_after": {"counting": "grid-counting.png"},
         "curves": {"tokenizer": rows},
         "curve_keys": {"tokenizer": ["loss", "psnr", "missing"]},
         "timings": {"tokenizer": 12.34, "model": 5.0},
@@ -60,7 +61,7 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     sources = _image_sources(text)
     assert {"grid-counting.png", "sheet.png", "plot-tokenizer.png"} <= set(sources)
     assert all((tmp_path / s).is_file() for s in sources)
-    assert "green: judged correct, red: wrong" in text
+    assert "green: judged correct, red: wrong" in text and "Before and after RL" in text
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "17.3" in text  # the timings' total
 

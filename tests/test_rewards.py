@@ -5,7 +5,7 @@ import pytest
 
 from tessera.errors import UserError
 from tessera.eval.shapes_eval import load_metadata
-from tessera.rl.rewards import combine, make_reward
+from tessera.rl.rewards import combine, make_reward, parse_spec
 from tessera.world.constraints import from_geneval, sample_scene_for
 from tessera.world.render import render_image
 from tessera.world.scene import PALETTE
@@ -39,7 +39,13 @@ def test_format_and_colour_share():
 def test_combination_and_errors():
     values = {"a": np.array([1.0, 0.0]), "b": np.array([0.5, 0.5])}
     assert combine(values, {"a": 1.0, "b": 2.0}).tolist() == [2.0, 1.0]
-    with pytest.raises(UserError, match="unknown reward 'clip'"):
+    assert parse_spec("shapes_eval") == {"shapes_eval": 1.0}
+    assert parse_spec("shapes_eval:1, format:0.5") == {"shapes_eval": 1.0, "format": 0.5}
+    with pytest.raises(UserError, match="unknown reward 'aesthetic'"):
+        parse_spec("shapes_eval,aesthetic")
+    with pytest.raises(UserError, match="weight 'x' is not a number"):
+        parse_spec("format:x")
+    with pytest.raises(UserError, match="local open_clip weights"):
         make_reward("clip")
     with pytest.raises(UserError, match="no values"):
         combine(values, {"c": 1.0})

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from tessera.config import override
+from tessera.rl.grpo import advantages
 from tessera.rl.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.tokenizer import build as visual
 from tessera.train.trainer import TrainConfig, Trainer
+from tessera.world.language import CATEGORIES
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def sft_ckpt(tokenizer_dir, tmp_path_factory):
 
 
 def rl_config(ckpt, **kw) -> RLConfig:
-    items = {"init": str(ckpt), "reward": "brightness", "grpo.group_size": 8, "prompts_per_step": 4}
+    items = {"init": str(ckpt), "reward": "brightness", "grpo.group_size": 8, "prompts_per_step": 4, "eval_every": 0}
     return override(RLConfig(), {**items, "update_batch": 16, "lr": 3e-3, "sampling.cfg_scale": 1.0, **kw})
 
 
@@ -48,6 +50,27 @@ def test_rl_raises_a_verifiable_reward(sft_ckpt, tmp_path):
     assert last > first + 0.02, (first, last)  # codes span about 0.48-0.62 in brightness
     assert all(r["ratio"] == pytest.approx(1.0, abs=1e-4) for r in rows)  # mu = 1: scoring reproduces sampling
     assert {"reward_std", "entropy", "samples_per_s", "clip_fraction", "reward/counting"} <= set(rows[-1])
+    kl = [r["kl"] for r in rows]  # measured against the frozen initial model
+    assert kl[0] < 1e-6 < kl[-1]
+
+
+def test_separate_advantages_and_periodic_shapes_eval(sft_ckpt, tmp_path):
+    spec = {"reward": "brightness:1,colour_share:2", "separate_advantages": True}
+    cfg = rl_config(sft_ckpt, steps=2, eval_every=2, eval_prompts=1, eval_per_prompt=2, **spec)
+    trainer = RLTrainer(cfg, tmp_path / "rl", progress=False)
+    roll = trainer.rollout()
+    parts = roll["parts"]
+    assert torch.allclose(roll["rewards"], parts["brightness"] + 2 * parts["colour_share"])
+    own = [advantages(parts[n], 8) for n in ("brightness", "colour_share")]
+    assert torch.allclose(trainer.advantages(roll), own[0] + 2 * own[1])
+    rows = trainer.fit()
+    evals = [r for r in rows if "eval/overall" in r]
+    assert [r["step"] for r in evals] == [0, 2]
+    for r in evals:  # 1 prompt x 2 images per category: each accuracy is 0, 0.5 or 1
+        cats = [r[f"eval/{c}"] for c in CATEGORIES]
+        assert set(cats) <= {0.0, 0.5, 1.0} and r["eval/overall"] == pytest.approx(np.mean(cats))
+        assert {f"held_out/{c}" for c in HELD_OUT} <= set(r)
+    assert {"reward/brightness", "reward/colour_share"} <= set(rows[-1])
 
 
 def test_guided_rollouts_are_scored_with_guidance_and_resume(sft_ckpt, tmp_path):

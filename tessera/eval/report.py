@@ -23,14 +23,16 @@ figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 pre { background: #f4f4f4; padding: 0.7em; overflow-x: auto; }
 """
 SHEET_CAPTION = "green: judged correct, red: wrong"
+BEFORE_AFTER = "The same prompts and seeds: top row before RL, bottom row after; green: judged correct, red: wrong."
 
 
 def write_report(run: Path, sections: dict) -> Path:
     """Write run/report.html from `sections` (every key optional) and return its path.
 
     Keys: notes (list of str), shapes_eval (label -> `shapes_eval.summarize` dict), sample_grids (category -> PNG
-    path relative to run), sample_sheet (PNG path relative to run), curves (name -> metric rows) with curve_keys
-    (name -> keys to plot), timings (stage -> seconds), config (name -> plain dict).
+    path relative to run), sample_sheet (PNG path relative to run), before_after (category -> PNG path: the same
+    prompts before and after RL), curves (name -> metric rows) with curve_keys (name -> keys to plot), timings
+    (stage -> seconds), config (name -> plain dict).
     """
     run = Path(run)
     body = [f"<h1>tessera demo report</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
@@ -41,6 +43,9 @@ def write_report(run: Path, sections: dict) -> Path:
     if "sample_grids" in sections or "sample_sheet" in sections:
         grids, sheet = sections.get("sample_grids", {}), sections.get("sample_sheet")
         body.append(_section("Samples per category", _samples(grids, sheet)))
+    if "before_after" in sections:
+        figures = "\n".join(_figure(str(path), category) for category, path in sections["before_after"].items())
+        body.append(_section("Before and after RL", f"<p>{BEFORE_AFTER}</p>\n{figures}"))
     if "curves" in sections:
         body.append(_section("Training curves", _curves(run, sections["curves"], sections.get("curve_keys", {}))))
     if "timings" in sections:

@@ -214,6 +214,25 @@ def read_folder(images: str | Path) -> tuple[list[tuple[dict, Path]], list[str]]
     return items, problems
 
 
+def score_images(
+    images: np.ndarray, metadata: Sequence[dict], judge: Judge, cfg: ScoreConfig | None = None
+) -> list[dict]:
+    """Judge uint8 images (B, H, W, 3) against their metadata lines: one row per image."""
+    rows = []
+    for meta, dets in zip(metadata, judge.read(images), strict=True):
+        ok, reason = score(dets, meta, cfg)
+        rows.append(
+            {
+                "tag": meta["tag"],
+                "prompt": meta["prompt"],
+                "correct": ok,
+                "reason": reason,
+                "objects": [d.to_dict() for d in dets],
+            }
+        )
+    return rows
+
+
 def evaluate_folder(
     images: str | Path, judge: Judge, cfg: ScoreConfig | None = None, progress: bool = True
 ) -> tuple[dict, list[dict]]:
@@ -229,18 +248,8 @@ def evaluate_folder(
         for item in batch:
             by_size.setdefault(item[2].shape, []).append(item)
         for group in by_size.values():
-            for (meta, path, _), dets in zip(group, judge.read(np.stack([g[2] for g in group])), strict=True):
-                ok, reason = score(dets, meta, cfg)
-                rows.append(
-                    {
-                        "filename": str(path),
-                        "tag": meta["tag"],
-                        "prompt": meta["prompt"],
-                        "correct": ok,
-                        "reason": reason,
-                        "objects": [d.to_dict() for d in dets],
-                    }
-                )
+            scored = score_images(np.stack([g[2] for g in group]), [g[0] for g in group], judge, cfg)
+            rows.extend({"filename": str(g[1])} | row for g, row in zip(group, scored, strict=True))
         batch.clear()
 
     for meta, path in track(items, description="scoring images", disable=not progress):

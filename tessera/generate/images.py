@@ -68,3 +68,21 @@ def write_shapes_eval(
         (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
         for k in range(per_prompt):
             Image.fromarray(images[index * per_prompt + k]).save(folder / "samples" / f"{k:04d}.png")
+
+
+def evaluate_model(
+    bundle: Bundle,
+    metadata: list[dict],
+    judge,
+    per_prompt: int = 1,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> tuple[dict, list[dict], np.ndarray]:
+    """ShapesEval in memory: the summary, one row per image, and the images (prompt-major, per_prompt each)."""
+    from tessera.eval.shapes_eval import score_images, summarize
+
+    metas = [m for m in metadata for _ in range(per_prompt)]
+    images, _ = draw_images(bundle, [m["prompt"] for m in metas], sampling, seed=seed, batch_size=batch_size)
+    rows = score_images(images, metas, judge)
+    return summarize(rows), rows, images

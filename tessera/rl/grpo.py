@@ -60,7 +60,7 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 def grpo_loss(
     logp: torch.Tensor,  # (B, T) log-probs of the sampled tokens under the current policy (with grad)
     old_logp: torch.Tensor,  # (B, T) the same under the policy that sampled them
-    advantage: torch.Tensor,  # (B,) one per sample, applied to all of its tokens
+    advantage: torch.Tensor,  # (B,) one per sample, applied to all of its tokens, or (B, T) one per token
     mask: torch.Tensor,  # (B, T) bool: generated tokens
     cfg: GRPOConfig,
     ref_logp: torch.Tensor | None = None,  # (B, T) under the frozen reference model, needed when beta > 0
@@ -71,7 +71,7 @@ def grpo_loss(
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     clipped = ratio.clamp(1 - cfg.epsilon_low, 1 + cfg.epsilon_high)
-    adv = advantage[:, None]
+    adv = advantage[:, None] if advantage.dim() == 1 else advantage  # (B, 1) or (B, T)
     per_token = -torch.minimum(ratio * adv, clipped * adv)  # (B, T)
     kl = None
     if cfg.beta != 0:

@@ -2,8 +2,8 @@
 
 `shapes_eval` is the judge with GenEval's rules (1 if every clause holds), `shapes_eval_partial` the share of
 clauses that hold, `format` a regular expression over generated text; `colour_share` (pixels near one palette
-colour) and `brightness` (mean pixel value) are dense rewards for quick tests. Model-based rewards (a CLIP
-score from local open_clip weights) plug in through `register`.
+colour) and `brightness` (mean pixel value) are dense rewards for quick tests; `clip` is a model-based reward
+(CLIP score from local open_clip weights, optional). More plug in through `register`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,46 @@ def brightness() -> Reward:
         return (images.reshape(len(images), -1).mean(axis=1) / 255).astype(np.float32)
 
     return reward
+
+
+@register("clip")
+def clip_score(model: str = "ViT-B-32", weights: str = "", device: str = "cpu") -> Reward:
+    """Cosine similarity of image and prompt under a CLIP model from local open_clip weights (not installed by
+    tessera: open_clip needs torchvision)."""
+    if not weights:
+        raise UserError("clip reward: give the path of local open_clip weights (weights=...)")
+    try:
+        import open_clip
+    except ImportError:
+        raise UserError("clip reward: open_clip is not installed (pip install open_clip_torch)") from None
+    import torch
+    from PIL import Image
+
+    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=device)
+    tokenize = open_clip.get_tokenizer(model)
+
+    @torch.no_grad()
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        pixels = torch.stack([preprocess(Image.fromarray(im)) for im in images]).to(device)
+        image = torch.nn.functional.normalize(net.encode_image(pixels), dim=-1)
+        text = torch.nn.functional.normalize(net.encode_text(tokenize([m["prompt"] for m in metadata]).to(device)))
+        return (image * text).sum(-1).float().cpu().numpy()
+
+    return reward
+
+
+def parse_spec(spec: str) -> dict[str, float]:
+    """'shapes_eval' or 'shapes_eval:1,format:0.5' -> {name: weight}; every name must be registered."""
+    weights = {}
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in FACTORIES:
+            raise UserError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(FACTORIES))}")
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"reward {name!r}: weight {weight!r} is not a number") from None
+    return weights
 
 
 def combine(values: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
