@@ -343,6 +343,71 @@ def generate(
     console.print(f"{n} images: grid {out}, single images in {singles}/")
 
 
+def _read(ckpt: Path, image: Path, task: str, device: str):
+    """The bundle and the image (fitted to its canvas) for ask / caption."""
+    from tessera.data.folders import fit
+    from tessera.model.bundle import load as load_bundle
+    from tessera.pictures import load_image
+    from tessera.understand.answer import check_reads
+
+    bundle = load_bundle(ckpt, _device(device))
+    check_reads(bundle, task)
+    return bundle, fit(load_image(image), bundle.cfg.canvas)[None]
+
+
+@app.command("ask")
+def ask(
+    image: Annotated[Path, typer.Argument(help="An image file (fitted to the model's canvas).")],
+    question: Annotated[
+        str, typer.Argument(help="A question in the world's words, e.g. 'how many red circles are there?'.")
+    ],
+    ckpt: Annotated[Path, typer.Option(help="A model trained with the qa or judge task.")],
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+) -> None:
+    """Answer a question about an image ('does this image show <prompt> ?' asks for a verdict and its reason)."""
+    from tessera.understand.answer import ask as ask_model
+
+    bundle, picture = _read(ckpt, image, "judge" if question.startswith("does this image show") else "qa", device)
+    console.print(ask_model(bundle, picture, [question])[0])
+
+
+@app.command("caption")
+def caption(
+    image: Annotated[Path, typer.Argument(help="An image file (fitted to the model's canvas).")],
+    ckpt: Annotated[Path, typer.Option(help="A model trained with the caption task.")],
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+) -> None:
+    """Describe an image in the world's words."""
+    from tessera.understand.answer import ask as ask_model
+    from tessera.understand.texts import CAPTION_QUESTION
+
+    bundle, picture = _read(ckpt, image, "caption", device)
+    console.print(ask_model(bundle, picture, [CAPTION_QUESTION])[0])
+
+
+@eval_app.command("understanding")
+def eval_understanding(
+    ckpt: Annotated[Path, typer.Option(help="A model trained with caption / qa / judge tasks.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Held-out scenes per task.")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Write results.json and results.jsonl here.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+) -> None:
+    """Question answering (per kind), captions and judging on scenes the model never saw."""
+    from tessera.model.bundle import load as load_bundle
+    from tessera.understand.evaluate import evaluate_understanding
+
+    bundle = load_bundle(ckpt, _device(device))
+    if set(bundle.cfg.tasks) <= {"t2i"}:
+        raise UserError(f"{ckpt} was trained to draw only; it answers no questions")
+    summary, rows = evaluate_understanding(bundle, n)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for key, value in summary.items():
+        console.print(f"{key:14s} {value:.3f}")
+
+
 def _device(name: str) -> str:
     import torch
 

@@ -27,6 +27,11 @@ def _coerce(name: str, value: Any, kind: Any, current: Any = None) -> Any:
         if value is None:
             return None
         return _coerce(name, value, options[0])
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{name}: expected a mapping, got {value!r}")
+        key_kind, value_kind = typing.get_args(kind)
+        return {_coerce(name, k, key_kind): _coerce(f"{name}.{k}", v, value_kind) for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise UserError(f"{name}: expected a list, got {value!r}")

@@ -54,6 +54,24 @@ def test_rescored_logprobs_equal_sampled(model, cfg, order):
         assert (unguided - drawn.logprobs).abs().max() > 1e-3
 
 
+def test_scoring_can_leave_the_unconditional_rows_out_of_the_gradient(model):
+    cfg = SamplingConfig(cfg_scale=3.0)
+    text = pad_text(SPACE, [[1, 2], [3]], 3)
+    orders = make_orders("raster", 2, 4, 5, torch.Generator().manual_seed(0))
+    drawn = generate(model, SPACE, text, (4, 5), orders, cfg, torch.Generator().manual_seed(0))
+    grads = []
+    for both in (True, False):
+        model.zero_grad()
+        logp = score(model, SPACE, text, drawn.ids, orders, 5, cfg, train_unconditional=both)
+        assert (logp - drawn.logprobs).abs().max() < 1e-5  # the same values either way
+        logp.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert not torch.allclose(grads[0], grads[1])
+    model.zero_grad()
+    cond = score(model, SPACE, text, drawn.ids, orders, 5, cfg, train_unconditional=False)
+    assert cond.requires_grad
+
+
 def test_codes_land_in_the_cells_of_the_order(model):
     text = pad_text(SPACE, [[1]], 2)
     order = torch.tensor([[5, 0, 3, 1, 2, 4]])

@@ -86,9 +86,12 @@ def score(
     order: torch.Tensor,  # (B, N)
     width: int,
     cfg: SamplingConfig,
+    train_unconditional: bool = True,
 ) -> torch.Tensor:
     """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
-    a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR."""
+    a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
+    train_unconditional=False the unconditional rows run without grad: the same values, gradients through the
+    conditional rows alone."""
     b, n = ids.shape
     rows = _rows(space, text, cfg)  # (R, P)
     r, p = rows.shape
@@ -96,7 +99,16 @@ def score(
     seq = torch.cat([rows, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
     pos = torch.full((r, p + n, 3), NO_POS, dtype=torch.long, device=ids.device)
     pos[:, p:] = grid_positions(order, width).repeat(k, 1, 1)
-    logits = model(seq, pos[:, :-1], pos[:, 1:])[:, p - 1 :]  # (R, N, V): position t-1 scores token t
+
+    def forward(part: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t
+        return model(seq[part], pos[part, :-1], pos[part, 1:])[:, p - 1 :]
+
+    if k == 1 or train_unconditional:
+        logits = forward(slice(None))
+    else:
+        with torch.no_grad():
+            uncond_logits = forward(slice(b, None))
+        logits = torch.cat([forward(slice(0, b)), uncond_logits])
     cond, uncond = _split(logits, b, cfg)
     allowed = space.allowed(IMAGE, ids.device)
     out = []

@@ -33,6 +33,9 @@ class BundleConfig:
     canvas: int = 64
     order: str = "raster"  # the order it was trained in
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # defaults for generation
+    tasks: tuple[str, ...] = ("t2i",)  # what it was trained to do (t2i, caption, qa, judge)
+    question_len: int = 24  # understanding: question tokens and answer tokens
+    answer_len: int = 24
 
 
 @dataclass
@@ -50,6 +53,10 @@ class Bundle:
         """(B, text_len) sequence ids; UserError on an unknown word, an empty or a too-long prompt."""
         ids = [self.text.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
+
+    def encode_questions(self, questions: list[str]) -> torch.Tensor:
+        """(B, question_len) sequence ids; UserError on an unknown word or a too-long question."""
+        return pad_text(self.space, [self.text.encode(q) for q in questions], self.cfg.question_len)
 
     def to(self, device) -> Bundle:
         self.model.to(device)

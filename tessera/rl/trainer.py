@@ -39,6 +39,7 @@ class RLConfig:
     init: str = ""  # the model checkpoint to start from (and the frozen reference)
     reward: str = "shapes_eval"  # a name, or weighted names: "shapes_eval:1,shapes_eval_partial:0.5"
     separate_advantages: bool = False  # each reward its own group advantage, then weighted (else: one of the sum)
+    train_unconditional: bool = False  # with guidance: also push the unconditional rows (against the conditional)
     reference: bool = True  # keep a frozen copy of the initial model to measure KL (needed when grpo.beta > 0)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
@@ -151,7 +152,7 @@ class RLTrainer:
             for start in range(0, n, cfg.update_batch):
                 part = slice(start, start + cfg.update_batch)
                 args = (b.space, text[part], drawn.ids[part], drawn.order[part], b.cfg.grid[1], cfg.sampling)
-                logp = score(self.model, *args)
+                logp = score(self.model, *args, train_unconditional=cfg.train_unconditional)
                 ref = None
                 if self.ref is not None:
                     with torch.no_grad():

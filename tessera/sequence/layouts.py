@@ -2,6 +2,8 @@
 
 Text-to-image:  <pad>.. text <boi> image tokens (in generation order) <eoi>
 Class-to-image: the same, with the class name as a one-token text.
+Image-to-text:  <pad>.. question <boi> image tokens (raster) <eoi> <sep> answer <eos> <pad>..
+                (captioning, question answering and judging differ only in the question)
 Text is left-padded to a fixed length, so every example of a task has one length and the image starts at
 one place; the unconditional prompt (for classifier-free guidance) is all <pad>.
 """
@@ -75,3 +77,52 @@ def text_to_image(space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order
     slot[:, length + 1 : -1] = IMAGE
     loss = slot == IMAGE
     return Batch(ids, pos, slot, loss)
+
+
+def pad_answer(space: IdSpace, answers: list[list[int]], length: int, device=None) -> torch.Tensor:
+    """Text-tokenizer ids -> (B, length + 1) sequence ids: the answer, <eos>, then <pad> on the right."""
+    out = torch.full((len(answers), length + 1), space.special("<pad>"), dtype=torch.long)
+    for i, ids in enumerate(answers):
+        if len(ids) > length:
+            raise UserError(f"the answer has {len(ids)} tokens; this model writes at most {length}")
+        out[i, : len(ids) + 1] = torch.tensor([*space.text(ids), space.special("<eos>")])
+    return out.to(device)
+
+
+def image_prefix(space: IdSpace, question: torch.Tensor, codes: torch.Tensor) -> Batch:
+    """question (B, Q) sequence ids, codes (B, h, w) -> the prompt `question <boi> image <eoi> <sep>` (no loss)."""
+    b, q = question.shape
+    order = torch.arange(codes[0].numel(), device=codes.device).expand(b, -1)  # raster
+    image = text_to_image(space, question, codes, order)
+    sep = torch.full_like(question[:, :1], space.special("<sep>"))
+    ids = torch.cat([image.ids, sep], dim=1)  # (B, Q + N + 3)
+    pos = torch.cat([image.pos, torch.full_like(image.pos[:, :1], NO_POS)], dim=1)
+    slot = torch.cat([image.slot, torch.full_like(sep, TEXT)], dim=1)
+    return Batch(ids, pos, slot, torch.zeros_like(ids, dtype=torch.bool))
+
+
+def image_to_text(space: IdSpace, question: torch.Tensor, codes: torch.Tensor, answer: torch.Tensor) -> Batch:
+    """question (B, Q), codes (B, h, w), answer (B, A) from `pad_answer` -> the training Batch; the loss falls on
+    the answer and its <eos>."""
+    head = image_prefix(space, question, codes)
+    ids = torch.cat([head.ids, answer], dim=1)
+    pos = torch.cat([head.pos, torch.full((*answer.shape, 3), NO_POS, dtype=torch.long, device=ids.device)], dim=1)
+    slot = torch.cat([head.slot, torch.full_like(answer, TEXT)], dim=1)
+    loss = torch.cat([head.loss, answer != space.special("<pad>")], dim=1)
+    return Batch(ids, pos, slot, loss)
+
+
+def stack(batches: list[Batch], space: IdSpace) -> Batch:
+    """One Batch of several (tasks of different lengths): each right-padded with <pad> and no loss."""
+    t = max(b.ids.shape[1] for b in batches)
+
+    def right(x: torch.Tensor, value: int) -> torch.Tensor:
+        fill = torch.full((x.shape[0], t - x.shape[1], *x.shape[2:]), value, dtype=x.dtype, device=x.device)
+        return torch.cat([x, fill], dim=1)
+
+    return Batch(
+        torch.cat([right(b.ids, space.special("<pad>")) for b in batches]),
+        torch.cat([right(b.pos, NO_POS) for b in batches]),
+        torch.cat([right(b.slot, TEXT) for b in batches]),
+        torch.cat([right(b.loss, False) for b in batches]),
+    )

@@ -32,7 +32,7 @@ from tessera.pictures import grid, save_png
 from tessera.progress import progress_bar
 from tessera.runlog import RunLog
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
-from tessera.sequence.layouts import pad_text, text_to_image, unconditional
+from tessera.sequence.layouts import image_to_text, pad_answer, pad_text, stack, text_to_image, unconditional
 from tessera.tokenizer import build as visual
 from tessera.train.data import DataConfig, extract
 from tessera.train.schedule import lr_at
@@ -134,7 +134,16 @@ class Trainer:
             canvas=cfg.data.canvas,
             order=cfg.order,
             sampling=cfg.sampling,
+            tasks=tuple(t for t in cfg.data.tasks if cfg.data.tasks[t] > 0),
+            question_len=cfg.data.question_len,
+            answer_len=cfg.data.answer_len,
         )
+        longest = max(
+            cfg.data.text_len + h * w + 2 if "t2i" in space_cfg.tasks else 0,
+            cfg.data.question_len + h * w + 4 + cfg.data.answer_len if set(space_cfg.tasks) - {"t2i"} else 0,
+        )
+        if longest > cfg.model.max_seq_len:
+            raise UserError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
         vocab = IdSpace(space_cfg.n_text, space_cfg.n_image).size
         space_cfg.model = dataclasses.replace(cfg.model, vocab_size=vocab)
         self.cfg = dataclasses.replace(cfg, model=space_cfg.model)
@@ -149,7 +158,14 @@ class Trainer:
         )
         self.ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else None
         self.opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=cuda)
-        self.texts = pad_text(self.bundle.space, examples.texts, cfg.data.text_len)  # (N, L)
+        space, tasks = self.bundle.space, examples.tasks or ["t2i"] * len(examples.texts)
+        self.is_t2i = torch.tensor([t == "t2i" for t in tasks])  # (N,)
+        texts = [t if task == "t2i" else [] for t, task in zip(examples.texts, tasks, strict=True)]
+        self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts of t2i examples
+        if not self.is_t2i.all():
+            questions = [[] if task == "t2i" else t for t, task in zip(examples.texts, tasks, strict=True)]
+            self.questions = pad_text(space, questions, cfg.data.question_len)  # (N, Q)
+            self.answers = pad_answer(space, examples.answers, cfg.data.answer_len)  # (N, A + 1)
         self.codes = examples.codes  # (N, h, w)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.step = 0
@@ -195,12 +211,17 @@ class Trainer:
     def batch(self):
         cfg, space = self.cfg, self.bundle.space
         index = torch.randint(len(self.codes), (cfg.batch_size,), generator=self.gen)
-        text, codes = self.texts[index], self.codes[index]
-        drop = torch.rand(cfg.batch_size, generator=self.gen) < cfg.cond_dropout
-        text = torch.where(drop[:, None], unconditional(space, text), text)
-        h, w = codes.shape[1:]
-        order = make_orders(cfg.order, cfg.batch_size, h, w, self.gen)
-        return text_to_image(space, text, codes, order)
+        draw, read = index[self.is_t2i[index]], index[~self.is_t2i[index]]
+        parts = []
+        if len(draw):
+            text, codes = self.texts[draw], self.codes[draw]
+            drop = torch.rand(len(draw), generator=self.gen) < cfg.cond_dropout
+            text = torch.where(drop[:, None], unconditional(space, text), text)
+            h, w = codes.shape[1:]
+            parts.append(text_to_image(space, text, codes, make_orders(cfg.order, len(draw), h, w, self.gen)))
+        if len(read):
+            parts.append(image_to_text(space, self.questions[read], self.codes[read], self.answers[read]))
+        return parts[0] if len(parts) == 1 else stack(parts, space)
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg

@@ -40,6 +40,7 @@ ANY_NOUNS = ("object", "shape")
 PLURAL = {**{s + "s": s for s in SHAPES}, "objects": "object", "shapes": "shape"}
 QUESTION_WORDS = ["how", "many", "are", "there", "what", "colour", "color", "is", "shape", "?"]
 EDIT_WORDS = ["make", "paint", "change", "the", "colour", "color", "of", "to", "move", "add", "remove", "delete"]
+TASK_WORDS = ["describe", "image", "does", "this", "show", "not", "no", "yes"]  # captioning, judging, reasons
 ANSWERS = ("yes", "no", *NUMBERS[: MAX_OBJECTS + 1], *COLOURS, *SHAPES)
 
 
@@ -58,6 +59,7 @@ VOCAB: tuple[str, ...] = tuple(
         | set(SIZES)
         | set(QUESTION_WORDS)
         | set(EDIT_WORDS)
+        | set(TASK_WORDS)
         | {"a", "an", "and", "the", ",", ".", "?"}
     )
 )

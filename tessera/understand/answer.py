@@ -1,0 +1,50 @@
+"""Ask a model about images: answers, captions and verdicts written with the KV-cached text sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tessera.data.shapes import to_tensor
+from tessera.errors import UserError
+from tessera.generate.sampling import SamplingConfig
+from tessera.generate.text import GREEDY, write
+from tessera.model.bundle import Bundle
+from tessera.sequence.layouts import image_prefix
+
+
+def check_reads(bundle: Bundle, task: str) -> None:
+    if task not in bundle.cfg.tasks:
+        raise UserError(f"this model was not trained to {task} (its tasks: {', '.join(bundle.cfg.tasks)})")
+
+
+@torch.no_grad()
+def image_codes(bundle: Bundle, images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) at the model's canvas -> (B, h, w) codes."""
+    if images.shape[1:3] != (bundle.cfg.canvas, bundle.cfg.canvas):
+        raise UserError(
+            f"images must be {bundle.cfg.canvas}x{bundle.cfg.canvas}, got {images.shape[2]}x{images.shape[1]}"
+        )
+    device = bundle.model.output.weight.device
+    return bundle.tokenizer.encode(to_tensor(images).to(device))
+
+
+@torch.no_grad()
+def ask(
+    bundle: Bundle,
+    images: np.ndarray,  # uint8 (B, H, W, 3)
+    questions: list[str],
+    sampling: SamplingConfig = GREEDY,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[str]:
+    """One answer per (image, question) pair."""
+    question_ids = bundle.encode_questions(questions)  # checks every question before any work
+    gen = torch.Generator(device=bundle.model.output.weight.device).manual_seed(seed)
+    out = []
+    for i in range(0, len(questions), batch_size):
+        codes = image_codes(bundle, images[i : i + batch_size])
+        prompt = image_prefix(bundle.space, question_ids[i : i + batch_size].to(codes.device), codes)
+        written = write(bundle.model, bundle.space, prompt, bundle.cfg.answer_len + 1, sampling, gen)
+        out += written.texts(bundle.space, bundle.text)
+    return out

@@ -1,0 +1,63 @@
+"""How well a model reads images: question answering per kind, captions, and judging, on scenes it never saw.
+
+Scenes come from a seed of their own (the training data's scenes are drawn from the run's seed). A caption is
+right when every object it names is there and nothing else (the parsed caption holds exactly); a verdict agrees
+when its yes/no matches the verdict on the true scene, and its reason is right when the words match too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tessera.errors import UserError
+from tessera.model.bundle import Bundle
+from tessera.train.data import understanding_example
+from tessera.understand.answer import ask
+from tessera.understand.texts import is_yes
+from tessera.world.grammar import parse_description, parse_question
+from tessera.world.render import render_image
+
+HELD_OUT_SEED = 1_000_003
+
+
+def caption_holds(caption: str, scene) -> bool:
+    try:
+        return parse_description(caption).holds(scene.objects, exact=True)
+    except UserError:  # not a description in the grammar
+        return False
+
+
+def evaluate_understanding(
+    bundle: Bundle, n: int = 200, seed: int = HELD_OUT_SEED, batch_size: int = 64
+) -> tuple[dict, list[dict]]:
+    """n examples per understanding task the model knows -> (summary, one row per example)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task in [t for t in bundle.cfg.tasks if t != "t2i"]:
+        examples = [understanding_example(task, rng, bundle.cfg.canvas) for _ in range(n)]
+        images = np.stack([render_image(scene) for _, _, scene in examples])
+        answers = ask(bundle, images, [q for q, _, _ in examples], batch_size=batch_size)
+        for (question, truth, scene), said in zip(examples, answers, strict=True):
+            row = {"task": task, "question": question, "truth": truth, "answer": said}
+            if task == "qa":
+                row |= {"kind": parse_question(question).kind, "correct": said == truth}
+            elif task == "caption":
+                row["correct"] = caption_holds(said, scene)
+            else:
+                row |= {"correct": is_yes(said) == is_yes(truth), "reason_correct": said == truth}
+            rows.append(row)
+    return summarize(rows), rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    summary = {}
+    for task in ("qa", "caption", "judge"):
+        mine = [r for r in rows if r["task"] == task]
+        if mine:
+            summary[task] = float(np.mean([r["correct"] for r in mine]))
+    for kind in sorted({r["kind"] for r in rows if "kind" in r}):
+        summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in rows if r.get("kind") == kind]))
+    said_no = [r for r in rows if r["task"] == "judge" and not is_yes(r["truth"])]
+    if said_no:
+        summary["judge/reason"] = float(np.mean([r["reason_correct"] for r in said_no]))
+    return summary

@@ -1,0 +1,179 @@
+"""Understanding on the same stream: the image-to-text layout, text writing that rescoring reproduces, the
+judge's verdict in words, the task mixture of the training data, and a tiny multi-task model end to end."""
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tessera.config import override
+from tessera.errors import UserError
+from tessera.eval.judge import Detection
+from tessera.generate.sampling import SamplingConfig
+from tessera.generate.text import score_text, write
+from tessera.model.bundle import load as load_bundle
+from tessera.model.transformer import ModelConfig, Transformer
+from tessera.sequence.ids import IMAGE, TEXT, IdSpace
+from tessera.sequence.layouts import NO_POS, image_prefix, image_to_text, pad_answer, pad_text, stack, text_to_image
+from tessera.text.tokenizers import WorldTokenizer
+from tessera.train.trainer import TrainConfig, Trainer
+from tessera.understand.evaluate import evaluate_understanding
+from tessera.understand.texts import CAPTION_QUESTION, is_yes, judge_question, truth, verdict
+from tessera.world import language as lang
+from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
+from tessera.world.grammar import ANSWERS, parse_description
+
+WORDS = WorldTokenizer()
+SPACE = IdSpace(n_text=WORDS.vocab_size, n_image=16)
+
+
+def test_image_to_text_round_trip():
+    rng = np.random.default_rng(0)
+    scene = sample_scene_for(parse_description("a red circle and two blue stars"), rng)
+    question, answer = lang.question_answer(scene, rng, "count")
+    described = next(c for c in (lang.caption(scene, rng) for _ in range(100)) if len(WORDS.encode(c)) <= 20)
+    pairs = [(question, answer), (CAPTION_QUESTION, described)]
+    q = pad_text(SPACE, [WORDS.encode(x) for x, _ in pairs], 12)
+    a = pad_answer(SPACE, [WORDS.encode(y) for _, y in pairs], 20)
+    codes = torch.randint(0, 16, (2, 3, 4))
+    batch = image_to_text(SPACE, q, codes, a)
+    assert batch.ids.shape == (2, 12 + 1 + 12 + 2 + 21)
+    for row, (asked, said) in enumerate(pairs):  # reading the layout back gives question, image (raster), answer
+        ids = batch.ids[row].tolist()
+        boi, eoi = ids.index(SPACE.special("<boi>")), ids.index(SPACE.special("<eoi>"))
+        assert WORDS.decode(SPACE.text_ids(ids[:boi])) == WORDS.decode(WORDS.encode(asked))
+        assert torch.equal(SPACE.codes(torch.tensor(ids[boi + 1 : eoi])), codes[row].flatten())
+        assert ids[eoi + 1] == SPACE.special("<sep>") and (batch.slot[row, boi + 1 : eoi] == IMAGE).all()
+        assert batch.pos[row, boi + 1 : eoi, 1:].tolist() == [[r, c] for r in range(3) for c in range(4)]
+        trained = [i for i, keep in zip(ids, batch.loss[row].tolist(), strict=True) if keep]
+        assert trained[-1] == SPACE.special("<eos>")
+        assert WORDS.decode(SPACE.text_ids(trained)) == WORDS.decode(WORDS.encode(said))
+    assert (batch.pos[:, :12] == NO_POS).all() and (batch.slot[:, -21:] == TEXT).all()
+
+
+def test_stack_pads_tasks_of_different_lengths():
+    q = pad_text(SPACE, [[1, 2]], 6)
+    read = image_to_text(SPACE, q, torch.zeros(1, 2, 2, dtype=torch.long), pad_answer(SPACE, [[3]], 4))
+    draw = text_to_image(
+        SPACE, pad_text(SPACE, [[1]], 3), torch.zeros(1, 2, 2, dtype=torch.long), torch.arange(4)[None]
+    )
+    both = stack([draw, read], SPACE)
+    assert both.ids.shape == (2, read.ids.shape[1])
+    assert both.loss[0].sum() == 4 and both.loss[1].sum() == 2  # padding adds no loss
+    assert (both.ids[0, draw.ids.shape[1] :] == SPACE.special("<pad>")).all()
+    with pytest.raises(UserError, match="writes at most 4"):
+        pad_answer(SPACE, [[1] * 5], 4)
+
+
+@pytest.mark.parametrize("cfg", [SamplingConfig(top_k=1), SamplingConfig(temperature=0.8, top_k=6, top_p=0.9)])
+def test_written_text_is_rescored_exactly(cfg):
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=SPACE.size, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64))
+    torch.nn.init.normal_(model.output.weight, std=0.5)
+    model.eval()
+    prompt = image_prefix(SPACE, pad_text(SPACE, [[1, 2], [3]], 4), torch.randint(0, 16, (2, 2, 3)))
+    eos = SPACE.special("<eos>")
+    with torch.no_grad():  # make <eos> likely enough that rows stop at different places
+        model.output.weight[eos] += 0.3 * model.output.weight.std()
+    written = write(model, SPACE, prompt, 12, cfg, torch.Generator().manual_seed(1))
+    assert written.ids.shape == written.mask.shape == written.logprobs.shape
+    ids = written.ids
+    assert (ids < SPACE.image_start).all()  # a text slot writes no image codes
+    for row in range(2):  # everything after the first <eos> is padding with no log-prob
+        ended = (ids[row] == eos).nonzero()
+        if len(ended):
+            after = ended[0, 0] + 1
+            assert (ids[row, after:] == SPACE.special("<pad>")).all() and not written.mask[row, after:].any()
+    rescored = score_text(model, SPACE, prompt, ids, cfg)
+    assert (rescored - written.logprobs).abs().max() < 1e-5
+    shifted = score_text(model, SPACE, prompt, torch.roll(ids, 1, dims=1), cfg)
+    assert (shifted - written.logprobs).abs().max() > 1e-3
+
+
+def det(shape, colour, x, y=30.0, half=5.0):
+    return Detection(shape, colour, "small", (x - half, y - half, x + half, y + half), 0.99, 4 * half * half)
+
+
+@pytest.mark.parametrize(
+    "prompt, tag, found, said",
+    [
+        ("a red circle", "colors", [det("circle", "red", 20)], "yes"),
+        ("a red circle", "colors", [det("circle", "blue", 20)], "no , the circle is blue"),
+        ("a circle and a star", "two_object", [det("circle", "red", 20)], "no , there is no star"),
+        ("three stars", "counting", [det("star", "red", x) for x in (10, 30)], "no , there are two stars"),
+        ("three stars", "counting", [det("star", "red", x) for x in (8, 20, 32, 44)], "no , there are four stars"),
+        ("a circle left of a star", "position", [det("circle", "red", 50), det("star", "red", 10)],
+         "no , the circle is not left of the star"),
+        ("a circle left of a star", "position", [det("circle", "red", 10), det("star", "red", 50)], "yes"),
+    ],
+)  # fmt: skip
+def test_verdict_names_what_is_wrong(prompt, tag, found, said):
+    meta = to_geneval(parse_description(prompt), tag, prompt)
+    assert verdict(found, meta) == said
+    assert is_yes(said) == (said == "yes")
+    WORDS.encode(said), WORDS.encode(judge_question(prompt))  # every verdict and question is in the world's words
+
+
+def test_verdict_of_true_scenes_is_yes():
+    rng = np.random.default_rng(0)
+    for prompt, tag in [("two blue squares", "counting"), ("a yellow star below a red circle", "position")]:
+        scene = sample_scene_for(from_geneval(to_geneval(parse_description(prompt), tag, prompt)), rng)
+        assert verdict(truth(scene), to_geneval(parse_description(prompt), tag, prompt)) == "yes"
+
+
+@pytest.fixture(scope="module")
+def reader(tokenizer_dir, tmp_path_factory):
+    """A tiny model trained on all four tasks of the world."""
+    root = tmp_path_factory.mktemp("reader")
+    cfg = override(
+        TrainConfig(),
+        {
+            "model": {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 96, "max_grid": 8},
+            "data": {"examples": 400, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
+                     "tasks": {"t2i": 1, "caption": 1, "qa": 2, "judge": 1}, "question_len": 24, "answer_len": 40},
+            "tokenizer": str(tokenizer_dir), "steps": 60, "batch_size": 16, "lr": 3e-3, "warmup": 5,
+            "sample_every": 1000,
+        },
+    )  # fmt: skip
+    trainer = Trainer(cfg, root / "run", progress=False)
+    rows = trainer.fit()
+    return root / "run" / "checkpoint", rows
+
+
+def test_multitask_data_follows_the_mixture(reader):
+    from tessera.train.data import DataConfig
+
+    ckpt, rows = reader
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    bundle = load_bundle(ckpt)
+    assert bundle.cfg.tasks == ("t2i", "caption", "qa", "judge")
+    with pytest.raises(UserError, match="unknown task 'edit'"):
+        DataConfig(tasks={"edit": 1.0}).validate()
+    with pytest.raises(UserError, match="need the world's scenes"):
+        DataConfig(source="photos.jsonl", tasks={"t2i": 1.0, "qa": 1.0}).validate()
+
+
+def test_a_trained_reader_answers_in_the_form_of_each_task(reader):
+    ckpt, _ = reader
+    bundle = load_bundle(ckpt)
+    summary, rows = evaluate_understanding(bundle, n=24)
+    assert {"qa", "caption", "judge"} <= set(summary) and all(0 <= v <= 1 for v in summary.values())
+    qa = [r["answer"] for r in rows if r["task"] == "qa"]
+    assert np.mean([a in ANSWERS for a in qa]) >= 0.9  # one word of the answer set, then <eos>
+    judged = [r["answer"].split()[:1] for r in rows if r["task"] == "judge"]
+    assert np.mean([w in (["yes"], ["no"]) for w in judged]) >= 0.9
+
+
+def test_ask_and_caption_commands(reader, tmp_path):
+    from PIL import Image
+
+    from tessera.cli import app
+
+    ckpt, _ = reader
+    image = tmp_path / "scene.png"
+    Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(image)
+    runner = CliRunner()
+    said = runner.invoke(app, ["ask", str(image), "how many circles are there ?", "--ckpt", str(ckpt)])
+    assert said.exit_code == 0 and said.output.strip() in ANSWERS
+    described = runner.invoke(app, ["caption", str(image), "--ckpt", str(ckpt)])
+    assert described.exit_code == 0 and described.output.strip()
