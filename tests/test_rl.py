@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tessera.config import override
+from tessera.errors import UserError
 from tessera.rl.grpo import advantages
 from tessera.rl.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.rl.trainer import RLConfig, RLTrainer
@@ -58,11 +59,11 @@ def test_separate_advantages_and_periodic_shapes_eval(sft_ckpt, tmp_path):
     spec = {"reward": "brightness:1,colour_share:2", "separate_advantages": True}
     cfg = rl_config(sft_ckpt, steps=2, eval_every=2, eval_prompts=1, eval_per_prompt=2, **spec)
     trainer = RLTrainer(cfg, tmp_path / "rl", progress=False)
-    roll = trainer.rollout()
-    parts = roll["parts"]
-    assert torch.allclose(roll["rewards"], parts["brightness"] + 2 * parts["colour_share"])
+    roll = trainer.rollouts()["draw"]
+    parts = roll.parts
+    assert torch.allclose(roll.rewards, parts["brightness"] + 2 * parts["colour_share"])
     own = [advantages(parts[n], 8) for n in ("brightness", "colour_share")]
-    assert torch.allclose(trainer.advantages(roll), own[0] + 2 * own[1])
+    assert torch.allclose(trainer.advantages(roll, trainer.weights), own[0] + 2 * own[1])
     rows = trainer.fit()
     evals = [r for r in rows if "eval/overall" in r]
     assert [r["step"] for r in evals] == [0, 2]
@@ -98,3 +99,33 @@ def test_benchmark_prompts_are_held_out():
         assert held[category] and not benchmark & set(held[category])
     drawn = sample_prompts(train, 12, np.random.default_rng(0))
     assert len({m["tag"] for m in drawn}) == 6 and all(m["prompt"] in train[m["tag"]] for m in drawn)
+
+
+def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_path):
+    """CoRL's unified step: drawing and reading rollouts update one policy; a reading reward rises."""
+    ckpt, _ = reader
+    yes_or_no = lambda metadata, images, texts: np.array([t in ("yes", "no") for t in texts], np.float32)  # noqa: E731
+    both = RLTrainer(rl_config(ckpt, read={"qa": 1.0}, steps=1, prompts_per_step=1), tmp_path / "both", progress=False)
+    row = both.fit()[-1]
+    assert {"reward_mean", "read/reward_mean", "read/ratio_start", "read/kl", "read/reward/qa", "ratio_start"} <= set(
+        row
+    )
+    assert row["read/ratio_start"] == pytest.approx(1.0, abs=1e-4) and row["ratio_start"] == pytest.approx(
+        1.0, abs=1e-4
+    )
+    items = {"draw": False, "read": {"qa": 1.0}, "read_per_step": 8, "steps": 20, "lr": 1e-3}
+    trainer = RLTrainer(rl_config(ckpt, **items), tmp_path / "rl", progress=False)
+    trainer.read_rewards, trainer.read_weights = {"yes_or_no": yes_or_no}, {"yes_or_no": 1.0}
+    rows = trainer.fit()
+    first = np.mean([r["read/reward_mean"] for r in rows[:3]])
+    last = np.mean([r["read/reward_mean"] for r in rows[-3:]])
+    assert last > first + 0.25, (first, last)  # a one-word yes/no answer, from about 1 in 10
+
+
+def test_reading_needs_a_model_that_reads(sft_ckpt, tmp_path):
+    with pytest.raises(UserError, match="not trained to qa"):
+        RLTrainer(rl_config(sft_ckpt, read={"qa": 1.0}), tmp_path / "rl", progress=False)
+    with pytest.raises(UserError, match="cycle reward needs a model that captions"):
+        RLTrainer(rl_config(sft_ckpt, reward="shapes_eval:1,cycle:1"), tmp_path / "rl", progress=False)
+    with pytest.raises(UserError, match="nothing to train"):
+        rl_config(sft_ckpt, draw=False).validate()

@@ -6,7 +6,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tessera.config import override
 from tessera.errors import UserError
 from tessera.eval.judge import Detection
 from tessera.generate.sampling import SamplingConfig
@@ -16,7 +15,6 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import NO_POS, image_prefix, image_to_text, pad_answer, pad_text, stack, text_to_image
 from tessera.text.tokenizers import WorldTokenizer
-from tessera.train.trainer import TrainConfig, Trainer
 from tessera.understand.evaluate import evaluate_understanding
 from tessera.understand.texts import CAPTION_QUESTION, is_yes, judge_question, truth, verdict
 from tessera.world import language as lang
@@ -119,25 +117,6 @@ def test_verdict_of_true_scenes_is_yes():
     for prompt, tag in [("two blue squares", "counting"), ("a yellow star below a red circle", "position")]:
         scene = sample_scene_for(from_geneval(to_geneval(parse_description(prompt), tag, prompt)), rng)
         assert verdict(truth(scene), to_geneval(parse_description(prompt), tag, prompt)) == "yes"
-
-
-@pytest.fixture(scope="module")
-def reader(tokenizer_dir, tmp_path_factory):
-    """A tiny model trained on all four tasks of the world."""
-    root = tmp_path_factory.mktemp("reader")
-    cfg = override(
-        TrainConfig(),
-        {
-            "model": {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 96, "max_grid": 8},
-            "data": {"examples": 400, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
-                     "tasks": {"t2i": 1, "caption": 1, "qa": 2, "judge": 1}, "question_len": 24, "answer_len": 40},
-            "tokenizer": str(tokenizer_dir), "steps": 60, "batch_size": 16, "lr": 3e-3, "warmup": 5,
-            "sample_every": 1000,
-        },
-    )  # fmt: skip
-    trainer = Trainer(cfg, root / "run", progress=False)
-    rows = trainer.fit()
-    return root / "run" / "checkpoint", rows
 
 
 def test_multitask_data_follows_the_mixture(reader):

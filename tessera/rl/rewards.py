@@ -99,6 +99,77 @@ def brightness() -> Reward:
     return reward
 
 
+@register("answer")
+def answer() -> Reward:
+    """Reading: 1 when the written answer is right - the word for questions, the yes/no for verdicts (and 0.5 more
+    for the reason), an exactly true caption. metadata carries task, truth and the scene."""
+    from tessera.understand.evaluate import caption_holds
+    from tessera.understand.texts import is_yes
+
+    def one(meta: dict, text: str) -> float:
+        if meta["task"] == "qa":
+            return float(text == meta["truth"])
+        if meta["task"] == "caption":
+            return float(caption_holds(text, meta["scene"]))
+        agree = is_yes(text) == is_yes(meta["truth"])
+        return float(agree) * (0.5 + 0.5 * (text == meta["truth"]))
+
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return np.array([one(m, t) for m, t in zip(metadata, texts, strict=True)], dtype=np.float32)
+
+    return reward
+
+
+@register("answer_format")
+def answer_format() -> Reward:
+    """Reading: 1 when the answer has its task's form (one answer word; 'yes' or 'no , <reason>'; a description
+    in the grammar), whether or not it is right."""
+    from tessera.world.grammar import ANSWERS, parse_description
+
+    def one(meta: dict, text: str) -> float:
+        if meta["task"] == "qa":
+            return float(text in ANSWERS)
+        if meta["task"] == "judge":
+            return float(text == "yes" or re.fullmatch(r"no , [a-z ]+", text) is not None)
+        try:
+            parse_description(text)
+            return 1.0
+        except UserError:
+            return 0.0
+
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return np.array([one(m, t) for m, t in zip(metadata, texts, strict=True)], dtype=np.float32)
+
+    return reward
+
+
+@register("cycle")
+def cycle(reader=None, seed: int = 0) -> Reward:
+    """Drawing: the model captions its own image (`reader`: images -> captions); the reward is the share of the
+    prompt's clauses that hold in a scene drawn for the caption (0 when the caption is outside the grammar)."""
+    if reader is None:
+        raise UserError("the cycle reward needs a model that captions (it is given by the RL trainer)")
+    from tessera.eval.shapes_eval import check_clauses
+    from tessera.understand.texts import truth
+    from tessera.world.constraints import sample_scene_for
+    from tessera.world.grammar import parse_description
+
+    rng = np.random.default_rng(seed)
+
+    def one(meta: dict, caption: str, canvas: int) -> float:
+        try:
+            scene = sample_scene_for(parse_description(caption), rng, canvas)
+        except (UserError, ValueError):
+            return 0.0
+        return float(np.mean([ok for ok, _ in check_clauses(truth(scene), meta)]))
+
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        captions = reader(images)
+        return np.array([one(m, c, images.shape[1]) for m, c in zip(metadata, captions, strict=True)], np.float32)
+
+    return reward
+
+
 @register("clip")
 def clip_score(model: str = "ViT-B-32", weights: str = "", device: str = "cpu") -> Reward:
     """Cosine similarity of image and prompt under a CLIP model from local open_clip weights (not installed by

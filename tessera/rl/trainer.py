@@ -1,11 +1,12 @@
-"""GRPO post-training of a text-to-image model with a verifiable reward.
+"""GRPO post-training of one model that draws and reads, with verifiable rewards (CoRL when it does both).
 
-Each step: draw `prompts_per_step` prompts, sample `group_size` images for each with the KV-cached guided
-sampler (keeping each token's log-prob), decode, score with the rewards, compute group advantages (of the
-weighted sum, or per reward and then weighted), then `mu` passes of clipped policy-gradient updates in
-micro-batches of `update_batch` samples. Scoring reuses the sampling distribution (same guidance, temperature,
-top-k/top-p), so on the first pass the ratio is exactly 1. Every `eval_every` steps a ShapesEval subset
-(benchmark prompts and the second held-out set) measures per-category accuracy.
+Each step: draw `prompts_per_step` prompts and sample `group_size` images for each with the KV-cached guided
+sampler; and/or pose `read_per_step` questions about fresh scenes and write `group_size` answers to each. Each
+rollout is scored with its rewards, given group advantages (of the weighted sum, or per reward and then weighted),
+and both losses go into `mu` passes of clipped policy-gradient updates of the one shared policy, in micro-batches of
+`update_batch` samples. Rescoring uses the sampling distribution (guidance, temperature, top-k/top-p), so on the
+first pass the ratio is exactly 1. Every `eval_every` steps a ShapesEval subset (benchmark prompts and the second
+held-out set) and, for a model that reads, question answering on held-out scenes are measured.
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ import torch
 
 from tessera import checkpoint
 from tessera.config import to_dict
-from tessera.data.shapes import to_uint8
 from tessera.errors import UserError
-from tessera.generate.generator import generate, score
 from tessera.generate.sampling import SamplingConfig
 from tessera.model import bundle as bundles
-from tessera.model.orders import make_orders
 from tessera.progress import progress_bar
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
 from tessera.rl.prompts import metadata_for, prompt_pools, sample_prompts
-from tessera.rl.rewards import combine, make_reward, parse_spec
+from tessera.rl.rewards import make_reward, parse_spec
+from tessera.rl.rollouts import Rollout, draw_rollout, read_examples, read_rollout
 from tessera.runlog import RunLog
 from tessera.world.language import CATEGORIES
 
@@ -43,6 +42,12 @@ class RLConfig:
     reference: bool = True  # keep a frozen copy of the initial model to measure KL (needed when grpo.beta > 0)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
+    draw: bool = True  # drawing rollouts (text-to-image)
+    read: dict[str, float] = field(default_factory=dict)  # reading rollouts: task (caption|qa|judge) -> share
+    read_reward: str = "answer:1,answer_format:0.25"
+    read_sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    read_per_step: int = 8  # questions per step, each answered group_size times
+    read_weight: float = 1.0  # the reading loss relative to the drawing loss
     steps: int = 100
     prompts_per_step: int = 4  # a rollout is prompts_per_step x group_size samples
     update_batch: int = 16  # samples per backward pass (gradient accumulation up to the rollout)
@@ -54,6 +59,7 @@ class RLConfig:
     eval_every: int = 25  # ShapesEval subset every n steps, before the first and after the last (0: never)
     eval_prompts: int = 8  # the first n benchmark prompts per category, and n per category of the held-out set
     eval_per_prompt: int = 2
+    eval_read: int = 50  # held-out scenes per reading task at each evaluation (a model that reads)
     seed: int = 0
 
     def validate(self) -> None:
@@ -64,9 +70,12 @@ class RLConfig:
                 raise UserError(f"{name} must be >= 1")
         if self.grpo.beta > 0 and not self.reference:
             raise UserError("grpo.beta > 0 needs the reference model: set reference=true")
-        parse_spec(self.reward)
+        if not self.draw and not self.read:
+            raise UserError("nothing to train: set draw=true or give read tasks")
+        parse_spec(self.reward), parse_spec(self.read_reward)
         self.grpo.validate()
         self.sampling.validate()
+        self.read_sampling.validate()
 
 
 class RLTrainer:
@@ -77,8 +86,12 @@ class RLTrainer:
         self.bundle = bundles.load(cfg.init, self.device)
         self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
         self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.reference else None
-        self.weights = parse_spec(cfg.reward)
-        self.rewards = {name: make_reward(name) for name in self.weights}
+        missing = set(cfg.read) - set(self.bundle.cfg.tasks)
+        if missing:
+            raise UserError(f"{cfg.init} was not trained to {', '.join(sorted(missing))}: it cannot be rewarded for it")
+        self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
+        self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
+        self.read_rewards = {name: make_reward(name) for name in self.read_weights}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.pools, self.held_out = prompt_pools(cfg.seed)
         self.judge = None  # loaded on the first evaluation
@@ -110,64 +123,71 @@ class RLTrainer:
         self.log.truncate(self.step)
         return True
 
-    @torch.no_grad()
-    def rollout(self) -> dict:
-        """Prompts, images, tokens with their log-probs, and rewards for one step."""
-        cfg, b = self.cfg, self.bundle
-        metadata = sample_prompts(self.pools, cfg.prompts_per_step, self.rng)
-        metadata = [m for m in metadata for _ in range(cfg.grpo.group_size)]  # each prompt's samples adjacent
-        text = b.encode_prompts([m["prompt"] for m in metadata]).to(self.device)
-        h, w = b.cfg.grid
-        order = make_orders(
-            b.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(int(self.rng.integers(2**31)))
-        )
-        start = time.time()
-        drawn = generate(self.model, b.space, text, (h, w), order, cfg.sampling, self.gen)
-        images = to_uint8(b.tokenizer.decode(drawn.codes))
-        drawn_at = time.time()
-        texts = [""] * len(metadata)
-        values = {name: fn(metadata, images, texts) for name, fn in self.rewards.items()}
-        rewards = torch.tensor(combine(values, self.weights), device=self.device, dtype=torch.float32)
-        seconds = {"generate_s": drawn_at - start, "reward_s": time.time() - drawn_at}
-        parts = {name: torch.tensor(v, device=self.device, dtype=torch.float32) for name, v in values.items()}
-        return {"metadata": metadata, "text": text, "drawn": drawn, "rewards": rewards, "parts": parts} | seconds
+    def _options(self, reward: str) -> dict:
+        if reward != "cycle":
+            return {}
+        if "caption" not in self.bundle.cfg.tasks:
+            raise UserError(f"the cycle reward needs a model that captions; {self.cfg.init} was not trained to")
+        from tessera.understand.answer import ask
+        from tessera.understand.texts import CAPTION_QUESTION
 
-    def advantages(self, roll: dict) -> torch.Tensor:
+        return {
+            "reader": lambda images: ask(self.bundle, images, [CAPTION_QUESTION] * len(images)),
+            "seed": self.cfg.seed,
+        }
+
+    def rollouts(self) -> dict[str, Rollout]:
+        """This step's samples: "draw" and/or "read"."""
+        cfg, g = self.cfg, self.cfg.grpo.group_size
+        out = {}
+        if cfg.draw:
+            metadata = [m for m in sample_prompts(self.pools, cfg.prompts_per_step, self.rng) for _ in range(g)]
+            seed = int(self.rng.integers(2**31))
+            args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
+            out["draw"] = draw_rollout(self.bundle, metadata, *args)
+        if cfg.read:
+            metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas)
+            out["read"] = read_rollout(
+                self.bundle, metadata, cfg.read_sampling, self.read_rewards, self.read_weights, self.gen
+            )
+        return out
+
+    def advantages(self, roll: Rollout, weights: dict[str, float]) -> torch.Tensor:
         """(B,) advantages: of the weighted reward, or the weighted sum of each reward's own advantage."""
         g = self.cfg.grpo
         if not self.cfg.separate_advantages:
-            return advantages(roll["rewards"], g.group_size, g.scale_rewards, g.eps)
-        return sum(
-            w * advantages(roll["parts"][n], g.group_size, g.scale_rewards, g.eps) for n, w in self.weights.items()
-        )
+            return advantages(roll.rewards, g.group_size, g.scale_rewards, g.eps)
+        return sum(w * advantages(roll.parts[n], g.group_size, g.scale_rewards, g.eps) for n, w in weights.items())
 
-    def update(self, roll: dict) -> dict[str, float]:
-        cfg, b = self.cfg, self.bundle
-        drawn, text = roll["drawn"], roll["text"]
-        adv = self.advantages(roll)
-        n = len(text)
-        mask = torch.ones_like(drawn.ids, dtype=torch.bool)
+    def update(self, rolls: dict[str, Rollout]) -> dict[str, float]:
+        """mu passes over every rollout; the drawing and reading losses add up in one optimizer step per pass."""
+        cfg = self.cfg
         stats: dict[str, list[float]] = {}
         for epoch in range(cfg.mu):
-            for start in range(0, n, cfg.update_batch):
-                part = slice(start, start + cfg.update_batch)
-                args = (b.space, text[part], drawn.ids[part], drawn.order[part], b.cfg.grid[1], cfg.sampling)
-                logp = score(self.model, *args, train_unconditional=cfg.train_unconditional)
-                ref = None
-                if self.ref is not None:
-                    with torch.no_grad():
-                        ref = score(self.ref, *args)
-                loss, s = grpo_loss(
-                    logp, drawn.logprobs[part], adv[part], mask[part], cfg.grpo, ref, active_tokens=float(mask.sum())
-                )
-                if ref is not None and "kl" not in s:  # beta = 0: measured, not optimised
-                    s["kl"] = float(k3_kl(logp.detach(), ref).mean())
-                weight = 1.0 if cfg.grpo.loss_type == "dapo" else len(logp) / n
-                (loss * weight).backward()
-                for k, v in s.items():
-                    stats.setdefault(k, []).append(v)
-                if epoch == 0:  # on-policy: exactly 1 unless scoring differs from sampling
-                    stats.setdefault("ratio_start", []).append(s["ratio"])
+            for name, roll in rolls.items():
+                weights = self.weights if name == "draw" else self.read_weights
+                adv, n, mask = self.advantages(roll, weights), len(roll.rewards), roll.mask
+                scale = 1.0 if name == "draw" else cfg.read_weight
+                prefix = "" if name == "draw" else "read/"
+                for start in range(0, n, cfg.update_batch):
+                    rows = slice(start, start + cfg.update_batch)
+                    logp = roll.rescore(self.model, rows)
+                    ref = None
+                    if self.ref is not None:
+                        with torch.no_grad():
+                            ref = roll.rescore(self.ref, rows)
+                    loss, s = grpo_loss(
+                        logp, roll.old_logp[rows], adv[rows], mask[rows], cfg.grpo, ref, active_tokens=float(mask.sum())
+                    )
+                    if ref is not None and "kl" not in s:  # beta = 0: measured, not optimised
+                        m = mask[rows].float()
+                        s["kl"] = float((k3_kl(logp.detach(), ref) * m).sum() / m.sum().clamp(min=1))
+                    weight = 1.0 if cfg.grpo.loss_type == "dapo" else len(logp) / n
+                    (loss * weight * scale).backward()
+                    for k, v in s.items():
+                        stats.setdefault(prefix + k, []).append(v)
+                    if epoch == 0:  # on-policy: exactly 1 unless rescoring differs from sampling
+                        stats.setdefault(prefix + "ratio_start", []).append(s["ratio"])
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
@@ -191,6 +211,11 @@ class RLTrainer:
                 self.bundle, metadata, self.judge, cfg.eval_per_prompt, cfg.sampling, seed=cfg.seed, batch_size=128
             )
             out |= {f"{name}/{k}": v for k, v in summary.items() if isinstance(v, float)}
+        if set(self.bundle.cfg.tasks) - {"t2i"} and cfg.eval_read:
+            from tessera.understand.evaluate import evaluate_understanding
+
+            summary, _ = evaluate_understanding(self.bundle, cfg.eval_read)
+            out |= {f"eval/{k}": v for k, v in summary.items()}
         return out
 
     def fit(self, stop_at: int | None = None) -> list[dict]:
@@ -202,30 +227,37 @@ class RLTrainer:
             task = bar.add_task("rl", total=cfg.steps, completed=self.step)
             while self.step < end:
                 start = time.time()
-                roll = self.rollout()
+                rolls = self.rollouts()
                 updating = time.time()
-                out = self.update(roll)
+                out = self.update(rolls)
                 self.step += 1
-                r = roll["rewards"].float()
-                out |= {
-                    "reward_mean": float(r.mean()),
-                    "reward_std": float(r.std()),
-                    "entropy": float(-roll["drawn"].logprobs.mean()),  # mean surprisal of the sampled tokens
-                    "samples_per_s": len(r) / (time.time() - start),
-                    "generate_s": roll["generate_s"],
-                    "reward_s": roll["reward_s"],
-                    "update_s": time.time() - updating,
-                }
-                if len(roll["parts"]) > 1:
-                    out |= {f"reward/{name}": float(v.mean()) for name, v in roll["parts"].items()}
-                for tag in sorted({m["tag"] for m in roll["metadata"]}):
-                    hits = [float(v) for m, v in zip(roll["metadata"], r.tolist(), strict=True) if m["tag"] == tag]
-                    out[f"reward/{tag}"] = float(np.mean(hits))
+                n = sum(len(r.rewards) for r in rolls.values())
+                out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
+                for name, roll in rolls.items():
+                    out |= rollout_stats(roll, "" if name == "draw" else "read/")
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     out |= self.evaluate()
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps or "eval/overall" in out:
                     self.log.log(self.step, **out)
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self.save()
-                bar.update(task, completed=self.step, description=f"rl  reward {out['reward_mean']:.3f}")
+                shown = out.get("reward_mean", out.get("read/reward_mean"))
+                bar.update(task, completed=self.step, description=f"rl  reward {shown:.3f}")
         return self.log.read()
+
+
+def rollout_stats(roll: Rollout, prefix: str) -> dict[str, float]:
+    """Reward mean/std, per reward and per tag, entropy (mean surprisal of the sampled tokens) and timings."""
+    r, mask = roll.rewards.float(), roll.mask.float()
+    out = {
+        "reward_mean": float(r.mean()),
+        "reward_std": float(r.std()),
+        "entropy": float(-(roll.old_logp * mask).sum() / mask.sum().clamp(min=1)),
+    } | roll.seconds
+    if len(roll.parts) > 1:
+        out |= {f"reward/{name}": float(v.mean()) for name, v in roll.parts.items()}
+    for tag in sorted({m["tag"] for m in roll.metadata}):
+        out[f"reward/{tag}"] = float(
+            np.mean([v for m, v in zip(roll.metadata, r.tolist(), strict=True) if m["tag"] == tag])
+        )
+    return {prefix + k: v for k, v in out.items()}
