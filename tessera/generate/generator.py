@@ -36,6 +36,14 @@ def _split(logits: torch.Tensor, b: int, cfg: SamplingConfig) -> tuple[torch.Ten
     return (logits[:b], logits[b:]) if cfg.guided else (logits, None)
 
 
+def _prompt_positions(rows: int, p: int, text_pos: torch.Tensor | None, device) -> torch.Tensor:
+    """(R, P, 3): NO_POS, except the conditional rows' own prompt positions when given."""
+    pos = torch.full((rows, p, 3), NO_POS, dtype=torch.long, device=device)
+    if text_pos is not None:
+        pos[: len(text_pos), : p - 1] = text_pos.to(device)
+    return pos
+
+
 @torch.no_grad()
 def generate(
     model: Transformer,
@@ -45,6 +53,7 @@ def generate(
     order: torch.Tensor,  # (B, h*w) raster indices in generation order
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
+    text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
 ) -> Drawn:
     cfg.validate()
     device = model.output.weight.device
@@ -58,10 +67,9 @@ def generate(
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
 
-    no_pos = torch.full((r, p, 3), NO_POS, dtype=torch.long, device=device)
-    tpos = no_pos.clone()
-    tpos[:, -1] = target[:, 0]  # <boi> is told where the first image token goes
-    logits = model(rows, no_pos, tpos, cache, 0)[:, -1]  # (R, V)
+    pos = _prompt_positions(r, p, text_pos, device)
+    tpos = torch.cat([pos[:, 1:], target[:, :1]], dim=1)  # <boi> is told where the first image token goes
+    logits = model(rows, pos, tpos, cache, 0)[:, -1]  # (R, V)
     ids, logps = [], []
     for i in range(n):
         cond, uncond = _split(logits, b, cfg)
@@ -87,6 +95,7 @@ def score(
     width: int,
     cfg: SamplingConfig,
     train_unconditional: bool = True,
+    text_pos: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
     a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
@@ -97,8 +106,7 @@ def score(
     r, p = rows.shape
     k = r // b
     seq = torch.cat([rows, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
-    pos = torch.full((r, p + n, 3), NO_POS, dtype=torch.long, device=ids.device)
-    pos[:, p:] = grid_positions(order, width).repeat(k, 1, 1)
+    pos = torch.cat([_prompt_positions(r, p, text_pos, ids.device), grid_positions(order, width).repeat(k, 1, 1)], 1)
 
     def forward(part: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t
         return model(seq[part], pos[part, :-1], pos[part, 1:])[:, p - 1 :]

@@ -1,7 +1,8 @@
 """Write text after a prompt (an image and a question) with a KV cache; and rescore given text the same way.
 
-`write` samples until every row has written <eos> (or `max_len` tokens); `score_text` recomputes the log-probs of
-written tokens in one teacher-forced pass under the same temperature and truncation (RL relies on it).
+`write` samples until every row has written <eos> or another stop token (or `max_len` tokens); `score_text`
+recomputes the log-probs of written tokens in one teacher-forced pass under the same temperature and truncation
+(RL relies on it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def write(
     max_len: int,
     cfg: SamplingConfig = GREEDY,
     generator: torch.Generator | None = None,
+    stop: str = "<eos>",
 ) -> Written:
+    """Sample text after `prompt` until every row has written `stop` (kept) or max_len tokens."""
     cfg.validate()
     device = model.output.weight.device
     ids, pos = prompt.ids.to(device), prompt.pos.to(device)
@@ -45,7 +48,7 @@ def write(
     cache = model.new_cache(b, p + max_len)
     logits = model(ids, pos, torch.cat([pos[:, 1:], none], dim=1), cache, 0)[:, -1]  # (B, V)
     allowed = space.allowed(TEXT, device)
-    eos, pad = space.special("<eos>"), space.special("<pad>")
+    eos, pad = space.special(stop), space.special("<pad>")
     done = torch.zeros(b, dtype=torch.bool, device=device)
     out, logps, mask = [], [], []
     for i in range(max_len):

@@ -37,6 +37,7 @@ class Rollout:
     seconds: dict[str, float]  # generate_s, reward_s
     images: np.ndarray | None = None  # drawn images (drawing rollouts)
     texts: list[str] | None = None  # written answers (reading rollouts)
+    segments: dict[str, torch.Tensor] | None = None  # reward name -> (B, T) tokens its own advantage applies to
 
 
 def _rewarded(rewards: dict[str, Reward], weights: dict[str, float], metadata, images, texts, device):
@@ -112,3 +113,76 @@ def read_rollout(
         return score_text(model, b.space, part, written.ids[rows], sampling)
 
     return Rollout(metadata, written.logprobs, written.mask, total, parts, rescore, seconds, texts=texts)
+
+
+def chain_segments(n_first: int, verdict_mask: torch.Tensor, second_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Which tokens of a chain each of its three rewards speaks for: (B, N + M + N) bool masks."""
+    b = len(verdict_mask)
+    first = torch.zeros(b, n_first, dtype=torch.bool, device=verdict_mask.device)
+    blank_v, blank_s = torch.zeros_like(verdict_mask), torch.zeros_like(second_mask)
+    return {
+        "first": torch.cat([~first, blank_v, blank_s], 1),
+        "honest": torch.cat([first, verdict_mask, blank_s], 1),
+        "final": torch.cat([first, blank_v, second_mask], 1),
+    }
+
+
+@torch.no_grad()
+def introspect_rollout(
+    bundle: Bundle,
+    metadata: list[dict],  # each prompt's metadata, repeated group_size times (adjacent)
+    sampling: SamplingConfig,
+    judging: SamplingConfig,
+    judge,
+    seed: int,
+    train_unconditional: bool = False,
+) -> Rollout:
+    """Chains (first image, verdict, second image where it said no) rewarded three ways, each reward with its own
+    tokens: the first image's quality, the verdict's honesty (1 - |judge's 0/1 - said yes|), the final quality."""
+    from tessera.eval.shapes_eval import score_images
+    from tessera.generate.introspect import introspect, judging_prompt
+    from tessera.understand.texts import is_yes
+
+    b, device = bundle, bundle.model.output.weight.device
+    start = time.time()
+    chain = introspect(b, [m["prompt"] for m in metadata], sampling, judging, seed)
+    done = time.time()
+    first = torch.tensor([r["correct"] for r in score_images(chain.first_images, metadata, judge)], dtype=torch.float32)
+    final = torch.tensor([r["correct"] for r in score_images(chain.final_images, metadata, judge)], dtype=torch.float32)
+    said_yes = torch.tensor([is_yes(v) for v in chain.verdicts], dtype=torch.float32)
+    parts = {"first": first, "honest": 1 - (first - said_yes).abs(), "final": final}
+    parts = {k: v.to(device) for k, v in parts.items()}
+    n = chain.first.ids.shape[1]
+    rows = chain.redraw.nonzero().squeeze(1)
+    second_logp = torch.zeros_like(chain.first.logprobs)
+    second_mask = torch.zeros_like(chain.first.ids, dtype=torch.bool)
+    if chain.second is not None:
+        second_logp[rows], second_mask[rows] = chain.second.logprobs, True
+    text = b.encode_prompts([m["prompt"] for m in metadata]).to(device)
+    judged = judging_prompt(b.space, text, chain.first)
+    width = b.cfg.grid[1]
+    where = torch.full((len(metadata),), -1, dtype=torch.long, device=device)  # row -> its index among the redrawn
+    where[rows] = torch.arange(len(rows), device=device)
+
+    def rescore(model: torch.nn.Module, part: slice) -> torch.Tensor:
+        f = score(model, b.space, text[part], chain.first.ids[part], chain.first.order[part], width, sampling,
+                  train_unconditional)  # fmt: skip
+        prompt = Batch(judged.ids[part], judged.pos[part], judged.slot[part], judged.loss[part])
+        v = score_text(model, b.space, prompt, chain.verdict.ids[part], judging)
+        s = torch.zeros_like(f)
+        mine = where[part]
+        if (mine >= 0).any():
+            k = mine[mine >= 0]
+            ctx = chain.context
+            s2 = score(model, b.space, ctx.ids[k], chain.second.ids[k], chain.second.order[k], width, sampling,
+                       train_unconditional, text_pos=ctx.pos[k])  # fmt: skip
+            s = s.index_put(((mine >= 0).nonzero().squeeze(1),), s2)
+        return torch.cat([f, v, s], 1)
+
+    old = torch.cat([chain.first.logprobs, chain.verdict.logprobs, second_logp], 1)
+    mask = torch.cat([torch.ones_like(chain.first.ids, dtype=torch.bool), chain.verdict.mask, second_mask], 1)
+    seconds = {"generate_s": done - start, "reward_s": time.time() - done}
+    total = parts["final"]
+    roll = Rollout(metadata, old, mask, total, parts, rescore, seconds, images=chain.final_images, texts=chain.verdicts)
+    roll.segments = chain_segments(n, chain.verdict.mask, second_mask)
+    return roll

@@ -28,7 +28,7 @@ from tessera.progress import progress_bar
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
 from tessera.rl.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.rl.rewards import make_reward, parse_spec
-from tessera.rl.rollouts import Rollout, draw_rollout, read_examples, read_rollout
+from tessera.rl.rollouts import Rollout, draw_rollout, introspect_rollout, read_examples, read_rollout
 from tessera.runlog import RunLog
 from tessera.world.language import CATEGORIES
 
@@ -43,6 +43,7 @@ class RLConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
     draw: bool = True  # drawing rollouts (text-to-image)
+    introspect: bool = False  # drawing rollouts are chains: draw, judge in words, draw again (Janus-Pro-R1)
     read: dict[str, float] = field(default_factory=dict)  # reading rollouts: task (caption|qa|judge) -> share
     read_reward: str = "answer:1,answer_format:0.25"
     read_sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -86,7 +87,8 @@ class RLTrainer:
         self.bundle = bundles.load(cfg.init, self.device)
         self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
         self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.reference else None
-        missing = set(cfg.read) - set(self.bundle.cfg.tasks)
+        wanted = set(cfg.read) | ({"introspect"} if cfg.introspect else set())
+        missing = wanted - set(self.bundle.cfg.tasks)
         if missing:
             raise UserError(f"{cfg.init} was not trained to {', '.join(sorted(missing))}: it cannot be rewarded for it")
         self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
@@ -143,8 +145,14 @@ class RLTrainer:
         if cfg.draw:
             metadata = [m for m in sample_prompts(self.pools, cfg.prompts_per_step, self.rng) for _ in range(g)]
             seed = int(self.rng.integers(2**31))
-            args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
-            out["draw"] = draw_rollout(self.bundle, metadata, *args)
+            if cfg.introspect:
+                judge = self._judge()
+                out["draw"] = introspect_rollout(
+                    self.bundle, metadata, cfg.sampling, cfg.read_sampling, judge, seed, cfg.train_unconditional
+                )
+            else:
+                args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
+                out["draw"] = draw_rollout(self.bundle, metadata, *args)
         if cfg.read:
             metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas)
             out["read"] = read_rollout(
@@ -152,9 +160,21 @@ class RLTrainer:
             )
         return out
 
+    def _judge(self):
+        from tessera.eval.judge import Judge
+
+        self.judge = self.judge or Judge.load()
+        return self.judge
+
     def advantages(self, roll: Rollout, weights: dict[str, float]) -> torch.Tensor:
-        """(B,) advantages: of the weighted reward, or the weighted sum of each reward's own advantage."""
+        """(B,) advantages: of the weighted reward, or the weighted sum of each reward's own advantage; (B, T) for a
+        rollout whose rewards each speak for their own tokens (introspective chains)."""
         g = self.cfg.grpo
+        if roll.segments is not None:
+            return sum(
+                advantages(roll.parts[n], g.group_size, g.scale_rewards, g.eps)[:, None] * seg.float()
+                for n, seg in roll.segments.items()
+            )
         if not self.cfg.separate_advantages:
             return advantages(roll.rewards, g.group_size, g.scale_rewards, g.eps)
         return sum(w * advantages(roll.parts[n], g.group_size, g.scale_rewards, g.eps) for n, w in weights.items())
@@ -196,12 +216,11 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """ShapesEval accuracy per category on a subset of the benchmark (eval/...) and of the held-out set."""
-        from tessera.eval.judge import Judge
         from tessera.eval.shapes_eval import load_metadata
         from tessera.generate.images import evaluate_model
 
         cfg = self.cfg
-        self.judge = self.judge or Judge.load()
+        self._judge()
         n = cfg.eval_prompts
         benchmark = [m for c in CATEGORIES for m in [x for x in load_metadata() if x["tag"] == c][:n]]
         held = [m for c, pool in self.held_out.items() for m in metadata_for(pool[:n], c)]
