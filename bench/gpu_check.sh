@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU path, once, on a lent CUDA machine: training and sampling benchmarks at the quick, gpu and GPT-B sizes
-# (bf16 autocast, fused AdamW), then the whole demo at its gpu preset. Numbers and a few small files go to $OUT.
-#   OUT=/tmp/gpu bash bench/gpu_check.sh
+# (bf16 autocast, fused AdamW), the whole demo at its gpu preset (with GRPO), and `tessera unified` at its gpu
+# preset (multi-task SFT, the CoRL ablation, introspection). Numbers and a few small files go to $OUT.
+#   OUT=/tmp/gpu bash bench/gpu_check.sh            # all of it
+#   OUT=/tmp/gpu JOBS=unified bash bench/gpu_check.sh  # some of it: bench demo unified
 # Packages the machine lacks travel as wheels in .whl/. A dry run on a CPU:
 #   DEVICE=cpu DEMO_PRESET=smoke BENCH_PRESETS=quick BENCH_STEPS=2 SAMPLING=0 bash bench/gpu_check.sh
 set -uo pipefail
@@ -20,18 +22,32 @@ export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
-for preset in ${BENCH_PRESETS:-quick gpu gpt-b}; do
+JOBS=${JOBS:-bench demo unified}
+has() { [[ " $JOBS " == *" $1 "* ]]; }
+has bench && for preset in ${BENCH_PRESETS:-quick gpu gpt-b}; do
   timeout 120 python3 bench/train.py --device "$DEVICE" --preset "$preset" --batch 64 --steps "${BENCH_STEPS:-20}"
 done | tee "$OUT/train.jsonl"
-if [ "${SAMPLING:-1}" = 1 ]; then
+if has bench && [ "${SAMPLING:-1}" = 1 ]; then
   timeout 240 python3 bench/sampling.py --device "$DEVICE" --batch 64 | tee "$OUT/sampling.jsonl"
 fi
-start=$(date +%s)
-timeout "${DEMO_SECONDS:-420}" python3 -m tessera.cli demo --preset "${DEMO_PRESET:-gpu}" --out "$OUT/demo" \
-  model.data.cache="$OUT/cache" > "$OUT/demo.log" 2>&1
-echo "demo exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/demo.log"
-tail -n 12 "$OUT/demo.log"
-cp "$OUT/demo/shapes_eval/results.json" "$OUT/demo-results.json" 2>/dev/null
-cp "$OUT/demo/timings.json" "$OUT/demo-timings.json" 2>/dev/null
-cp "$OUT/demo/samples.png" "$OUT/demo-samples.png" 2>/dev/null
-rm -rf "$OUT/demo" "$OUT/cache"  # only the small files come back
+if has demo; then
+  start=$(date +%s)
+  timeout "${DEMO_SECONDS:-420}" python3 -m tessera.cli demo --preset "${DEMO_PRESET:-gpu}" --out "$OUT/demo" \
+    model.data.cache="$OUT/cache" > "$OUT/demo.log" 2>&1
+  echo "demo exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/demo.log"
+  tail -n 12 "$OUT/demo.log"
+  cp "$OUT/demo/shapes_eval/results.json" "$OUT/demo-results.json" 2>/dev/null
+  cp "$OUT/demo/timings.json" "$OUT/demo-timings.json" 2>/dev/null
+  cp "$OUT/demo/samples.png" "$OUT/demo-samples.png" 2>/dev/null
+  rm -rf "$OUT/demo" "$OUT/cache"  # only the small files come back
+fi
+if has unified; then
+  start=$(date +%s)
+  timeout "${UNIFIED_SECONDS:-480}" python3 -m tessera.cli unified --preset "${UNIFIED_PRESET:-gpu}" \
+    --out /tmp/unified model.data.cache=/tmp/unified-cache > "$OUT/unified.log" 2>&1
+  echo "unified exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/unified.log"
+  grep -v "━" "$OUT/unified.log" | tail -n 8
+  mkdir -p "$OUT/unified"
+  cp /tmp/unified/results.json /tmp/unified/report.html /tmp/unified/*.png "$OUT/unified/" 2>/dev/null
+  cat /tmp/unified/results.json 2>/dev/null
+fi

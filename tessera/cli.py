@@ -540,6 +540,27 @@ def demo(
     run_demo(cfg, out, seed)
 
 
+@app.command("unified")
+def unified(
+    preset: Annotated[str, typer.Option(help="smoke | quick | gpu (tessera/configs/unified/)")] = "quick",
+    out: Annotated[Path, typer.Option(help="Run folder; a rerun reuses the stages it finds finished.")] = Path(
+        "runs/unified"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Start over instead of reusing finished stages.")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, e.g. rl.steps=40.")] = None,
+    seed: Seed = 0,
+) -> None:
+    """One model that sees and draws: multi-task SFT, the CoRL ablation at equal RL steps (drawing only, reading
+    only, unified, unified + refined) and introspective generation; writes report.html and results.json."""
+    from tessera.config import load
+    from tessera.unified import UnifiedConfig, run_unified
+
+    cfg = load(UnifiedConfig(), _preset("unified", preset), overrides)
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    run_unified(cfg, out, seed)
+
+
 def main() -> None:
     """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2."""
     from PIL import Image

@@ -32,7 +32,7 @@ def write_report(run: Path, sections: dict) -> Path:
     Keys: notes (list of str), shapes_eval (label -> `shapes_eval.summarize` dict), sample_grids (category -> PNG
     path relative to run), sample_sheet (PNG path relative to run), before_after (category -> PNG path: the same
     prompts before and after RL), curves (name -> metric rows) with curve_keys (name -> keys to plot), timings
-    (stage -> seconds), config (name -> plain dict).
+    (stage -> seconds), config (name -> plain dict), tables (title -> {"head": [...], "rows": [[str, ...]]}).
     """
     run = Path(run)
     body = [f"<h1>tessera demo report</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
@@ -40,6 +40,8 @@ def write_report(run: Path, sections: dict) -> Path:
         body.append(_bullets(sections["notes"]))
     if "shapes_eval" in sections:
         body.append(_section("ShapesEval", _scores_table(sections["shapes_eval"])))
+    for title, table in sections.get("tables", {}).items():
+        body.append(_section(title, _table(table["head"], table["rows"])))
     if "sample_grids" in sections or "sample_sheet" in sections:
         grids, sheet = sections.get("sample_grids", {}), sections.get("sample_sheet")
         body.append(_section("Samples per category", _samples(grids, sheet)))

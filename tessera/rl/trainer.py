@@ -38,7 +38,8 @@ class RLConfig:
     init: str = ""  # the model checkpoint to start from (and the frozen reference)
     reward: str = "shapes_eval"  # a name, or weighted names: "shapes_eval:1,shapes_eval_partial:0.5"
     separate_advantages: bool = False  # each reward its own group advantage, then weighted (else: one of the sum)
-    train_unconditional: bool = False  # with guidance: also push the unconditional rows (against the conditional)
+    train_unconditional: bool = True  # with guidance, the exact gradient of the guided policy (both rows); false:
+    # the conditional rows alone (cheaper; on the quick demo about as good, see RESULTS.md)
     reference: bool = True  # keep a frozen copy of the initial model to measure KL (needed when grpo.beta > 0)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))

@@ -132,8 +132,8 @@ def train_introspection(cfg: IntrospectConfig, run: str | Path, progress: bool =
             opt.step()
             opt.zero_grad(set_to_none=True)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                log.log(step + 1, loss=float(loss), acc=float(acc), seconds=time.time() - start)
-            bar.update(task, advance=1, description=f"introspection  loss {float(loss):.3f}")
+                log.log(step + 1, loss=loss.item(), acc=acc.item(), seconds=time.time() - start)
+            bar.update(task, advance=1, description=f"introspection  loss {loss.item():.3f}")
     model.eval()
     tokenizer_dir = checkpoint.resolve(cfg.init) / "tokenizer"
     state = {"step": cfg.steps, "introspect": to_dict(cfg)}

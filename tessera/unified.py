@@ -1,0 +1,189 @@
+"""One model that sees and draws: multi-task SFT, then the CoRL ablation and introspective generation.
+
+Stages (each skipped when a rerun finds it finished): a visual tokenizer (or a given one); one model trained on
+text-to-image, captioning, question answering and judging; GRPO from it at equal steps - drawing only, reading
+only, unified (both in one run), unified then refined per task; introspection (Janus-Pro-R1: chains from the
+model's own judged samples, then RL with three advantages). Every model is measured the same way: a ShapesEval
+subset and reading on held-out scenes. Writes report.html and results.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from tessera import checkpoint
+from tessera.config import to_dict
+from tessera.eval import shapes_eval
+from tessera.eval.judge import Judge
+from tessera.eval.report import write_report
+from tessera.generate.images import evaluate_model
+from tessera.generate.introspect import evaluate_introspection
+from tessera.model.bundle import load as load_bundle
+from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from tessera.train.introspect import IntrospectConfig, train_introspection
+from tessera.train.trainer import TrainConfig, train
+from tessera.understand.evaluate import evaluate_understanding
+from tessera.world.language import CATEGORIES
+
+console = Console()
+
+
+@dataclass
+class UnifiedConfig:
+    tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    model: TrainConfig = field(default_factory=TrainConfig)  # give model.data.tasks a mixture
+    rl: RLConfig = field(default_factory=RLConfig)  # shared by every RL run (steps: each variant's budget)
+    draw_reward: str = "shapes_eval_partial:1,cycle:0.5"
+    read: dict[str, float] = field(default_factory=lambda: {"qa": 2.0, "caption": 1.0, "judge": 1.0})
+    introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
+    introspect_rl_steps: int = 20
+    eval_prompts: int = 8  # ShapesEval: the first n prompts of each category
+    eval_per_prompt: int = 2
+    eval_read: int = 100  # held-out scenes per reading task
+
+
+def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
+    """ShapesEval on a benchmark subset and reading on held-out scenes, one flat dict."""
+    meta = shapes_eval.load_metadata()
+    subset = [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: cfg.eval_prompts]]
+    summary, _, _ = evaluate_model(bundle, subset, judge, cfg.eval_per_prompt, seed=seed, batch_size=128)
+    out = {f"shapes/{k}": v for k, v in summary.items() if isinstance(v, float)}
+    if set(bundle.cfg.tasks) - {"t2i", "introspect"}:
+        reading, _ = evaluate_understanding(bundle, cfg.eval_read)
+        out |= {f"read/{k}": v for k, v in reading.items()}
+    return out
+
+
+def run_unified(cfg: UnifiedConfig, out: Path, seed: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    timings: dict[str, float] = results.setdefault("timings", {})
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    judge = Judge.load()
+
+    def stage(name: str, fn, *, measured: Path | None = None):
+        """Run fn unless results.json has the stage; measure the checkpoint it leaves (if any)."""
+        if name in results:
+            console.print(f"{name}: finished earlier, reused")
+            return
+        start = time.time()
+        fn()
+        results[name] = measure(load_bundle(measured, device), judge, cfg, seed) if measured is not None else {}
+        timings[name] = round(time.time() - start, 1)
+        results_path.write_text(json.dumps(results, indent=1))
+
+    tok = out / "tokenizer" / "checkpoint"
+    cfg.tokenizer.seed = cfg.model.seed = seed
+    if checkpoint.load_state(tok) is None or checkpoint.load_state(tok)["step"] < cfg.tokenizer.steps:
+        train_tokenizer(cfg.tokenizer, out / "tokenizer")
+    cfg.model.tokenizer = str(tok)
+    sft = out / "sft" / "checkpoint"
+    stage("sft", lambda: train(cfg.model, out / "sft"), measured=sft)
+
+    def rl(name: str, init: Path, steps: int, draw: bool, read: bool) -> Path:
+        run = out / name
+        rl_cfg = dataclasses.replace(
+            cfg.rl, init=str(init), steps=steps, draw=draw, read=dict(cfg.read) if read else {},
+            reward=cfg.draw_reward, eval_every=0, seed=seed,
+        )  # fmt: skip
+        stage(name, lambda: _fit(rl_cfg, run), measured=run / "checkpoint")
+        return run / "checkpoint"
+
+    steps = cfg.rl.steps
+    rl("draw-only", sft, steps, draw=True, read=False)
+    rl("read-only", sft, steps, draw=False, read=True)
+    rl("unified", sft, steps, draw=True, read=True)
+    half = rl("unified-half", sft, steps // 2, draw=True, read=True)
+    rl("refined-draw", half, steps - steps // 2, draw=True, read=False)
+    rl("refined-read", half, steps - steps // 2, draw=False, read=True)
+
+    intro = out / "introspect" / "checkpoint"
+    cfg.introspect.init, cfg.introspect.seed = str(sft), seed
+    stage("introspect-sft", lambda: train_introspection(cfg.introspect, out / "introspect"))
+    _introspection_scores(results, "introspect-sft", intro, judge, cfg, seed, device)
+    intro_rl = dataclasses.replace(
+        cfg.rl, init=str(intro), steps=cfg.introspect_rl_steps, introspect=True, draw=True, read={}, eval_every=0,
+        seed=seed,
+    )  # fmt: skip
+    stage("introspect-rl", lambda: _fit(intro_rl, out / "introspect-rl"))
+    _introspection_scores(results, "introspect-rl", out / "introspect-rl" / "checkpoint", judge, cfg, seed, device)
+    results_path.write_text(json.dumps(results, indent=1))
+    report = write_report(out, _sections(results, cfg, out))
+    console.print(f"report: {report}")
+    return results
+
+
+def _fit(cfg: RLConfig, run: Path) -> None:
+    trainer = RLTrainer(cfg, run)
+    trainer.resume()
+    trainer.fit()
+
+
+def _introspection_scores(results: dict, name: str, ckpt: Path, judge, cfg: UnifiedConfig, seed: int, device) -> None:
+    if name not in results or "introspective" in results[name]:
+        return
+    meta = shapes_eval.load_metadata()
+    subset = [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: cfg.eval_prompts]]
+    scores = evaluate_introspection(load_bundle(ckpt, device), subset, judge, cfg.eval_per_prompt, seed=seed)
+    results[name] |= {
+        "one_shot": scores["one_shot"]["overall"],
+        "introspective": scores["introspective"]["overall"],
+        "self_eval_agreement": scores["self_eval_agreement"],
+        "judge_says_yes": scores["judge_says_yes"],
+        "redrawn": scores["redrawn"],
+    }
+
+
+ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined-read")
+
+
+def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
+    keys = ["shapes/overall", *[f"shapes/{c}" for c in CATEGORIES], "read/qa", "read/caption", "read/judge"]
+    keys += sorted({k for name in ABLATION for k in results.get(name, {}) if k.startswith("read/qa/")})
+    rows = [[k, *[_fmt(results.get(name, {}).get(k)) for name in ABLATION]] for k in keys]
+    intro_keys = ["one_shot", "introspective", "self_eval_agreement", "judge_says_yes", "redrawn"]
+    intro_rows = [
+        [k, *[_fmt(results.get(n, {}).get(k)) for n in ("introspect-sft", "introspect-rl")]] for k in intro_keys
+    ]
+    best = {"unified + refined": {"shapes": results.get("refined-draw", {}).get("shapes/overall"),
+                                  "qa": results.get("refined-read", {}).get("read/qa")}}  # fmt: skip
+    notes = [
+        f"Every RL run has {cfg.rl.steps} steps from the same multi-task SFT model; unified + refined is "
+        f"{cfg.rl.steps // 2} unified steps, then {cfg.rl.steps - cfg.rl.steps // 2} per task "
+        f"(ShapesEval {_fmt(best['unified + refined']['shapes'])}, QA {_fmt(best['unified + refined']['qa'])}).",
+        f"ShapesEval on the first {cfg.eval_prompts} prompts of each category x {cfg.eval_per_prompt} images; "
+        f"reading on {cfg.eval_read} held-out scenes per task.",
+    ]
+    curves = {n: _rows(out / n) for n in ("draw-only", "read-only", "unified", "introspect-rl") if (out / n).exists()}
+    return {
+        "notes": notes,
+        "tables": {
+            "CoRL ablation at equal RL steps": {"head": ["metric", *ABLATION], "rows": rows},
+            "Introspective generation (Janus-Pro-R1)": {
+                "head": ["metric", "after SFT", "after RL"],
+                "rows": intro_rows,
+            },
+        },
+        "curves": curves,
+        "curve_keys": {n: ["reward_mean", "read/reward_mean", "reward/honest", "kl", "read/kl"] for n in curves},
+        "timings": results.get("timings", {}),
+        "config": {"unified": to_dict(cfg)},
+    }
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _rows(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
