@@ -39,6 +39,9 @@ if has demo; then
   cp "$OUT/demo/shapes_eval/results.json" "$OUT/demo-results.json" 2>/dev/null
   cp "$OUT/demo/timings.json" "$OUT/demo-timings.json" 2>/dev/null
   cp "$OUT/demo/samples.png" "$OUT/demo-samples.png" 2>/dev/null
+  cp "$OUT/demo/rl/metrics.jsonl" "$OUT/demo-rl-metrics.jsonl" 2>/dev/null
+  cp "$OUT/demo/rl/shapes_eval/results.json" "$OUT/demo-rl-results.json" 2>/dev/null
+  cp "$OUT/demo/report.html" "$OUT/demo/before-after-counting.png" "$OUT/" 2>/dev/null
   rm -rf "$OUT/demo" "$OUT/cache"  # only the small files come back
 fi
 if has unified; then

@@ -319,6 +319,13 @@ def generate(
     top_k: Annotated[int | None, typer.Option(min=0, help="Keep the k most likely codes (0: all).")] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus mass (1: all).")] = None,
     order: Annotated[str | None, typer.Option(help="raster | random (default: the order it was trained in).")] = None,
+    introspect: Annotated[
+        bool,
+        typer.Option(
+            help="Draw, judge your own image in words, draw again if it fails (a model from "
+            "`tessera unified`); the grid's top row is the first image, the bottom row the final one."
+        ),
+    ] = False,  # fmt: skip
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     seed: Seed = 0,
 ) -> None:
@@ -334,6 +341,9 @@ def generate(
     bundle = load_bundle(ckpt, _device(device))
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
+    if introspect:
+        _introspect(bundle, prompt, n, sampling, out, seed)
+        return
     images, _ = draw_images(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
     singles = out.with_suffix("")
     singles.mkdir(parents=True, exist_ok=True)
@@ -341,6 +351,28 @@ def generate(
         save_png(image, singles / f"{i:04d}.png")
     save_png(grid(images, cols=min(8, n)), out, scale=2)
     console.print(f"{n} images: grid {out}, single images in {singles}/")
+
+
+def _introspect(bundle, prompt: str, n: int, sampling, out: Path, seed: int) -> None:
+    """The chain for each of n samples: first image, verdict, final image (grid, single images, chain.jsonl)."""
+    from tessera.generate.introspect import introspect
+    from tessera.pictures import grid, save_png
+    from tessera.understand.answer import check_reads
+
+    check_reads(bundle, "introspect")
+    chain = introspect(bundle, [prompt] * n, sampling, seed=seed)
+    singles = out.with_suffix("")
+    singles.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        save_png(chain.first_images[i], singles / f"{i:04d}-first.png")
+        save_png(chain.final_images[i], singles / f"{i:04d}-final.png")
+        lines.append({"first": f"{i:04d}-first.png", "verdict": chain.verdicts[i], "redrawn": bool(chain.redraw[i]),
+                      "final": f"{i:04d}-final.png"})  # fmt: skip
+        console.print(f"{i:4d}  {chain.verdicts[i]}" + ("  -> drawn again" if chain.redraw[i] else ""))
+    (singles / "chain.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    save_png(grid(np.concatenate([chain.first_images, chain.final_images]), cols=n), out, scale=2)
+    console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
 
 
 def _read(ckpt: Path, image: Path, task: str, device: str):

@@ -51,3 +51,37 @@ def test_combination_and_errors():
         combine(values, {"c": 1.0})
     with pytest.raises(UserError, match="bad pattern"):
         make_reward("format", pattern="(")
+
+
+def test_reading_rewards_on_hand_made_answers():
+    from tessera.world.grammar import parse_description
+
+    scene = sample_scene_for(parse_description("a red circle and two blue stars"), np.random.default_rng(0))
+    metas = [
+        {"task": "qa", "truth": "two", "scene": scene},
+        {"task": "qa", "truth": "two", "scene": scene},
+        {"task": "judge", "truth": "no , there is no square", "scene": scene},
+        {"task": "judge", "truth": "no , there is no square", "scene": scene},
+        {"task": "judge", "truth": "yes", "scene": scene},
+        {"task": "caption", "truth": "", "scene": scene},
+        {"task": "caption", "truth": "", "scene": scene},
+        {"task": "caption", "truth": "", "scene": scene},
+    ]
+    said = ["two", "three", "no , there is no square", "no , the square is red", "no , there is no star",
+            "a red circle and two blue stars", "a red circle and a blue star", "circle circle red"]  # fmt: skip
+    images = np.zeros((8, 4, 4, 3), np.uint8)
+    right = make_reward("answer")(metas, images, said).tolist()
+    assert right == [1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 0.0, 0.0]  # half for the right no with a wrong reason
+    form = make_reward("answer_format")(metas, images, said).tolist()
+    assert form == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_cycle_reward_compares_the_caption_with_the_prompt():
+    meta = {"tag": "counting", "prompt": "two blue stars", "include": [{"class": "star", "count": 2}],
+            "exclude": [{"class": "star", "count": 3}]}  # fmt: skip
+    captions = iter([["two blue stars", "a blue star", "three stars and a circle", "not a caption"]])
+    reward = make_reward("cycle", reader=lambda images: next(captions))
+    got = reward([meta] * 4, np.zeros((4, 64, 64, 3), np.uint8), [""] * 4).tolist()
+    assert got == [1.0, 0.5, 0.5, 0.0]  # both clauses; too few; too many; outside the grammar
+    with pytest.raises(UserError, match="needs a model that captions"):
+        make_reward("cycle")

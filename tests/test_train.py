@@ -139,3 +139,27 @@ def test_class_to_image_is_the_same_layout(tokenizer_dir, tmp_path):
     assert images.shape == (2, 32, 32, 3) and drawn[0].codes.shape == (2, 4, 4)
     with pytest.raises(UserError, match="unknown class"):
         draw_images(b, ["red dodecahedron"])
+
+
+def test_masked_loss_weighs_text_and_image_tokens_apart():
+    from tessera.sequence.ids import IMAGE, TEXT, IdSpace
+    from tessera.train.trainer import masked_loss
+
+    space = IdSpace(n_text=4, n_image=6)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, space.size, generator=g)
+    slots = torch.tensor([[IMAGE] * 5, [IMAGE, IMAGE, TEXT, TEXT, TEXT]])
+    targets = torch.tensor([[12, 13, 14, 15, 16], [12, 17, 8, 9, space.special("<eos>")]])
+    mask = torch.tensor([[True] * 5, [True, True, True, False, True]])
+    allowed = {k: space.allowed(k) for k in (IMAGE, TEXT)}
+
+    def ce(b, t):
+        row = logits[b, t].masked_fill(~allowed[int(slots[b, t])], float("-inf"))
+        return torch.nn.functional.cross_entropy(row[None], targets[b, t][None])
+
+    image = torch.stack([ce(b, t) for b in range(2) for t in range(5) if mask[b, t] and slots[b, t] == IMAGE])
+    text = torch.stack([ce(1, 2), ce(1, 4)])
+    loss, _ = masked_loss(logits, targets, slots, mask, space, text_weight=2.0)
+    assert torch.allclose(loss, image.mean() + 2.0 * text.mean())
+    only_image, _ = masked_loss(logits[:1], targets[:1], slots[:1], mask[:1], space)
+    assert torch.allclose(only_image, image[:5].mean())  # text-to-image alone: the plain mean over image tokens

@@ -65,6 +65,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     cond_dropout: float = 0.1  # share of examples trained with the empty prompt (for guidance)
+    text_weight: float = 1.0  # multi-task: the text tokens' mean loss relative to the image tokens' (see masked_loss)
     ema: float = 0.0  # EMA decay of the weights; 0: off
     amp: str = "auto"  # auto (bf16 on GPU) | bf16 | off
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
@@ -94,12 +95,19 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def masked_loss(logits, targets, slots, mask, space) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy over the ids each slot may emit, at the masked positions; (loss, accuracy)."""
+def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy over the ids each slot may emit at the masked positions: the mean over image tokens plus
+    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image); (loss, accuracy)."""
     allowed = torch.stack([space.allowed(TEXT, logits.device), space.allowed(IMAGE, logits.device)])  # (2, V)
-    logits = logits[mask].masked_fill(~allowed[slots[mask]], float("-inf"))  # (M, V)
+    kind = slots[mask]  # (M,)
+    logits = logits[mask].masked_fill(~allowed[kind], float("-inf"))  # (M, V)
     target = targets[mask]
-    return F.cross_entropy(logits, target), (logits.argmax(-1) == target).float().mean()
+    each = F.cross_entropy(logits, target, reduction="none")  # (M,)
+    image, text = kind == IMAGE, kind == TEXT
+    loss = each[image].mean() if image.any() else each.new_zeros(())
+    if text.any():
+        loss = loss + text_weight * each[text].mean()
+    return loss, (logits.argmax(-1) == target).float().mean()
 
 
 class Trainer:
@@ -237,7 +245,7 @@ class Trainer:
             ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
             with ctx, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = self.ddp(ids, pos, tpos)
-                loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space)
+                loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight)
                 (loss / cfg.grad_accum).backward()
             losses.append(loss.detach())
             accs.append(acc.detach())
