@@ -24,7 +24,13 @@ def main() -> None:
     args = parser.parse_args()
     cfg = override(
         RLConfig(),
-        {"init": args.init, "steps": args.steps + 1, "prompts_per_step": args.prompts, "grpo.group_size": args.group},
+        {
+            "init": args.init,
+            "steps": args.steps + 1,
+            "prompts_per_step": args.prompts,
+            "grpo.group_size": args.group,
+            "eval_every": 0,
+        },  # fmt: skip
     )
     with tempfile.TemporaryDirectory() as run:
         trainer = RLTrainer(cfg, run, progress=False)
