@@ -40,8 +40,7 @@ class Chain:
 
 def judging_prompt(space: IdSpace, text: torch.Tensor, first: Drawn) -> Batch:
     """`text <boi> first image <eoi> <think>`: the prompt the verdict is written after."""
-    drawn = text_to_image(space, text, torch.zeros_like(first.codes), first.order)  # the layout, then the ids
-    drawn.ids[:, text.shape[1] + 1 : -1] = first.ids
+    drawn = text_to_image(space, text, first.codes, first.order)  # (B, L + N + 2), the image in drawing order
     think = torch.full_like(text[:, :1], space.special("<think>"))
     none = torch.full((len(text), 1, 3), NO_POS, dtype=torch.long, device=text.device)
     return Batch(
