@@ -552,7 +552,7 @@ def _preset(group: str, *names: str) -> Path:
 @app.command("demo")
 def demo(
     preset: Annotated[
-        str, typer.Option(help="smoke | quick (about 27 min on 2 cores, with RL) | full | gpu (tessera/configs/demo/)")
+        str, typer.Option(help="smoke | quick (about 26 min on 2 cores, with RL) | full | gpu (tessera/configs/demo/)")
     ] = "quick",
     out: Annotated[Path, typer.Option(help="Run folder; a rerun reuses the stages it finds finished.")] = Path(
         "runs/demo"
