@@ -23,6 +23,7 @@ from tessera.eval.report import write_report
 from tessera.pictures import grid, save_png
 from tessera.rl.prompts import prompt_pools
 from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.runlog import read_metrics
 from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 from tessera.train.trainer import TrainConfig, train
 from tessera.world.constraints import from_geneval, sample_scene_for
@@ -45,13 +46,6 @@ class DemoConfig:
 def _finished(folder: Path, steps: int) -> bool:
     state = checkpoint.load_state(folder)  # state.json alone: no need to read the optimizer state
     return state is not None and state["step"] >= steps
-
-
-def _metadata(cfg: DemoConfig) -> list[dict]:
-    meta = shapes_eval.load_metadata()
-    if cfg.prompts:
-        meta = [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: cfg.prompts]]
-    return meta
 
 
 @torch.no_grad()
@@ -110,7 +104,7 @@ def run_demo(cfg: DemoConfig, out: Path, seed: int = 0) -> dict:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(model_run / "checkpoint", device)
-    metadata = _metadata(cfg)
+    metadata = shapes_eval.first_prompts(cfg.prompts)
     summary, rows = _shapes_eval(cfg, bundle, out / "shapes_eval", metadata, judge, seed, timed)
     ceiling = timed("tokenizer ceiling", lambda: tokenizer_ceiling(bundle.tokenizer.cpu(), judge, metadata, seed))
     save_png(shapes_eval.sample_sheet(rows), out / "samples.png", scale=2)
@@ -123,7 +117,7 @@ def run_demo(cfg: DemoConfig, out: Path, seed: int = 0) -> dict:
         "shapes_eval": {"tokenizer reconstructions": ceiling, "model": summary},
         "sample_grids": category_grids(rows, out),
         "sample_sheet": "samples.png",
-        "curves": {"tokenizer": _rows(tok_run), "model": _rows(model_run)},
+        "curves": {"tokenizer": read_metrics(tok_run), "model": read_metrics(model_run)},
         "curve_keys": {"tokenizer": ["loss", "psnr", "usage"], "model": ["loss", "acc", "tokens_per_s"]},
     }
     if cfg.rl.steps:
@@ -135,19 +129,18 @@ def run_demo(cfg: DemoConfig, out: Path, seed: int = 0) -> dict:
     return summary
 
 
-def _shapes_eval(cfg: DemoConfig, bundle, images: Path, metadata: list[dict], judge, seed: int, timed):
+def _shapes_eval(cfg: DemoConfig, bundle, images: Path, metadata: list[dict], judge, seed: int, timed, after=""):
     """Generate ShapesEval images into a folder (unless a rerun finds them all) and score them."""
     from tessera.generate.images import write_shapes_eval
 
-    stage = images.parent.name if images.parent.name == "rl" else ""
     if len(list(images.glob("*/samples/*.png"))) == len(metadata) * cfg.per_prompt:
         console.print(f"{images}: generated earlier, reused")
     else:
         timed(
-            " ".join(filter(None, ["generate", stage])),
+            f"generate{after}",
             lambda: write_shapes_eval(bundle, images, metadata, cfg.per_prompt, seed=seed, batch_size=cfg.batch_size),
         )
-    summary, rows = timed(" ".join(filter(None, ["score", stage])), lambda: shapes_eval.evaluate_folder(images, judge))
+    summary, rows = timed(f"score{after}", lambda: shapes_eval.evaluate_folder(images, judge))
     (images / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (images / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return summary, rows
@@ -173,7 +166,7 @@ def _rl_stage(cfg: DemoConfig, out: Path, sft, metadata: list[dict], judge, seed
 
         timed("rl", fit)
     tuned = load_bundle(rl_run / "checkpoint", sft.model.output.weight.device)
-    after, rows = _shapes_eval(cfg, tuned, rl_run / "shapes_eval", metadata, judge, seed, timed)
+    after, rows = _shapes_eval(cfg, tuned, rl_run / "shapes_eval", metadata, judge, seed, timed, after=" rl")
     before = sections["shapes_eval"]["model"]
     _, held_pools = prompt_pools(cfg.rl.seed)
     held = [m for c, pool in held_pools.items() for m in metadata_for(pool[: cfg.prompts or len(pool)], c)]
@@ -198,7 +191,7 @@ def _rl_stage(cfg: DemoConfig, out: Path, sft, metadata: list[dict], judge, seed
     }
     sections["before_after"] = grids
     sections["sample_grids"] = category_grids(rows, out, prefix="rl-")
-    sections["curves"]["rl"] = _rows(rl_run)
+    sections["curves"]["rl"] = read_metrics(rl_run)
     sections["curve_keys"]["rl"] = ["reward_mean", "kl", "entropy", "eval/overall", "held_out/overall"]
     return after
 
@@ -214,8 +207,3 @@ def before_after_grids(before: list[dict], after: list[dict], out: Path, per_cat
             save_png(grid(tiles, cols=len(pairs)), out / name, scale=2)
             paths[category] = name
     return paths
-
-
-def _rows(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -6,6 +6,12 @@ import json
 from pathlib import Path
 
 
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The rows of folder/metrics.jsonl ([] when there is none)."""
+    path = Path(folder) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 class RunLog:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -32,4 +38,4 @@ class RunLog:
             self.path.write_text("".join(line + "\n" for line in keep))
 
     def read(self) -> list[dict]:
-        return [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+        return read_metrics(self.folder)

@@ -27,6 +27,7 @@ from tessera.generate.images import evaluate_model
 from tessera.generate.introspect import evaluate_introspection
 from tessera.model.bundle import load as load_bundle
 from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.runlog import read_metrics
 from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 from tessera.train.introspect import IntrospectConfig, train_introspection
 from tessera.train.trainer import TrainConfig, train
@@ -52,8 +53,7 @@ class UnifiedConfig:
 
 def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
     """ShapesEval on a benchmark subset and reading on held-out scenes, one flat dict."""
-    meta = shapes_eval.load_metadata()
-    subset = [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: cfg.eval_prompts]]
+    subset = shapes_eval.first_prompts(cfg.eval_prompts)
     summary, _, _ = evaluate_model(bundle, subset, judge, cfg.eval_per_prompt, seed=seed, batch_size=128)
     out = {f"shapes/{k}": v for k, v in summary.items() if isinstance(v, float)}
     if set(bundle.cfg.tasks) - {"t2i", "introspect"}:
@@ -131,8 +131,7 @@ def _fit(cfg: RLConfig, run: Path) -> None:
 def _introspection_scores(results: dict, name: str, ckpt: Path, judge, cfg: UnifiedConfig, seed: int, device) -> None:
     if name not in results or "introspective" in results[name]:
         return
-    meta = shapes_eval.load_metadata()
-    subset = [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: cfg.eval_prompts]]
+    subset = shapes_eval.first_prompts(cfg.eval_prompts)
     scores = evaluate_introspection(load_bundle(ckpt, device), subset, judge, cfg.eval_per_prompt, seed=seed)
     results[name] |= {
         "one_shot": scores["one_shot"]["overall"],
@@ -163,7 +162,9 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
         f"ShapesEval on the first {cfg.eval_prompts} prompts of each category x {cfg.eval_per_prompt} images; "
         f"reading on {cfg.eval_read} held-out scenes per task.",
     ]
-    curves = {n: _rows(out / n) for n in ("draw-only", "read-only", "unified", "introspect-rl") if (out / n).exists()}
+    curves = {
+        n: read_metrics(out / n) for n in ("draw-only", "read-only", "unified", "introspect-rl") if (out / n).exists()
+    }
     return {
         "notes": notes,
         "tables": {
@@ -182,8 +183,3 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
 
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
-
-
-def _rows(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

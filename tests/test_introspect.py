@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from tessera.config import override
-from tessera.generate.generator import Drawn
 from tessera.generate.introspect import introspect, introspection_batch
 from tessera.generate.sampling import SamplingConfig
 from tessera.model.bundle import load as load_bundle
@@ -23,12 +22,12 @@ def test_chain_layout():
     s = SPACE.special
     text = pad_text(SPACE, [[1, 2], [3]], 3)
     order = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
-    first = Drawn(torch.empty(0), order, SPACE.image(torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])), torch.empty(0))
+    first = SPACE.image(torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]]))
     second = torch.tensor([[[1, 2], [3, 4]], [[13, 14], [15, 0]]])  # (B, h=2, w=2)
-    batch = introspection_batch(SPACE, text, first, [[4], [5, 6]], [False, True], second, order, width=2)
+    batch = introspection_batch(SPACE, text, first, order, [[4], [5, 6]], [False, True], second, order, width=2)
     yes, no = batch.ids.tolist()
     head = 3 + 1 + 4 + 2  # text <boi> first image <eoi> <think>
-    assert yes[:head] == [*text[0].tolist(), s("<boi>"), *first.ids[0].tolist(), s("<eoi>"), s("<think>")]
+    assert yes[:head] == [*text[0].tolist(), s("<boi>"), *first[0].tolist(), s("<eoi>"), s("<think>")]
     assert yes[head : head + 3] == [*SPACE.text([4]), s("</think>"), s("<eos>")]
     assert all(t == s("<pad>") for t in yes[head + 3 :]) and not batch.loss[0, head + 3 :].any()
     assert batch.loss[0].nonzero().squeeze(1).tolist() == [head, head + 1, head + 2]  # verdict, </think>, <eos>

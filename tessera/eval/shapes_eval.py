@@ -80,6 +80,12 @@ def load_metadata(path: str | Path | None = None) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def first_prompts(n: int) -> list[dict]:
+    """The first n ShapesEval prompts of each category, category by category (0: all 553, in file order)."""
+    meta = load_metadata()
+    return [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][:n]] if n else meta
+
+
 @dataclass
 class ScoreConfig:
     """GenEval's detector options, by its names. The judge's confidence (shape x colour probability) is not

@@ -28,7 +28,9 @@ VERDICT_LEN = 16  # verdict tokens before </think>
 
 @dataclass
 class Chain:
+    text: torch.Tensor  # (B, L) the prompts' sequence ids
     first: Drawn
+    judged: Batch  # `text <boi> first image <eoi> <think>`: what the verdict was written after
     verdict: Written  # (B, M) up to and including </think>
     verdicts: list[str]
     redraw: torch.Tensor  # (B,) bool: the verdict said no
@@ -91,22 +93,19 @@ def introspect(
     if redraw.any():
         rows = redraw.nonzero().squeeze(1)
         chosen = Written(verdict.ids[rows], verdict.logprobs[rows], verdict.mask[rows])
-        ids, pos = redraw_context(b.space, _rows(judged, rows), chosen)
+        ids, pos = redraw_context(b.space, judged.rows(rows), chosen)
         order = make_orders(b.cfg.order, len(rows), h, w, order_gen)
         second = generate(b.model, b.space, ids, (h, w), order, sampling, gen, text_pos=pos)
         final[rows.cpu().numpy()] = to_uint8(b.tokenizer.decode(second.codes))
         context = Batch(ids, pos, torch.full_like(ids, TEXT), torch.zeros_like(ids, dtype=torch.bool))
-    return Chain(first, verdict, verdicts, redraw, second, context, first_images, final)
-
-
-def _rows(batch: Batch, rows: torch.Tensor) -> Batch:
-    return Batch(batch.ids[rows], batch.pos[rows], batch.slot[rows], batch.loss[rows])
+    return Chain(text, first, judged, verdict, verdicts, redraw, second, context, first_images, final)
 
 
 def introspection_batch(
     space: IdSpace,
     text: torch.Tensor,  # (B, L) prompts
-    first: Drawn,  # the model's own first images (ids and order)
+    first_ids: torch.Tensor,  # (B, N) the model's own first image, in its drawing order
+    first_order: torch.Tensor,  # (B, N)
     verdicts: list[list[int]],  # text-tokenizer ids of each verdict
     redraw: list[bool],  # the verdict says no
     second_codes: torch.Tensor,  # (B, h, w) the image to draw after "no" (ignored after "yes")
@@ -118,11 +117,11 @@ def introspection_batch(
     special = space.special
     rows = []
     for i, said in enumerate(verdicts):
-        cells = grid_positions(first.order[i : i + 1].cpu(), width)[0]  # (N, 3)
+        cells = grid_positions(first_order[i : i + 1].cpu(), width)[0]  # (N, 3)
         judged = [*space.text(said), special("</think>")]
         parts = [  # (ids, positions or None, slot, loss)
             (text[i].cpu().tolist() + [special("<boi>")], None, TEXT, False),
-            (first.ids[i].cpu().tolist(), cells, IMAGE, False),
+            (first_ids[i].cpu().tolist(), cells, IMAGE, False),
             ([special("<eoi>"), special("<think>")], None, TEXT, False),
             (judged, None, TEXT, True),
         ]

@@ -114,10 +114,7 @@ def answer() -> Reward:
         agree = is_yes(text) == is_yes(meta["truth"])
         return float(agree) * (0.5 + 0.5 * (text == meta["truth"]))
 
-    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        return np.array([one(m, t) for m, t in zip(metadata, texts, strict=True)], dtype=np.float32)
-
-    return reward
+    return _per_answer(one)
 
 
 @register("answer_format")
@@ -136,6 +133,12 @@ def answer_format() -> Reward:
             return 1.0
         except UserError:
             return 0.0
+
+    return _per_answer(one)
+
+
+def _per_answer(one: Callable[[dict, str], float]) -> Reward:
+    """A reward from a score of one (metadata, written text) pair."""
 
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         return np.array([one(m, t) for m, t in zip(metadata, texts, strict=True)], dtype=np.float32)

@@ -20,7 +20,7 @@ from tessera.generate.text import score_text, write
 from tessera.model.bundle import Bundle
 from tessera.model.orders import make_orders
 from tessera.rl.rewards import Reward, combine
-from tessera.sequence.layouts import Batch, image_prefix
+from tessera.sequence.layouts import image_prefix
 from tessera.train.data import understanding_example
 from tessera.understand.answer import image_codes
 from tessera.world.render import render_image
@@ -109,8 +109,7 @@ def read_rollout(
     seconds = {"generate_s": written_at - start, "reward_s": time.time() - written_at}
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
-        part = Batch(prompt.ids[rows], prompt.pos[rows], prompt.slot[rows], prompt.loss[rows])
-        return score_text(model, b.space, part, written.ids[rows], sampling)
+        return score_text(model, b.space, prompt.rows(rows), written.ids[rows], sampling)
 
     return Rollout(metadata, written.logprobs, written.mask, total, parts, rescore, seconds, texts=texts)
 
@@ -140,7 +139,7 @@ def introspect_rollout(
     """Chains (first image, verdict, second image where it said no) rewarded three ways, each reward with its own
     tokens: the first image's quality, the verdict's honesty (1 - |judge's 0/1 - said yes|), the final quality."""
     from tessera.eval.shapes_eval import score_images
-    from tessera.generate.introspect import introspect, judging_prompt
+    from tessera.generate.introspect import introspect
     from tessera.understand.texts import is_yes
 
     b, device = bundle, bundle.model.output.weight.device
@@ -158,17 +157,14 @@ def introspect_rollout(
     second_mask = torch.zeros_like(chain.first.ids, dtype=torch.bool)
     if chain.second is not None:
         second_logp[rows], second_mask[rows] = chain.second.logprobs, True
-    text = b.encode_prompts([m["prompt"] for m in metadata]).to(device)
-    judged = judging_prompt(b.space, text, chain.first)
-    width = b.cfg.grid[1]
+    text, judged, width = chain.text, chain.judged, b.cfg.grid[1]
     where = torch.full((len(metadata),), -1, dtype=torch.long, device=device)  # row -> its index among the redrawn
     where[rows] = torch.arange(len(rows), device=device)
 
     def rescore(model: torch.nn.Module, part: slice) -> torch.Tensor:
         f = score(model, b.space, text[part], chain.first.ids[part], chain.first.order[part], width, sampling,
                   train_unconditional)  # fmt: skip
-        prompt = Batch(judged.ids[part], judged.pos[part], judged.slot[part], judged.loss[part])
-        v = score_text(model, b.space, prompt, chain.verdict.ids[part], judging)
+        v = score_text(model, b.space, judged.rows(part), chain.verdict.ids[part], judging)
         s = torch.zeros_like(f)
         mine = where[part]
         if (mine >= 0).any():

@@ -30,7 +30,6 @@ from tessera.rl.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.rl.rewards import make_reward, parse_spec
 from tessera.rl.rollouts import Rollout, draw_rollout, introspect_rollout, read_examples, read_rollout
 from tessera.runlog import RunLog
-from tessera.world.language import CATEGORIES
 
 
 @dataclass
@@ -39,7 +38,7 @@ class RLConfig:
     reward: str = "shapes_eval"  # a name, or weighted names: "shapes_eval:1,shapes_eval_partial:0.5"
     separate_advantages: bool = False  # each reward its own group advantage, then weighted (else: one of the sum)
     train_unconditional: bool = True  # with guidance, the exact gradient of the guided policy (both rows); false:
-    # the conditional rows alone (about 25 % cheaper updates, a little worse on the quick demo: bench/RESULTS.md)
+    # the conditional rows alone (about 20 % cheaper updates, a little worse on the quick demo: bench/RESULTS.md)
     reference: bool = True  # keep a frozen copy of the initial model to measure KL (needed when grpo.beta > 0)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
@@ -184,10 +183,12 @@ class RLTrainer:
         """mu passes over every rollout; the drawing and reading losses add up in one optimizer step per pass."""
         cfg = self.cfg
         stats: dict[str, list[float]] = {}
+        advs = {
+            name: self.advantages(r, self.weights if name == "draw" else self.read_weights) for name, r in rolls.items()
+        }
         for epoch in range(cfg.mu):
             for name, roll in rolls.items():
-                weights = self.weights if name == "draw" else self.read_weights
-                adv, n, mask = self.advantages(roll, weights), len(roll.rewards), roll.mask
+                adv, n, mask = advs[name], len(roll.rewards), roll.mask
                 scale = 1.0 if name == "draw" else cfg.read_weight
                 prefix = "" if name == "draw" else "read/"
                 for start in range(0, n, cfg.update_batch):
@@ -217,13 +218,13 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """ShapesEval accuracy per category on a subset of the benchmark (eval/...) and of the held-out set."""
-        from tessera.eval.shapes_eval import load_metadata
+        from tessera.eval.shapes_eval import first_prompts
         from tessera.generate.images import evaluate_model
 
         cfg = self.cfg
         self._judge()
         n = cfg.eval_prompts
-        benchmark = [m for c in CATEGORIES for m in [x for x in load_metadata() if x["tag"] == c][:n]]
+        benchmark = first_prompts(n)
         held = [m for c, pool in self.held_out.items() for m in metadata_for(pool[:n], c)]
         out = {}
         for name, metadata in (("eval", benchmark), ("held_out", held)):

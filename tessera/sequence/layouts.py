@@ -35,6 +35,10 @@ class Batch:
         """(ids, slots, loss mask) of the tokens each input position predicts."""
         return self.ids[:, 1:], self.slot[:, 1:], self.loss[:, 1:]
 
+    def rows(self, index) -> Batch:
+        """The rows `index` (a slice, indices or a bool mask) of every field."""
+        return Batch(self.ids[index], self.pos[index], self.slot[index], self.loss[index])
+
 
 def pad_text(space: IdSpace, texts: list[list[int]], length: int, device=None) -> torch.Tensor:
     """Text-tokenizer ids -> (B, length) sequence ids, left-padded with <pad>."""

@@ -101,8 +101,10 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
     return question, answer, scene
 
 
-def _world(cfg: DataConfig, seed: int) -> Iterator[tuple]:
-    """(text, image) for class-to-image, else (task, text, answer, image)."""
+Example = tuple[str, str, str, np.ndarray]  # (task, text, answer, uint8 image); t2i examples have no answer
+
+
+def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
     rng = np.random.default_rng(seed)
     tokenizer = WorldTokenizer()
     tasks, shares = list(cfg.tasks), np.array(list(cfg.tasks.values()), dtype=float)
@@ -114,7 +116,7 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[tuple]:
 
             scene = sample_scene_for(parse_description(f"a {text}"), rng, cfg.canvas)
             made += 1
-            yield text, render_image(scene)
+            yield "t2i", text, "", render_image(scene)
             continue
         task = tasks[0] if len(tasks) == 1 else tasks[rng.choice(len(tasks), p=shares / shares.sum())]
         if task == "t2i":
@@ -129,18 +131,18 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[tuple]:
         yield task, text, answer, render_image(scene)
 
 
-def _folder(cfg: DataConfig, skipped: dict) -> Iterator[tuple[str, np.ndarray]]:
+def _folder(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
     root = Path(cfg.source)
     classes = sorted(d for d in root.iterdir() if d.is_dir())
     for d in classes:
         for path in sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
             try:
-                yield class_name(d.name), fit(load_image(path), cfg.canvas)
+                yield "t2i", class_name(d.name), "", fit(load_image(path), cfg.canvas)
             except (OSError, ValueError) as e:
                 skipped[str(path)] = e.__class__.__name__
 
 
-def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[tuple[str, np.ndarray]]:
+def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
     path = Path(cfg.source)
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -150,13 +152,13 @@ def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[tuple[str, np.ndarray]]:
             image, caption = path.parent / item["image"], str(item["caption"])
             if not caption.strip():
                 raise ValueError("empty caption")
-            yield caption, fit(load_image(image), cfg.canvas)
+            yield "t2i", caption, "", fit(load_image(image), cfg.canvas)
         except (OSError, ValueError, KeyError, TypeError) as e:
             skipped[f"{path}:{n}"] = f"{e.__class__.__name__}: {str(e)[:80]}"
 
 
-def _pairs(cfg: DataConfig, seed: int, skipped: dict) -> tuple[Iterator[tuple], int | None]:
-    """The examples' stream ((text, uint8 image) or (task, text, answer, image)) and its length if known."""
+def _examples(cfg: DataConfig, seed: int, skipped: dict) -> tuple[Iterator[Example], int | None]:
+    """The examples' stream and its length if known."""
     if cfg.source in ("shapes", "shapes-classes"):
         check_canvas(cfg.canvas)
         return _world(cfg, seed), cfg.examples
@@ -201,13 +203,13 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
         tasks, answers = meta.get("tasks", []), meta.get("answers", [])
         return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, tasks, answers)
     skipped: dict[str, str] = {}
-    stream, total = _pairs(cfg, seed, skipped)
+    stream, total = _examples(cfg, seed, skipped)
     items, codes, batch = [], [], []  # items: (task, text, answer)
 
     def flush():
         pixels = to_tensor(np.stack([item[-1] for item in batch])).to(next(tokenizer.parameters()).device)
         codes.append(tokenizer.encode(pixels).to(torch.int32).cpu())
-        items.extend(item[:-1] if len(item) == 4 else ("t2i", item[0], "") for item in batch)
+        items.extend(item[:-1] for item in batch)
         batch.clear()
 
     for item in track(stream, description="tokenizing examples", total=total, disable=not progress):

@@ -117,7 +117,8 @@ def train_introspection(cfg: IntrospectConfig, run: str | Path, progress: bool =
             batch = introspection_batch(
                 b.space,
                 chains["text"][rows],
-                _drawn(chains, rows),
+                chains["ids"][rows],
+                chains["order"][rows],
                 [verdict_ids[i] for i in rows],
                 [redraw[i] for i in rows],
                 chains["second"][rows],
@@ -139,9 +140,3 @@ def train_introspection(cfg: IntrospectConfig, run: str | Path, progress: bool =
     state = {"step": cfg.steps, "introspect": to_dict(cfg)}
     bundles.save(run / "checkpoint", tuned, model.state_dict(), tokenizer_dir, None, state)
     return tuned
-
-
-def _drawn(chains: dict, rows: torch.Tensor):
-    from tessera.generate.generator import Drawn
-
-    return Drawn(torch.empty(0), chains["order"][rows], chains["ids"][rows], torch.empty(0))
