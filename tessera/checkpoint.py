@@ -16,7 +16,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tessera.errors import UserError
+from tessera.errors import CheckpointError
 
 
 def save(
@@ -62,18 +62,18 @@ def resolve(folder: str | Path) -> Path:
 
 
 def load_config(folder: str | Path, kind: str) -> dict:
-    """The checkpoint's config (without 'kind'); UserError if it is missing, unreadable or of another kind."""
+    """The checkpoint's config (without 'kind'); CheckpointError if it is missing, unreadable or of another kind."""
     folder = resolve(folder)
     path = folder / "config.yaml"
     if not path.exists():
-        raise UserError(f"{folder} is not a tessera checkpoint (no config.yaml)")
+        raise CheckpointError(f"{folder} is not a tessera checkpoint (no config.yaml)")
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is corrupt: not YAML") from e
+        raise CheckpointError(f"{path} is corrupt: not YAML") from e
     if not isinstance(config, dict) or config.get("kind") != kind:
         found = config.get("kind") if isinstance(config, dict) else None
-        raise UserError(f"{folder} is a {found or 'foreign'} checkpoint, not a {kind} checkpoint")
+        raise CheckpointError(f"{folder} is a {found or 'foreign'} checkpoint, not a {kind} checkpoint")
     config.pop("kind")
     return config
 
@@ -82,15 +82,15 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     folder = resolve(folder)
     path = folder / "model.safetensors"
     if not path.exists():
-        raise UserError(f"{folder} has no model.safetensors")
+        raise CheckpointError(f"{folder} has no model.safetensors")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise UserError(f"{path} is corrupt: {str(e).splitlines()[0][:120]}") from e
+        raise CheckpointError(f"{path} is corrupt: {str(e).splitlines()[0][:120]}") from e
 
 
 def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
-    """Load weights strictly; UserError naming the first missing, unexpected or mis-shaped keys."""
+    """Load weights strictly; CheckpointError naming the first missing, unexpected or mis-shaped keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in weights]
     extra = [k for k in weights if k not in own]
@@ -100,7 +100,7 @@ def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], where: 
         for name, keys in (("missing", missing), ("unexpected", extra), ("mis-shaped", shape)):
             if keys:
                 parts.append(f"{len(keys)} {name} (e.g. {', '.join(keys[:3])})")
-        raise UserError(f"{where} does not fit this architecture: " + "; ".join(parts))
+        raise CheckpointError(f"{where} does not fit this architecture: " + "; ".join(parts))
     module.load_state_dict(weights)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError, InputError, TesseraError
 
 app = typer.Typer(
     help="tessera: autoregressive visual generation over discrete visual tokens.",
@@ -32,6 +33,7 @@ app.add_typer(judge_app, name="judge")
 app.add_typer(eval_app, name="eval")
 app.add_typer(tokenizer_app, name="tokenizer")
 console = Console()
+BAD_PATHS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 Seed = Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same result.")]
 Canvas = Annotated[int, typer.Option(help="Canvas side in pixels: a multiple of 16 from 32 to 256.")]
@@ -54,7 +56,7 @@ def world_sample(
     check_canvas(canvas)
     rng = np.random.default_rng(seed)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
+        raise InputError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     images, records = [], []
     for i in track(range(n), description="sampling scenes", disable=n < 200):
@@ -106,10 +108,10 @@ def world_render(
 
     kinds = ("image", "segmentation", "edges", "video")
     if kind not in kinds:
-        raise UserError(f"unknown --kind {kind!r}; expected one of {', '.join(kinds)}")
+        raise InputError(f"unknown --kind {kind!r}; expected one of {', '.join(kinds)}")
     suffix = ".gif" if kind == "video" else ".png"
     if out.suffix.lower() != suffix:
-        raise UserError(f"--out must end in {suffix} for --kind {kind}, got {out.name!r}")
+        raise InputError(f"--out must end in {suffix} for --kind {kind}, got {out.name!r}")
     rng = np.random.default_rng(seed)
     scene = sample_scene_for(parse_description(prompt), rng, canvas)
     if kind == "video":
@@ -210,9 +212,9 @@ def eval_shapes(
     judge = Judge.load(weights)
     if ground_truth:
         if out is None:
-            raise UserError("--ground-truth needs --out DIR for the rendered images")
+            raise InputError("--ground-truth needs --out DIR for the rendered images")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError(f"--out {out} must be a new or empty folder for --ground-truth")
+            raise InputError(f"--out {out} must be a new or empty folder for --ground-truth")
         check_canvas(canvas)
         write_ground_truth(out, load_metadata(), canvas=canvas, seed=seed)
         images = out
@@ -221,15 +223,15 @@ def eval_shapes(
         from tessera.model.bundle import load as load_bundle
 
         if out is None or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-            raise UserError("--ckpt needs --out DIR, a new or empty folder for the generated images")
+            raise InputError("--ckpt needs --out DIR, a new or empty folder for the generated images")
         write_shapes_eval(load_bundle(ckpt, _device("auto")), out, load_metadata(), per_prompt, seed=seed)
         images = out
     if images is None:
-        raise UserError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
+        raise InputError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
     summary, rows = evaluate_folder(images, judge)
     dest = out or images
     if dest.exists() and not dest.is_dir():
-        raise UserError(f"--out {dest} is a file, not a folder")
+        raise InputError(f"--out {dest} is a file, not a folder")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (dest / "results.md").write_text(f"ShapesEval ({judge.cfg.version})\n\n" + markdown_table(summary) + "\n")
@@ -337,7 +339,7 @@ def generate(
     from tessera.pictures import grid, save_png
 
     if out.suffix.lower() != ".png":
-        raise UserError(f"--out {out} must be a .png file")
+        raise InputError(f"--out {out} must be a .png file")
     bundle = load_bundle(ckpt, _device(device))
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
@@ -430,7 +432,7 @@ def eval_understanding(
 
     bundle = load_bundle(ckpt, _device(device))
     if set(bundle.cfg.tasks) <= {"t2i"}:
-        raise UserError(f"{ckpt} was trained to draw only; it answers no questions")
+        raise InputError(f"{ckpt} was trained to draw only; it answers no questions")
     summary, rows = evaluate_understanding(bundle, n)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -446,9 +448,9 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"unknown --device {name!r}; expected cpu, cuda or auto")
+        raise InputError(f"unknown --device {name!r}; expected cpu, cuda or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device here")
+        raise InputError("--device cuda: no CUDA device here")
     return name
 
 
@@ -472,7 +474,7 @@ def tokenizer_train(
     from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     if arch not in ARCHS:
-        raise UserError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
+        raise InputError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
     is_video = video or data == "shapes-video"
     path = config or _preset(
         "tokenizer", f"{arch}-video-{preset}" if is_video else f"{arch}-{preset}", f"{arch}-{preset}"
@@ -546,7 +548,7 @@ def _preset(group: str, *names: str) -> Path:
         if (root / f"{name}.yaml").exists():
             return root / f"{name}.yaml"
     known = sorted(p.stem for p in root.glob("*.yaml"))
-    raise UserError(f"no preset {names[-1]!r}; known presets: {', '.join(known)}")
+    raise ConfigError(f"no preset {names[-1]!r}; known presets: {', '.join(known)}")
 
 
 @app.command("demo")
@@ -594,7 +596,8 @@ def unified(
 
 
 def main() -> None:
-    """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2."""
+    """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2; a full disk with one
+    line and exit code 1; anything else is a bug and shows its traceback."""
     from PIL import Image
     from typer.exceptions import TyperException
 
@@ -605,9 +608,17 @@ def main() -> None:
         if message:  # (an empty one follows the help that a bare group prints)
             print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except (UserError, OSError, Image.DecompressionBombError) as e:
+    except (TesseraError, Image.DecompressionBombError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"error: disk full: {e.filename or e.strerror}", file=sys.stderr)
+            sys.exit(1)
+        if isinstance(e, BAD_PATHS):  # a path the user gave that is missing, not allowed or of the wrong kind
+            print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
+            sys.exit(2)
+        raise
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -10,16 +10,16 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 C = TypeVar("C")
 
 
 def _coerce(name: str, value: Any, kind: Any, current: Any = None) -> Any:
-    """Convert a YAML value to the field's type, or raise UserError naming the key."""
+    """Convert a YAML value to the field's type, or raise ConfigError naming the key."""
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
-            raise UserError(f"{name}: expected a mapping of its fields, got {value!r}")
+            raise ConfigError(f"{name}: expected a mapping of its fields, got {value!r}")
         return override(current if current is not None else kind(), value, prefix=f"{name}.")
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
@@ -29,18 +29,18 @@ def _coerce(name: str, value: Any, kind: Any, current: Any = None) -> Any:
         return _coerce(name, value, options[0])
     if origin is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{name}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         key_kind, value_kind = typing.get_args(kind)
         return {_coerce(name, k, key_kind): _coerce(f"{name}.{k}", v, value_kind) for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):
-            raise UserError(f"{name}: expected a list, got {value!r}")
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
         inner = typing.get_args(kind)[0]
         return origin(_coerce(name, v, inner) for v in value)
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise UserError(f"{name}: expected true or false, got {value!r}")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
     if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
         try:
             return float(value)  # YAML reads 3e-4 as a string
@@ -50,12 +50,12 @@ def _coerce(name: str, value: Any, kind: Any, current: Any = None) -> Any:
         return value
     if kind is str and isinstance(value, str):
         return value
-    raise UserError(f"{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    raise ConfigError(f"{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
 def override(cfg: C, items: dict[str, Any], prefix: str = "") -> C:
     """A copy of cfg with fields replaced; 'a.b' keys reach nested configs. Unknown keys and wrong types raise
-    UserError naming the key."""
+    ConfigError naming the key."""
     hints = typing.get_type_hints(type(cfg))
     fields = {f.name for f in dataclasses.fields(cfg)}
     nested: dict[str, Any] = {}
@@ -64,14 +64,14 @@ def override(cfg: C, items: dict[str, Any], prefix: str = "") -> C:
         if dot:
             nested.setdefault(head, {})
             if not isinstance(nested[head], dict):
-                raise UserError(f"{prefix + head}: given both as a value and field by field")
+                raise ConfigError(f"{prefix + head}: given both as a value and field by field")
             nested[head][rest] = value
         else:
             nested[head] = value
     changes = {}
     for key, value in nested.items():
         if key not in fields:
-            raise UserError(f"unknown config key {prefix + key!r}; known keys: {', '.join(sorted(fields))}")
+            raise ConfigError(f"unknown config key {prefix + key!r}; known keys: {', '.join(sorted(fields))}")
         changes[key] = _coerce(prefix + key, value, hints[key], getattr(cfg, key))
     return dataclasses.replace(cfg, **changes)
 
@@ -95,11 +95,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"expected key=value, got {pair!r}")
+            raise ConfigError(f"expected key=value, got {pair!r}")
         try:
             out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise UserError(f"{key}: cannot read value {raw!r}") from e
+            raise ConfigError(f"{key}: cannot read value {raw!r}") from e
     return out
 
 
@@ -109,8 +109,8 @@ def load(cfg: C, path: str | Path | None = None, pairs: list[str] | None = None)
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise UserError(f"cannot read config {path}: {e.__class__.__name__}") from e
+            raise ConfigError(f"cannot read config {path}: {e.__class__.__name__}") from e
         if not isinstance(data, dict):
-            raise UserError(f"config {path} must be a mapping of key: value")
+            raise ConfigError(f"config {path} must be a mapping of key: value")
         cfg = override(cfg, data)
     return override(cfg, parse_overrides(pairs or []))

@@ -1,5 +1,20 @@
-"""The one exception type for bad input: the CLI prints its message on one line and exits with code 2."""
+"""tessera's own exceptions. Each message names the problem in one line; the CLI prints it and exits with code 2.
+
+Anything else that escapes (a full disk, a bug) is not bad input, and the CLI says what it is.
+"""
 
 
-class UserError(ValueError):
-    """Bad input from the user (a prompt, a file, a config value); the message names the problem."""
+class TesseraError(Exception):
+    """The base of every error tessera raises about what it was given."""
+
+
+class ConfigError(TesseraError, ValueError):
+    """A config key or value that cannot be used (an unknown key, a wrong type, a value out of range)."""
+
+
+class InputError(TesseraError, ValueError):
+    """A prompt, question, image, file or folder that cannot be used."""
+
+
+class CheckpointError(TesseraError, ValueError):
+    """A checkpoint that is missing, corrupt, or does not fit what it is loaded into or asked to do."""

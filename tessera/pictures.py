@@ -8,18 +8,18 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; UserError if it is missing or unreadable."""
+    """An image file as (H, W, 3) uint8 RGB; InputError if it is missing or unreadable."""
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError as e:
-        raise UserError(f"no such image: {path}") from e
+        raise InputError(f"no such image: {path}") from e
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image {path}: not a readable picture") from e
+        raise InputError(f"cannot read image {path}: not a readable picture") from e
 
 
 def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> None:

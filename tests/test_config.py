@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 
 from tessera.config import load, override, parse_overrides
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 
 
 @dataclass
@@ -34,7 +34,7 @@ def test_overrides_are_typed():
     ],
 )
 def test_bad_overrides_name_the_key(pair, named):
-    with pytest.raises(UserError, match=named):
+    with pytest.raises(TesseraError, match=named):
         load(Cfg(), pairs=[pair])
 
 
@@ -43,6 +43,6 @@ def test_yaml_file_then_pairs(tmp_path):
     path.write_text("steps: 7\nlr: 0.5\n")
     assert load(Cfg(), path, ["steps=9"]) == Cfg(steps=9, lr=0.5)
     path.write_text("- not a mapping\n")
-    with pytest.raises(UserError, match="mapping"):
+    with pytest.raises(TesseraError, match="mapping"):
         load(Cfg(), path)
     assert parse_overrides([]) == {}

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.generate.generator import generate, score
 from tessera.generate.sampling import SamplingConfig, draw, log_distribution
 from tessera.model.orders import make_orders
@@ -117,5 +117,5 @@ def test_guidance_interval():
     ],
 )
 def test_bad_sampling_settings(cfg, named):
-    with pytest.raises(UserError, match=named):
+    with pytest.raises(TesseraError, match=named):
         cfg.validate()

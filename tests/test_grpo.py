@@ -6,7 +6,7 @@ import statistics
 import pytest
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
 
 G = torch.Generator().manual_seed(0)
@@ -101,7 +101,7 @@ def test_k3_is_zero_only_on_agreement():
 
 
 def test_bad_settings():
-    with pytest.raises(UserError, match="loss_type"):
+    with pytest.raises(TesseraError, match="loss_type"):
         grpo_loss(LOGP, OLD, ADV, MASK, GRPOConfig(loss_type="ppo"))
-    with pytest.raises(UserError, match="reference"):
+    with pytest.raises(ValueError, match="reference"):
         grpo_loss(LOGP, OLD, ADV, MASK, GRPOConfig(beta=0.1))

@@ -6,7 +6,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.eval.judge import WEIGHTS_DIR, Judge
 from tessera.eval.judge_train import JudgeTrainConfig, evaluate, held_out_scenes, train_judge
 from tessera.eval.metrics import object_counts
@@ -61,12 +61,12 @@ def test_training_path_lowers_the_loss(tmp_path):
 
 def test_missing_corrupt_or_foreign_weights_are_refused(tmp_path):
 
-    with pytest.raises(UserError, match="no judge"):
+    with pytest.raises(TesseraError, match="no judge"):
         Judge.load(tmp_path)
     (tmp_path / "judge.yaml").write_text((WEIGHTS_DIR / "judge.yaml").read_text())
     (tmp_path / "judge.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(UserError, match="cannot load"):
+    with pytest.raises(TesseraError, match="cannot load"):
         Judge.load(tmp_path)
     save_file({"weight": torch.zeros(3)}, str(tmp_path / "judge.safetensors"))
-    with pytest.raises(UserError, match="cannot load"):
+    with pytest.raises(TesseraError, match="cannot load"):
         Judge.load(tmp_path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.llamagen import import_llamagen
 
@@ -128,7 +128,7 @@ def test_mismatched_or_missing_keys_are_named(tmp_path):
     sd.pop("decoder.conv_out.bias")
     sd["decoder.conv_in.weight"] = torch.zeros(1, 1, 3, 3)
     torch.save({"model": sd}, tmp_path / "bad.pt")
-    with pytest.raises(UserError) as err:
+    with pytest.raises(TesseraError) as err:
         import_llamagen(tmp_path / "bad.pt", tmp_path / "out")
     assert "decoder.conv_out.bias" in str(err.value) and "decoder.conv_in.weight" in str(err.value)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

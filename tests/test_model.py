@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
@@ -81,7 +81,7 @@ def test_weight_decay_only_on_matrices():
 
 
 def test_config_errors_name_the_problem():
-    with pytest.raises(UserError, match="n_kv_head"):
+    with pytest.raises(TesseraError, match="n_kv_head"):
         Transformer(ModelConfig(vocab_size=10, dim=64, n_head=4, n_kv_head=3))
-    with pytest.raises(UserError, match="max_seq_len"):
+    with pytest.raises(ValueError, match="max_seq_len"):
         tiny()(*inputs(b=1, t=65))

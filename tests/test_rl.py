@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tessera.config import override
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.rl.grpo import advantages
 from tessera.rl.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.rl.trainer import RLConfig, RLTrainer
@@ -123,9 +123,9 @@ def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_pa
 
 
 def test_reading_needs_a_model_that_reads(sft_ckpt, tmp_path):
-    with pytest.raises(UserError, match="not trained to qa"):
+    with pytest.raises(TesseraError, match="not trained to qa"):
         RLTrainer(rl_config(sft_ckpt, read={"qa": 1.0}), tmp_path / "rl", progress=False)
-    with pytest.raises(UserError, match="cycle reward needs a model that captions"):
+    with pytest.raises(TesseraError, match="cycle reward needs a model that captions"):
         RLTrainer(rl_config(sft_ckpt, reward="shapes_eval:1,cycle:1"), tmp_path / "rl", progress=False)
-    with pytest.raises(UserError, match="nothing to train"):
+    with pytest.raises(TesseraError, match="nothing to train"):
         rl_config(sft_ckpt, draw=False).validate()

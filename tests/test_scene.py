@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.world.scene import (
     COLOURS,
     MAX_OBJECTS,
@@ -76,7 +76,7 @@ def test_video_objects_move_and_bounce():
 
 @pytest.mark.parametrize("canvas", [0, 16, 40, 272, 100])
 def test_bad_canvas_is_refused(canvas):
-    with pytest.raises(UserError, match="multiple of 16"):
+    with pytest.raises(TesseraError, match="multiple of 16"):
         check_canvas(canvas)
 
 

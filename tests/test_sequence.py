@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.model.orders import make_orders
 from tessera.sequence.ids import IMAGE, SPECIALS, TEXT, IdSpace
 from tessera.sequence.layouts import NO_POS, pad_text, prefix, text_to_image, unconditional
@@ -55,7 +55,7 @@ def test_prefix_and_unconditional():
     text = pad_text(SPACE, [[1, 2]], 3)
     assert prefix(SPACE, text)[0, -1] == SPACE.special("<boi>")
     assert (unconditional(SPACE, text) == SPACE.special("<pad>")).all()
-    with pytest.raises(UserError, match="at most 3"):
+    with pytest.raises(TesseraError, match="at most 3"):
         pad_text(SPACE, [[1, 2, 3, 4]], 3)
 
 
@@ -65,7 +65,7 @@ def test_orders_are_permutations():
     assert torch.equal(raster[0], torch.arange(20))
     assert all(torch.equal(r.sort().values, torch.arange(20)) for r in rand)
     assert not torch.equal(rand[0], rand[1])
-    with pytest.raises(UserError, match="spiral"):
+    with pytest.raises(TesseraError, match="spiral"):
         make_orders("spiral", 1, 2, 2)
 
 
@@ -89,7 +89,7 @@ def test_text_tokenizer_errors_and_serialisation():
         world.encode("  ")
     classes = ClassTokenizer(["red circle", "blue star"])
     assert classes.encode("blue  star") == [1]
-    with pytest.raises(UserError, match="unknown class 'green star'"):
+    with pytest.raises(TesseraError, match="unknown class 'green star'"):
         classes.encode("green star")
     bpe = BPETokenizer.train(["a cat on a mat", "a dog on a log", "two cats and a dog"] * 20, vocab_size=300)
     ids = bpe.encode("a cat and a dog")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from tessera.config import load, override
 from tessera.data.shapes import ShapesSource
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
@@ -164,19 +164,19 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     loaded, loaded_cfg = tok.load(tmp_path / "ok")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     assert loaded_cfg == cfg and torch.equal(loaded.encode(x), model.encode(x))
-    with pytest.raises(UserError, match="not a tessera checkpoint"):
+    with pytest.raises(TesseraError, match="not a tessera checkpoint"):
         tok.load(tmp_path)
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="corrupt"):
+    with pytest.raises(TesseraError, match="corrupt"):
         tok.load(tmp_path / "ok")
     tok.save(tmp_path / "other", ConvVQ(TINY_CONV), tok.TokenizerConfig(arch="conv", conv=TINY_CONV))
     (tmp_path / "other" / "config.yaml").write_text(
         (tmp_path / "other" / "config.yaml").read_text().replace("ch: 16", "ch: 32")
     )
-    with pytest.raises(UserError, match="does not fit"):
+    with pytest.raises(TesseraError, match="does not fit"):
         tok.load(tmp_path / "other")
     (tmp_path / "other" / "config.yaml").write_text("kind: model\n")
-    with pytest.raises(UserError, match="not a tokenizer checkpoint"):
+    with pytest.raises(TesseraError, match="not a tokenizer checkpoint"):
         tok.load(tmp_path / "other")
 
 

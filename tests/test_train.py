@@ -127,7 +127,7 @@ def test_two_cpu_ranks_with_ddp(tokenizer_dir, tmp_path):
 
 
 def test_class_to_image_is_the_same_layout(tokenizer_dir, tmp_path):
-    from tessera.errors import UserError
+    from tessera.errors import TesseraError
     from tessera.generate.images import draw_images
 
     cfg = config(tokenizer_dir, tmp_path, steps=2, **{"data.source": "shapes-classes", "data.examples": 200})
@@ -137,7 +137,7 @@ def test_class_to_image_is_the_same_layout(tokenizer_dir, tmp_path):
     assert isinstance(b.text, ClassTokenizer) and "red circle" in b.text.names and b.text.vocab_size <= 40
     images, drawn = draw_images(b, ["red circle", b.text.names[-1]])
     assert images.shape == (2, 32, 32, 3) and drawn[0].codes.shape == (2, 4, 4)
-    with pytest.raises(UserError, match="unknown class"):
+    with pytest.raises(TesseraError, match="unknown class"):
         draw_images(b, ["red dodecahedron"])
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tessera.errors import UserError
+from tessera.errors import TesseraError
 from tessera.eval.judge import Detection
 from tessera.generate.sampling import SamplingConfig
 from tessera.generate.text import score_text, write
@@ -59,7 +59,7 @@ def test_stack_pads_tasks_of_different_lengths():
     assert both.ids.shape == (2, read.ids.shape[1])
     assert both.loss[0].sum() == 4 and both.loss[1].sum() == 2  # padding adds no loss
     assert (both.ids[0, draw.ids.shape[1] :] == SPACE.special("<pad>")).all()
-    with pytest.raises(UserError, match="writes at most 4"):
+    with pytest.raises(TesseraError, match="writes at most 4"):
         pad_answer(SPACE, [[1] * 5], 4)
 
 
@@ -126,9 +126,9 @@ def test_multitask_data_follows_the_mixture(reader):
     assert rows[-1]["loss"] < rows[0]["loss"]
     bundle = load_bundle(ckpt)
     assert bundle.cfg.tasks == ("t2i", "caption", "qa", "judge")
-    with pytest.raises(UserError, match="unknown task 'edit'"):
+    with pytest.raises(TesseraError, match="unknown task 'edit'"):
         DataConfig(tasks={"edit": 1.0}).validate()
-    with pytest.raises(UserError, match="need the world's scenes"):
+    with pytest.raises(TesseraError, match="need the world's scenes"):
         DataConfig(source="photos.jsonl", tasks={"t2i": 1.0, "qa": 1.0}).validate()
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from tessera.data.shapes import ShapesSource, to_tensor
-from tessera.errors import UserError
+from tessera.errors import InputError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_EXTS = {".gif", ".mp4", ".webm", ".avi", ".mov", ".mkv"}
@@ -33,13 +33,13 @@ class _Folder:
         self.root, self.canvas, self.items = Path(root), canvas, items
         self.skipped: dict[str, str] = {}
         if not items:
-            raise UserError(f"no usable files under {root}")
+            raise InputError(f"no usable files under {root}")
 
     def sample(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         out = []
         while len(out) < n:
             if len(self.skipped) >= len(self.items):
-                raise UserError(f"none of the {len(self.items)} files under {self.root} could be read")
+                raise InputError(f"none of the {len(self.items)} files under {self.root} could be read")
             path = self.items[int(rng.integers(len(self.items)))]
             if str(path) in self.skipped:
                 continue
@@ -59,7 +59,7 @@ class ImageFolder(_Folder):
     def __init__(self, root: str | Path, canvas: int = 64):
         root = Path(root)
         if not root.is_dir():
-            raise UserError(f"no such folder: {root}")
+            raise InputError(f"no such folder: {root}")
         super().__init__(root, canvas, sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS))
 
     def read(self, path: Path) -> np.ndarray:
@@ -73,7 +73,7 @@ class VideoFolder(_Folder):
     def __init__(self, root: str | Path, canvas: int = 64, frames: int = 9):
         root = Path(root)
         if not root.is_dir():
-            raise UserError(f"no such folder: {root}")
+            raise InputError(f"no such folder: {root}")
         files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
         frame_dirs = [
             d for d in root.rglob("*") if d.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in d.iterdir())

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from scipy import ndimage
 
 from tessera.data.shapes import to_tensor
-from tessera.errors import UserError
+from tessera.errors import CheckpointError, InputError
 from tessera.world.scene import COLOURS, POLYGONS, SHAPES, SIZE_FRACTION
 
 JUDGE_RES = 64  # the network reads every image at this size
@@ -123,7 +123,7 @@ class Judge:
         folder = Path(str(WEIGHTS_DIR)) if folder is None else Path(folder)
         cfg_path, weights_path = folder / "judge.yaml", folder / "judge.safetensors"
         if not weights_path.exists() or not cfg_path.exists():
-            raise UserError(f"no judge in {folder} (judge.yaml + judge.safetensors); run 'tessera judge train'")
+            raise CheckpointError(f"no judge in {folder} (judge.yaml + judge.safetensors); run 'tessera judge train'")
         try:
             raw = yaml.safe_load(cfg_path.read_text())
             cfg = JudgeConfig(widths=tuple(raw["widths"]), min_area=raw["min_area"], version=raw["version"])
@@ -131,7 +131,7 @@ class Judge:
             net.load_state_dict(load_file(str(weights_path)))
         except Exception as e:  # any corrupt or foreign file is bad input, reported in one line
             reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-            raise UserError(f"cannot load the judge from {folder}: {reason[:200]}") from e
+            raise CheckpointError(f"cannot load the judge from {folder}: {reason[:200]}") from e
         return cls(net, cfg)
 
     @torch.no_grad()
@@ -147,7 +147,7 @@ class Judge:
         """The objects in each image, most confident first."""
         x = to_batch(images)
         if x.shape[-1] != x.shape[-2]:
-            raise UserError(f"the judge reads square images; got {x.shape[-1]}x{x.shape[-2]}")
+            raise InputError(f"the judge reads square images; got {x.shape[-1]}x{x.shape[-2]}")
         canvas = x.shape[-1]
         out = []
         for i in range(0, x.shape[0], batch_size):

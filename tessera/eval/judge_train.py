@@ -15,7 +15,7 @@ import yaml
 from rich.progress import Progress
 from safetensors.torch import save_file
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 from tessera.eval.corruptions import corrupt
 from tessera.eval.judge import Judge, JudgeConfig, JudgeNet, to_batch
 from tessera.eval.metrics import Counts, object_counts
@@ -41,11 +41,11 @@ class JudgeTrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "scenes", "eval_scenes"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"lr must be a positive number, got {self.lr}")
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.corrupt_p <= 1:
-            raise UserError(f"corrupt_p must lie in [0, 1], got {self.corrupt_p}")
+            raise ConfigError(f"corrupt_p must lie in [0, 1], got {self.corrupt_p}")
 
 
 def labelled_renders(scenes: list[Scene]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 from tessera.eval.judge import Detection, Judge
 from tessera.pictures import grid
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
@@ -201,7 +201,7 @@ def read_folder(images: str | Path) -> tuple[list[tuple[dict, Path]], list[str]]
     """(metadata, image path) for every sample in a GenEval-layout folder, and the problems found on the way."""
     root = Path(images)
     if not root.is_dir():
-        raise FileNotFoundError(f"no such folder: {root}")
+        raise InputError(f"no such folder: {root}")
     items, problems = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
         try:
@@ -245,7 +245,7 @@ def evaluate_folder(
     """Score every image in a GenEval-layout folder. Returns (summary, one row per image)."""
     items, problems = read_folder(images)
     if not items:
-        raise FileNotFoundError(f"no <index>/samples/<n>.png images with metadata under {images}")
+        raise InputError(f"no <index>/samples/<n>.png images with metadata under {images}")
     rows = []
     batch: list[tuple[dict, Path, np.ndarray]] = []
 
@@ -271,7 +271,7 @@ def evaluate_folder(
             flush()
     flush()
     if not rows:
-        raise UserError(f"none of the {len(items)} images under {images} could be read (e.g. {problems[-1]})")
+        raise InputError(f"none of the {len(items)} images under {images} could be read (e.g. {problems[-1]})")
     return summarize(rows, problems), rows
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 # Truncation keeps every id within TIE of the cut-off logit. Sampling (cached, one token at a time) and scoring
 # (one batched pass) round differently by ~1e-7; without the margin, a near-tie at the cut could be kept in one
@@ -28,16 +28,16 @@ class SamplingConfig:
 
     def validate(self) -> None:
         if self.temperature <= 0:
-            raise UserError(f"temperature must be > 0, got {self.temperature} (use top_k=1 for greedy)")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature} (use top_k=1 for greedy)")
         if self.top_k < 0:
-            raise UserError(f"top_k must be >= 0, got {self.top_k}")
+            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.cfg_scale < 0:
-            raise UserError(f"guidance scale must be >= 0, got {self.cfg_scale}")
+            raise ConfigError(f"guidance scale must be >= 0, got {self.cfg_scale}")
         lo, hi = self.cfg_interval
         if not 0 <= lo <= hi <= 1:
-            raise UserError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {self.cfg_interval}")
+            raise ConfigError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {self.cfg_interval}")
 
     @property
     def guided(self) -> bool:

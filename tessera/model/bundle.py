@@ -14,7 +14,7 @@ import torch
 
 from tessera import checkpoint
 from tessera.config import override, to_dict
-from tessera.errors import UserError
+from tessera.errors import CheckpointError
 from tessera.generate.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IdSpace
@@ -50,12 +50,12 @@ class Bundle:
         return IdSpace(self.cfg.n_text, self.cfg.n_image)
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        """(B, text_len) sequence ids; UserError on an unknown word, an empty or a too-long prompt."""
+        """(B, text_len) sequence ids; CheckpointError on an unknown word, an empty or a too-long prompt."""
         ids = [self.text.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
 
     def encode_questions(self, questions: list[str]) -> torch.Tensor:
-        """(B, question_len) sequence ids; UserError on an unknown word or a too-long question."""
+        """(B, question_len) sequence ids; CheckpointError on an unknown word or a too-long question."""
         return pad_text(self.space, [self.text.encode(q) for q in questions], self.cfg.question_len)
 
     def to(self, device) -> Bundle:
@@ -70,13 +70,13 @@ def save(folder: str | Path, bundle: Bundle, weights: dict, tokenizer_dir: str |
 
 
 def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """A model checkpoint folder -> Bundle in eval mode; UserError on a wrong or corrupt checkpoint."""
+    """A model checkpoint folder -> Bundle in eval mode; CheckpointError on a wrong or corrupt checkpoint."""
     folder = checkpoint.resolve(folder)
     cfg = override(BundleConfig(), checkpoint.load_config(folder, "model"))
     try:
         text = from_dict(json.loads((folder / "text.json").read_text()))
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{folder}/text.json is missing or corrupt") from e
+        raise CheckpointError(f"{folder}/text.json is missing or corrupt") from e
     model = Transformer(cfg.model)
     checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
     tok, _ = visual.load(folder / "tokenizer")

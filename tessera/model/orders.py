@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 ORDERS = ("raster", "random")
 
@@ -16,4 +16,4 @@ def make_orders(kind: str, batch: int, h: int, w: int, generator: torch.Generato
         return torch.arange(n).expand(batch, n).clone()
     if kind == "random":
         return torch.rand(batch, n, generator=generator).argsort(dim=1)
-    raise UserError(f"unknown order {kind!r}; expected one of {', '.join(ORDERS)}")
+    raise ConfigError(f"unknown order {kind!r}; expected one of {', '.join(ORDERS)}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 
 @dataclass
@@ -33,11 +33,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.vocab_size <= 0:
-            raise UserError("model.vocab_size must be set (it comes from the text and image vocabularies)")
+            raise ConfigError("model.vocab_size must be set (it comes from the text and image vocabularies)")
         if self.dim % self.n_head or self.n_head % self.n_kv_head:
-            raise UserError("model.dim must divide by model.n_head, and model.n_head by model.n_kv_head")
+            raise ConfigError("model.dim must divide by model.n_head, and model.n_head by model.n_kv_head")
         if (self.dim // self.n_head) % 2:
-            raise UserError("model.dim / model.n_head must be even (rotary positions rotate pairs)")
+            raise ConfigError("model.dim / model.n_head must be even (rotary positions rotate pairs)")
 
 
 class KVCache:
@@ -181,7 +181,7 @@ class Transformer(nn.Module):
         """Logits (B, T, vocab) in float32; with a cache, the tokens sit at stream positions start.."""
         t = ids.shape[1]
         if start + t > self.cfg.max_seq_len:
-            raise UserError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
+            raise ValueError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
         x = self.drop(self.tok_embeddings(ids) + self.here(pos) + self.next(target_pos))  # (B, T, D)
         cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 SCALINGS = ("group", "batch", "none")
@@ -30,11 +30,11 @@ class GRPOConfig:
 
     def validate(self) -> None:
         if self.loss_type not in LOSS_TYPES:
-            raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
+            raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.scale_rewards not in SCALINGS:
-            raise UserError(f"scale_rewards must be one of {', '.join(SCALINGS)}, got {self.scale_rewards!r}")
+            raise ConfigError(f"scale_rewards must be one of {', '.join(SCALINGS)}, got {self.scale_rewards!r}")
         if self.group_size < 2:
-            raise UserError(f"group_size must be >= 2 (advantages compare a prompt's samples), got {self.group_size}")
+            raise ConfigError(f"group_size must be >= 2 (advantages compare a prompt's samples), got {self.group_size}")
 
 
 def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
@@ -76,7 +76,7 @@ def grpo_loss(
     kl = None
     if cfg.beta != 0:
         if ref_logp is None:
-            raise UserError("beta > 0 needs the reference model's log-probs")
+            raise ValueError("beta > 0 needs the reference model's log-probs")
         kl = k3_kl(logp, ref_logp)
         per_token = per_token + cfg.beta * kl
     total = (per_token * mask).sum()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError, InputError
 
 Reward = Callable[[Sequence[dict], np.ndarray, Sequence[str]], np.ndarray]
 FACTORIES: dict[str, Callable[..., Reward]] = {}
@@ -31,7 +31,7 @@ def register(name: str):
 
 def make_reward(name: str, **options) -> Reward:
     if name not in FACTORIES:
-        raise UserError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(FACTORIES))}")
+        raise ConfigError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(FACTORIES))}")
     return FACTORIES[name](**options)
 
 
@@ -66,7 +66,7 @@ def format_reward(pattern: str = r".+") -> Reward:
     try:
         compiled = re.compile(pattern, re.DOTALL)
     except re.error as e:
-        raise UserError(f"format reward: bad pattern {pattern!r} ({e})") from e
+        raise ConfigError(f"format reward: bad pattern {pattern!r} ({e})") from e
 
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         return np.array([float(compiled.fullmatch(t) is not None) for t in texts], dtype=np.float32)
@@ -79,7 +79,7 @@ def colour_share(colour: str = "red", tolerance: int = 40) -> Reward:
     from tessera.world.scene import PALETTE
 
     if colour not in PALETTE:
-        raise UserError(f"colour_share: unknown colour {colour!r}; known: {', '.join(PALETTE)}")
+        raise ConfigError(f"colour_share: unknown colour {colour!r}; known: {', '.join(PALETTE)}")
     target = np.array(PALETTE[colour], dtype=np.int32)
 
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -131,7 +131,7 @@ def answer_format() -> Reward:
         try:
             parse_description(text)
             return 1.0
-        except UserError:
+        except InputError:
             return 0.0
 
     return _per_answer(one)
@@ -151,7 +151,7 @@ def cycle(reader=None, seed: int = 0) -> Reward:
     """Drawing: the model captions its own image (`reader`: images -> captions); the reward is the share of the
     prompt's clauses that hold in a scene drawn for the caption (0 when the caption is outside the grammar)."""
     if reader is None:
-        raise UserError("the cycle reward needs a model that captions (it is given by the RL trainer)")
+        raise ConfigError("the cycle reward needs a model that captions (it is given by the RL trainer)")
     from tessera.eval.shapes_eval import check_clauses
     from tessera.understand.texts import truth
     from tessera.world.constraints import sample_scene_for
@@ -162,7 +162,7 @@ def cycle(reader=None, seed: int = 0) -> Reward:
     def one(meta: dict, caption: str, canvas: int) -> float:
         try:
             scene = sample_scene_for(parse_description(caption), rng, canvas)
-        except (UserError, ValueError):
+        except (InputError, ValueError):
             return 0.0
         return float(np.mean([ok for ok, _ in check_clauses(truth(scene), meta)]))
 
@@ -178,11 +178,11 @@ def clip_score(model: str = "ViT-B-32", weights: str = "", device: str = "cpu") 
     """Cosine similarity of image and prompt under a CLIP model from local open_clip weights (not installed by
     tessera: open_clip needs torchvision)."""
     if not weights:
-        raise UserError("clip reward: give the path of local open_clip weights (weights=...)")
+        raise ConfigError("clip reward: give the path of local open_clip weights (weights=...)")
     try:
         import open_clip
     except ImportError:
-        raise UserError("clip reward: open_clip is not installed (pip install open_clip_torch)") from None
+        raise ConfigError("clip reward: open_clip is not installed (pip install open_clip_torch)") from None
     import torch
     from PIL import Image
 
@@ -205,11 +205,11 @@ def parse_spec(spec: str) -> dict[str, float]:
     for part in spec.split(","):
         name, _, weight = part.strip().partition(":")
         if name not in FACTORIES:
-            raise UserError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(FACTORIES))}")
+            raise ConfigError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(FACTORIES))}")
         try:
             weights[name] = float(weight) if weight else 1.0
         except ValueError:
-            raise UserError(f"reward {name!r}: weight {weight!r} is not a number") from None
+            raise ConfigError(f"reward {name!r}: weight {weight!r} is not a number") from None
     return weights
 
 
@@ -217,5 +217,5 @@ def combine(values: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndar
     """The weighted sum of several rewards (one advantage for all; `grpo.advantages` per reward keeps them apart)."""
     missing = set(weights) - set(values)
     if missing:
-        raise UserError(f"no values for rewards {', '.join(sorted(missing))}")
+        raise ValueError(f"no values for rewards {', '.join(sorted(missing))}")
     return sum(w * values[name] for name, w in weights.items())

@@ -21,7 +21,7 @@ import torch
 
 from tessera import checkpoint
 from tessera.config import to_dict
-from tessera.errors import UserError
+from tessera.errors import CheckpointError, ConfigError
 from tessera.generate.sampling import SamplingConfig
 from tessera.model import bundle as bundles
 from tessera.progress import progress_bar
@@ -65,14 +65,14 @@ class RLConfig:
 
     def validate(self) -> None:
         if not self.init:
-            raise UserError("no model to start from: give --init CKPT")
+            raise ConfigError("no model to start from: give --init CKPT")
         for name in ("steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
         if self.grpo.beta > 0 and not self.reference:
-            raise UserError("grpo.beta > 0 needs the reference model: set reference=true")
+            raise ConfigError("grpo.beta > 0 needs the reference model: set reference=true")
         if not self.draw and not self.read:
-            raise UserError("nothing to train: set draw=true or give read tasks")
+            raise ConfigError("nothing to train: set draw=true or give read tasks")
         parse_spec(self.reward), parse_spec(self.read_reward)
         self.grpo.validate()
         self.sampling.validate()
@@ -90,7 +90,8 @@ class RLTrainer:
         wanted = set(cfg.read) | ({"introspect"} if cfg.introspect else set())
         missing = wanted - set(self.bundle.cfg.tasks)
         if missing:
-            raise UserError(f"{cfg.init} was not trained to {', '.join(sorted(missing))}: it cannot be rewarded for it")
+            names = ", ".join(sorted(missing))
+            raise CheckpointError(f"{cfg.init} was not trained to {names}: it cannot be rewarded for it")
         self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
         self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
@@ -129,7 +130,7 @@ class RLTrainer:
         if reward != "cycle":
             return {}
         if "caption" not in self.bundle.cfg.tasks:
-            raise UserError(f"the cycle reward needs a model that captions; {self.cfg.init} was not trained to")
+            raise CheckpointError(f"the cycle reward needs a model that captions; {self.cfg.init} was not trained to")
         from tessera.understand.answer import ask
         from tessera.understand.texts import CAPTION_QUESTION
 

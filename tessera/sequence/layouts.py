@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 
 NO_POS = -1  # the position of a token that is not an image token
@@ -45,7 +45,7 @@ def pad_text(space: IdSpace, texts: list[list[int]], length: int, device=None) -
     out = torch.full((len(texts), length), space.special("<pad>"), dtype=torch.long)
     for i, ids in enumerate(texts):
         if len(ids) > length:
-            raise UserError(f"the text has {len(ids)} tokens; this model reads at most {length}")
+            raise InputError(f"the text has {len(ids)} tokens; this model reads at most {length}")
         if ids:
             out[i, length - len(ids) :] = torch.tensor(space.text(ids))
     return out.to(device)
@@ -88,7 +88,7 @@ def pad_answer(space: IdSpace, answers: list[list[int]], length: int, device=Non
     out = torch.full((len(answers), length + 1), space.special("<pad>"), dtype=torch.long)
     for i, ids in enumerate(answers):
         if len(ids) > length:
-            raise UserError(f"the answer has {len(ids)} tokens; this model writes at most {length}")
+            raise InputError(f"the answer has {len(ids)} tokens; this model writes at most {length}")
         out[i, : len(ids) + 1] = torch.tensor([*space.text(ids), space.special("<eos>")])
     return out.to(device)
 

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from tessera.errors import UserError
+from tessera.errors import CheckpointError, InputError
 from tessera.world import grammar
 
 
@@ -56,10 +56,10 @@ class ClassTokenizer:
     def encode(self, text: str) -> list[int]:
         name = " ".join(text.split())
         if not name:
-            raise UserError("empty prompt: give a class name")
+            raise InputError("empty prompt: give a class name")
         if name not in self.index:
             shown = ", ".join(self.names[:8]) + (", ..." if len(self.names) > 8 else "")
-            raise UserError(f"unknown class {name!r}; known classes: {shown}")
+            raise InputError(f"unknown class {name!r}; known classes: {shown}")
         return [self.index[name]]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -96,7 +96,7 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         if not text.strip():
-            raise UserError("empty prompt")
+            raise InputError("empty prompt")
         return self.tokenizer.encode(text).ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -117,7 +117,7 @@ def from_dict(data: dict) -> WorldTokenizer | ClassTokenizer | BPETokenizer:
         from tokenizers import Tokenizer
 
         return BPETokenizer(Tokenizer.from_str(json.dumps(data["tokenizer"])))
-    raise UserError(f"unknown text tokenizer kind {kind!r}")
+    raise CheckpointError(f"unknown text tokenizer kind {kind!r}")
 
 
 def class_name(folder_name: str) -> str:

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from tessera import checkpoint
 from tessera.config import override, to_dict
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
 
@@ -32,7 +32,7 @@ def build(cfg: TokenizerConfig) -> nn.Module:
         return ConvVQ(cfg.conv)
     if cfg.arch == "omni":
         return OmniTok(cfg.omni)
-    raise UserError(f"unknown tokenizer arch {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
+    raise ConfigError(f"unknown tokenizer arch {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
 
 
 def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=None, state=None) -> None:
@@ -40,7 +40,7 @@ def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=Non
 
 
 def load(folder: str | Path) -> tuple[nn.Module, TokenizerConfig]:
-    """A tokenizer checkpoint folder -> (model in eval mode, config); UserError on anything wrong with it."""
+    """A tokenizer checkpoint folder -> (model in eval mode, config); ConfigError on anything wrong with it."""
     cfg = override(TokenizerConfig(), checkpoint.load_config(folder, "tokenizer"))
     model = build(cfg)
     checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, make_quantizer
 
 
@@ -181,7 +181,7 @@ class ConvVQ(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.encoder not in ("conv", "patch"):
-            raise UserError(f"conv.encoder must be conv or patch, got {cfg.encoder!r}")
+            raise ConfigError(f"conv.encoder must be conv or patch, got {cfg.encoder!r}")
         self.encoder = Encoder(cfg) if cfg.encoder == "conv" else PatchEncoder(cfg)
         self.decoder = Decoder(cfg)
         self.quantize = make_quantizer(cfg.quantizer)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from tessera.checkpoint import load_into
-from tessera.errors import UserError
+from tessera.errors import CheckpointError
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.quantizers import QuantizerConfig
@@ -25,7 +25,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a .pt/.pth/.bin (weights only, never unpickled code) or .safetensors file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no such checkpoint file: {path}")
+        raise CheckpointError(f"no such checkpoint file: {path}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -34,13 +34,14 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file is bad input
-        raise UserError(f"cannot read {path}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}") from e
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise CheckpointError(f"cannot read {path}: {reason}") from e
     for key in ("ema", "model", "state_dict"):  # LlamaGen saves {"model": ..., "ema": ...}; prefer EMA weights
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]
             break
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise UserError(f"{path} holds no state dict of tensors")
+        raise CheckpointError(f"{path} holds no state dict of tensors")
     state = {}
     for k, v in raw.items():
         for p in PREFIXES:
@@ -56,7 +57,7 @@ def infer_config(state: dict[str, torch.Tensor]) -> ConvVQConfig:
     needed = ("encoder.conv_in.weight", "encoder.conv_out.weight", "quantize.embedding.weight")
     missing = [k for k in needed if k not in state]
     if missing:
-        raise UserError(f"not a LlamaGen VQ state dict: missing {', '.join(missing)}")
+        raise CheckpointError(f"not a LlamaGen VQ state dict: missing {', '.join(missing)}")
     ch = state["encoder.conv_in.weight"].shape[0]
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k))})
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.0\.res\.(\d+)\.", k))}

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError, InputError
 
 
 def reconstruction(recon: torch.Tensor, target: torch.Tensor, kind: str = "l1") -> torch.Tensor:
@@ -16,7 +16,7 @@ def reconstruction(recon: torch.Tensor, target: torch.Tensor, kind: str = "l1") 
         return (recon - target).abs().mean()
     if kind == "l2":
         return (recon - target).pow(2).mean()
-    raise UserError(f"unknown reconstruction loss {kind!r}; expected l1 or l2")
+    raise ConfigError(f"unknown reconstruction loss {kind!r}; expected l1 or l2")
 
 
 class PatchDiscriminator(nn.Module):
@@ -86,9 +86,9 @@ class Perceptual(nn.Module):
             self.load_state_dict(state, strict=False)
             missing = [k for k in self.state_dict() if k not in state and k not in ("shift", "scale")]
         except Exception as e:
-            raise UserError(f"cannot load perceptual weights {weights}: {str(e).splitlines()[0][:120]}") from e
+            raise InputError(f"cannot load perceptual weights {weights}: {str(e).splitlines()[0][:120]}") from e
         if missing:
-            raise UserError(f"perceptual weights {weights} lack {len(missing)} tensors (e.g. {missing[0]})")
+            raise InputError(f"perceptual weights {weights} lack {len(missing)} tensors (e.g. {missing[0]})")
         self.requires_grad_(False).eval()
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:

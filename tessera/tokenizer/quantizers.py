@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 
 
 @dataclass
@@ -157,4 +157,4 @@ def make_quantizer(cfg: QuantizerConfig) -> nn.Module:
         return VectorQuantizer(cfg)
     if cfg.kind in ("fsq", "lfq"):
         return _Wrapped(cfg)
-    raise UserError(f"unknown quantizer {cfg.kind!r}; expected vq, fsq or lfq")
+    raise ConfigError(f"unknown quantizer {cfg.kind!r}; expected vq, fsq or lfq")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tessera.config import to_dict
 from tessera.data.folders import IMAGE_EXTS, fit
 from tessera.data.shapes import to_tensor
-from tessera.errors import UserError
+from tessera.errors import ConfigError, InputError
 from tessera.pictures import load_image
 from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, WorldTokenizer, class_name, from_dict
 from tessera.understand.texts import TASKS
@@ -47,11 +47,11 @@ class DataConfig:
     def validate(self) -> None:
         unknown = set(self.tasks) - set(TASKS)
         if unknown:
-            raise UserError(f"unknown task {sorted(unknown)[0]!r}; expected some of {', '.join(TASKS)}")
+            raise ConfigError(f"unknown task {sorted(unknown)[0]!r}; expected some of {', '.join(TASKS)}")
         if set(self.tasks) != {"t2i"} and self.source != "shapes":
-            raise UserError("understanding tasks need the world's scenes: data.source=shapes")
+            raise ConfigError("understanding tasks need the world's scenes: data.source=shapes")
         if not self.tasks or min(self.tasks.values()) < 0 or sum(self.tasks.values()) <= 0:
-            raise UserError("data.tasks needs positive shares")
+            raise ConfigError("data.tasks needs positive shares")
 
 
 @dataclass
@@ -167,7 +167,7 @@ def _examples(cfg: DataConfig, seed: int, skipped: dict) -> tuple[Iterator[Examp
         return _folder(cfg, skipped), None
     if path.is_file() and path.suffix == ".jsonl":
         return _jsonl(cfg, skipped), None
-    raise UserError(f"data source {cfg.source!r}: expected shapes, shapes-classes, a folder or a .jsonl file")
+    raise ConfigError(f"data source {cfg.source!r}: expected shapes, shapes-classes, a folder or a .jsonl file")
 
 
 def _text_tokenizer(cfg: DataConfig, texts: list[str]):
@@ -219,14 +219,15 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     if batch:
         flush()
     if not items:
-        raise UserError(f"no readable examples in {cfg.source}" + (f" (e.g. {next(iter(skipped))})" if skipped else ""))
+        example = f" (e.g. {next(iter(skipped))})" if skipped else ""
+        raise InputError(f"no readable examples in {cfg.source}{example}")
     text_tok = _text_tokenizer(cfg, [t for _, t, _ in items])
     tasks = [task for task, _, _ in items]
     ids = [text_tok.encode(t) for _, t, _ in items]
     answers = [text_tok.encode(a) if a else [] for _, _, a in items]
     too_long = max(len(i) for i, task in zip(ids, tasks, strict=True) if task == "t2i") if "t2i" in tasks else 0
     if too_long > cfg.text_len:
-        raise UserError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
+        raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
     all_codes = torch.cat(codes)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"codes": all_codes}, str(codes_path))

@@ -18,7 +18,7 @@ import torch
 from tessera import checkpoint
 from tessera.config import to_dict
 from tessera.data.shapes import to_tensor, to_uint8
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 from tessera.eval.judge import Judge
 from tessera.generate.generator import generate
 from tessera.generate.introspect import VERDICT_LEN, introspection_batch
@@ -51,10 +51,10 @@ class IntrospectConfig:
 
     def validate(self) -> None:
         if not self.init:
-            raise UserError("no model to start from: give --init CKPT")
+            raise ConfigError("no model to start from: give --init CKPT")
         for name in ("chains", "steps", "batch_size"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
 
 
 @torch.no_grad()
@@ -94,7 +94,7 @@ def train_introspection(cfg: IntrospectConfig, run: str | Path, progress: bool =
     chains = build_chains(b, Judge.load(), cfg.chains, cfg.seed)
     verdict_ids = [b.text.encode(v) for v in chains["verdicts"]]
     if max(len(v) for v in verdict_ids) > VERDICT_LEN:
-        raise UserError(f"a verdict is longer than {VERDICT_LEN} tokens")
+        raise ConfigError(f"a verdict is longer than {VERDICT_LEN} tokens")
     redraw = [not is_yes(v) for v in chains["verdicts"]]
     model_cfg = dataclasses.replace(b.cfg.model, max_seq_len=max(cfg.max_seq_len, b.cfg.model.max_seq_len))
     model = type(b.model)(model_cfg).to(device)

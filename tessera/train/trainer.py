@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tessera import checkpoint
 from tessera.config import to_dict
 from tessera.data.shapes import to_uint8
-from tessera.errors import UserError
+from tessera.errors import ConfigError
 from tessera.generate.generator import generate
 from tessera.generate.sampling import SamplingConfig
 from tessera.model import bundle as bundles
@@ -76,14 +76,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not self.tokenizer:
-            raise UserError("no visual tokenizer: give --tokenizer CKPT (or tokenizer=CKPT)")
+            raise ConfigError("no visual tokenizer: give --tokenizer CKPT (or tokenizer=CKPT)")
         if self.order not in ORDERS:
-            raise UserError(f"unknown order {self.order!r}; expected one of {', '.join(ORDERS)}")
+            raise ConfigError(f"unknown order {self.order!r}; expected one of {', '.join(ORDERS)}")
         if self.amp not in ("auto", "bf16", "off"):
-            raise UserError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+            raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
         self.sampling.validate()
 
 
@@ -151,7 +151,7 @@ class Trainer:
             cfg.data.question_len + h * w + 4 + cfg.data.answer_len if set(space_cfg.tasks) - {"t2i"} else 0,
         )
         if longest > cfg.model.max_seq_len:
-            raise UserError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
+            raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
         vocab = IdSpace(space_cfg.n_text, space_cfg.n_image).size
         space_cfg.model = dataclasses.replace(cfg.model, vocab_size=vocab)
         self.cfg = dataclasses.replace(cfg, model=space_cfg.model)

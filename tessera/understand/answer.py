@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from tessera.data.shapes import to_tensor
-from tessera.errors import UserError
+from tessera.errors import CheckpointError, InputError
 from tessera.generate.sampling import SamplingConfig
 from tessera.generate.text import GREEDY, write
 from tessera.model.bundle import Bundle
@@ -15,14 +15,14 @@ from tessera.sequence.layouts import image_prefix
 
 def check_reads(bundle: Bundle, task: str) -> None:
     if task not in bundle.cfg.tasks:
-        raise UserError(f"this model was not trained to {task} (its tasks: {', '.join(bundle.cfg.tasks)})")
+        raise CheckpointError(f"this model was not trained to {task} (its tasks: {', '.join(bundle.cfg.tasks)})")
 
 
 @torch.no_grad()
 def image_codes(bundle: Bundle, images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) at the model's canvas -> (B, h, w) codes."""
     if images.shape[1:3] != (bundle.cfg.canvas, bundle.cfg.canvas):
-        raise UserError(
+        raise InputError(
             f"images must be {bundle.cfg.canvas}x{bundle.cfg.canvas}, got {images.shape[2]}x{images.shape[1]}"
         )
     device = bundle.model.output.weight.device

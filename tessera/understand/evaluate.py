@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 from tessera.model.bundle import Bundle
 from tessera.train.data import understanding_example
 from tessera.understand.answer import ask
@@ -23,7 +23,7 @@ HELD_OUT_SEED = 1_000_003
 def caption_holds(caption: str, scene) -> bool:
     try:
         return parse_description(caption).holds(scene.objects, exact=True)
-    except UserError:  # not a description in the grammar
+    except InputError:  # not a description in the grammar
         return False
 
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 from tessera.world.scene import (
     COLOURS,
     SHAPES,
@@ -108,12 +108,12 @@ class Constraints:
 def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 500) -> Scene:
     """Draw a scene holding exactly the described objects, unspecified attributes at random.
 
-    Relations are kept with a safety margin. Raises UserError when no such scene can be drawn.
+    Relations are kept with a safety margin. Raises InputError when no such scene can be drawn.
     """
     check_canvas(canvas)
     total = sum(s.count for s in constraints.objects)
     if total > 6:
-        raise UserError(f"the text describes {total} objects; a scene holds at most 6")
+        raise InputError(f"the text describes {total} objects; a scene holds at most 6")
     for _ in range(tries):
         objs = []
         for spec in constraints.objects:
@@ -127,7 +127,7 @@ def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas:
                 objs.append(placed)
         if len(objs) == total and constraints.holds(objs, exact=True, margin=ROBUST_MARGIN):
             return Scene(canvas, tuple(objs))
-    raise UserError(
+    raise InputError(
         f"found no scene for the text in {tries} tries: its constraints contradict each other or do not fit "
         f"a {canvas}x{canvas} canvas"
     )

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tessera.errors import UserError
+from tessera.errors import InputError
 from tessera.world.constraints import Constraints, ObjectSpec, RelationSpec, Thing
 from tessera.world.scene import COLOURS, MAX_OBJECTS, SHAPES, SIZES, boxes_apart, relative_position
 
@@ -66,7 +66,7 @@ VOCAB: tuple[str, ...] = tuple(
 _VOCAB_SET = set(VOCAB)
 
 
-class PromptError(UserError):
+class PromptError(InputError):
     """A text outside the grammar; the message names the offending part."""
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from tessera.errors import UserError
+from tessera.errors import ConfigError, InputError
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star")
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
@@ -31,9 +31,9 @@ VIDEO_FRAMES = 9
 
 
 def check_canvas(canvas: int) -> int:
-    """Return canvas if it is a multiple of 16 from 32 to 256, else raise UserError."""
+    """Return canvas if it is a multiple of 16 from 32 to 256, else raise InputError."""
     if canvas % 16 or not 32 <= canvas <= 256:
-        raise UserError(f"canvas must be a multiple of 16 from 32 to 256, got {canvas}")
+        raise ConfigError(f"canvas must be a multiple of 16 from 32 to 256, got {canvas}")
     return canvas
 
 
@@ -182,7 +182,7 @@ def sample_scene(
     check_canvas(canvas)
     n = int(rng.integers(1, MAX_OBJECTS + 1)) if n_objects is None else n_objects
     if not 1 <= n <= MAX_OBJECTS:
-        raise UserError(f"a scene holds 1 to {MAX_OBJECTS} objects, not {n}")
+        raise InputError(f"a scene holds 1 to {MAX_OBJECTS} objects, not {n}")
     while True:
         objs: list[Object] = []
         for _ in range(n):
