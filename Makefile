@@ -25,7 +25,8 @@ test: lint
 
 # Rebuild the versioned package data (judge weights, ShapesEval prompts) from their seeded scripts.
 judge: setup
-	$(VENV)/bin/tessera judge train --out tessera/eval/data
+	$(VENV)/bin/tessera judge train --out runs/judge --fresh
+	cp runs/judge/checkpoint/config.yaml runs/judge/checkpoint/model.safetensors runs/judge/checkpoint/state.json tessera/eval/data/judge/
 
 shapes-eval: setup
 	$(PY) scripts/make_shapes_eval.py

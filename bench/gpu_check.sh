@@ -37,8 +37,8 @@ if has demo; then
   echo "demo exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/demo.log"
   tail -n 12 "$OUT/demo.log"
   cp "$OUT/demo/shapes_eval/results.json" "$OUT/demo-results.json" 2>/dev/null
-  cp "$OUT/demo/timings.json" "$OUT/demo-timings.json" 2>/dev/null
-  cp "$OUT/demo/samples.png" "$OUT/demo-samples.png" 2>/dev/null
+  cp "$OUT/demo/stages.json" "$OUT/demo-stages.json" 2>/dev/null
+  cp "$OUT/demo/shapes_eval/samples.png" "$OUT/demo-samples.png" 2>/dev/null
   cp "$OUT/demo/rl/metrics.jsonl" "$OUT/demo-rl-metrics.jsonl" 2>/dev/null
   cp "$OUT/demo/rl/shapes_eval/results.json" "$OUT/demo-rl-results.json" 2>/dev/null
   cp "$OUT/demo/report.html" "$OUT/demo/before-after-counting.png" "$OUT/" 2>/dev/null

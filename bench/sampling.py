@@ -15,8 +15,9 @@ import time
 import torch
 
 from tessera.generate.generator import generate
-from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.generate.sampling import log_distribution, sample_token
 from tessera.model.orders import make_orders
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import NO_POS, grid_positions, pad_text, prefix, unconditional
@@ -35,7 +36,7 @@ def uncached(model, space, text, grid, order, cfg, generator):
         t = rows.shape[1]
         logits = model(rows, pos[:, :t], pos[:, 1 : t + 1])[:, -1]
         logp = log_distribution(logits[:b], logits[b:], allowed, cfg, cfg.guides(i, h * w))
-        rows = torch.cat([rows, draw(logp, generator).repeat(2)[:, None]], dim=1)
+        rows = torch.cat([rows, sample_token(logp, generator).repeat(2)[:, None]], dim=1)
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,10 +63,10 @@ def override(cfg: C, items: dict[str, Any], prefix: str = "") -> C:
     for key, value in items.items():
         head, dot, rest = key.partition(".")
         if dot:
-            nested.setdefault(head, {})
-            if not isinstance(nested[head], dict):
+            given = nested.get(head, {})
+            if not isinstance(given, dict):
                 raise ConfigError(f"{prefix + head}: given both as a value and field by field")
-            nested[head][rest] = value
+            nested[head] = given | {rest: value}  # a new mapping: the caller's is never changed
         else:
             nested[head] = value
     changes = {}
@@ -77,9 +78,11 @@ def override(cfg: C, items: dict[str, Any], prefix: str = "") -> C:
 
 
 def to_dict(cfg: Any) -> dict:
-    """A config as plain YAML-safe data (tuples become lists), nested configs as mappings."""
+    """A config as plain YAML-safe data (tuples become lists, enums their values), nested configs as mappings."""
 
     def plain(v):
+        if isinstance(v, Enum):
+            return v.value
         if isinstance(v, tuple | list):
             return [plain(x) for x in v]
         if isinstance(v, dict):
@@ -103,8 +106,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def load(cfg: C, path: str | Path | None = None, pairs: list[str] | None = None) -> C:
-    """cfg updated from a YAML file (if given), then from key=value pairs."""
+def load(
+    cfg: C, path: str | Path | None = None, options: dict[str, Any] | None = None, pairs: list[str] | None = None
+) -> C:
+    """cfg updated from a YAML file (a preset, if given), then from options (a command's own flags, as 'a.b' keys),
+    then from key=value pairs, which win."""
     if path is not None:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
@@ -113,4 +119,4 @@ def load(cfg: C, path: str | Path | None = None, pairs: list[str] | None = None)
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must be a mapping of key: value")
         cfg = override(cfg, data)
-    return override(cfg, parse_overrides(pairs or []))
+    return override(cfg, (options or {}) | parse_overrides(pairs or []))

@@ -1,4 +1,4 @@
-"""Reading and writing pictures: PNG images, GIF clips and contact-sheet grids (uint8 HWC arrays)."""
+"""Pictures: uint8 HWC arrays <-> float tensors in [-1, 1], reading and writing PNG images and GIF clips, grids."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from tessera.errors import InputError
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]; a (B, T, H, W, 3) stack -> (B, 3, T, H, W)."""
+    x = torch.tensor(images).float() / 127.5 - 1  # a copy: PIL arrays are read-only
+    return x.permute(0, 4, 1, 2, 3) if x.dim() == 5 else x.movedim(-1, -3)
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """float (B, 3, H, W) or (B, 3, T, H, W) in [-1, 1] -> uint8 (B, H, W, 3) or (B, T, H, W, 3)."""
+    x = ((pixels.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return (x.permute(0, 2, 3, 4, 1) if x.dim() == 5 else x.permute(0, 2, 3, 1)).cpu().numpy()
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -1,10 +1,52 @@
+"""Shared fixtures: the judge, tiny tokenizers and models made once per session, and the CLI run in-process."""
+
+import contextlib
+import io
+from dataclasses import dataclass
+
 import pytest
 import torch
 
+from tessera.cli import main
 from tessera.config import override
 from tessera.eval.judge import Judge
 from tessera.tokenizer import build as visual
 from tessera.train.trainer import TrainConfig, Trainer
+
+TINY_MODEL = {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 64, "max_grid": 8}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> Result:
+    """`tessera ARGS...` in this process: its exit code and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+def one_line_error(result: Result, *named: str) -> None:
+    """Bad input: exit code 2 and one line on stderr that names the problem; no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for part in named:
+        assert part in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +70,37 @@ def tokenizer_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def t2i_ckpt(tokenizer_dir, tmp_path_factory):
+    """A tiny text-to-image model after a few supervised steps, on a tokenizer whose codes differ in brightness."""
+    root = tmp_path_factory.mktemp("t2i")
+    tok, tok_cfg = visual.load(tokenizer_dir)
+    with torch.no_grad():
+        tok.post_quant_conv.weight.mul_(30)  # untrained codes decode alike; this spreads their brightness
+    visual.save(root / "tok", tok, tok_cfg)
+    cfg = override(
+        TrainConfig(),
+        {
+            "model": TINY_MODEL,
+            "data": {"examples": 64, "canvas": 32, "text_len": 16, "cache": str(root / "cache")},
+            "tokenizer": str(root / "tok"),
+            "steps": 5,
+            "batch_size": 8,
+            "warmup": 1,
+            "sample_every": 1000,
+        },
+    )
+    Trainer(cfg, root / "run", progress=False).fit()
+    return root / "run" / "checkpoint"
+
+
+@pytest.fixture(scope="session")
 def reader(tokenizer_dir, tmp_path_factory):
     """A tiny model trained on all four tasks of the world."""
     root = tmp_path_factory.mktemp("reader")
     cfg = override(
         TrainConfig(),
         {
-            "model": {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 96, "max_grid": 8},
+            "model": TINY_MODEL | {"max_seq_len": 96},
             "data": {"examples": 400, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
                      "tasks": {"t2i": 1, "caption": 1, "qa": 2, "judge": 1}, "question_len": 24, "answer_len": 40},
             "tokenizer": str(tokenizer_dir), "steps": 60, "batch_size": 16, "lr": 3e-3, "warmup": 5,
@@ -44,3 +110,12 @@ def reader(tokenizer_dir, tmp_path_factory):
     trainer = Trainer(cfg, root / "run", progress=False)
     rows = trainer.fit()
     return root / "run" / "checkpoint", rows
+
+
+@pytest.fixture(scope="session")
+def unified_run(tmp_path_factory):
+    """`tessera unified --preset smoke`: every stage at toy size."""
+    out = tmp_path_factory.mktemp("unified") / "run"
+    done = run_cli("unified", "--preset", "smoke", "--out", str(out), f"model.data.cache={out.parent / 'cache'}")
+    assert done.returncode == 0, done.stderr
+    return out

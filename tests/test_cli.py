@@ -2,26 +2,14 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import one_line_error
+from conftest import run_cli as run
 from PIL import Image
 
 from tessera.eval.shapes_eval import score
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tessera.cli", *args], capture_output=True, text=True, timeout=600)
-
-
-def one_line_error(result: subprocess.CompletedProcess, *named: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for part in named:
-        assert part in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -79,16 +67,16 @@ def test_judge_check(tmp_path):
 
 
 def test_ground_truth_scores_near_one(tmp_path):
-    result = run("eval", "shapes", "--ground-truth", "--out", str(tmp_path))
+    result = run("eval", "shapes", "--ground-truth", "--per-prompt", "1", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "results.json").read_text())
-    assert summary["images"] == 2212
+    assert summary["images"] == 553
     assert summary["overall"] >= 0.99
     assert (
         min(summary[c] for c in ("single_object", "two_object", "counting", "colors", "position", "color_attr")) >= 0.97
     )
     assert (tmp_path / "results.md").read_text().count("|") > 10
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2212
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 553
     assert (tmp_path / "samples.png").stat().st_size > 0
 
 
@@ -200,45 +188,39 @@ def test_demo_runs_and_reruns(tmp_path):
     cache = f"model.data.cache={tmp_path / 'cache'}"
     first = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert first.returncode == 0, first.stderr
-    timings = json.loads((out / "timings.json").read_text())
-    assert {"tokenizer", "model", "generate", "score"} <= set(timings)
+    stages = json.loads((out / "stages.json").read_text())
+    assert {"tokenizer", "model", "shapes_eval", "tokenizer_ceiling"} <= set(stages)
+    assert all(stage["done"] for stage in stages.values())
     results = json.loads((out / "shapes_eval" / "results.json").read_text())
-    assert results["images"] == 6 * 4 * 2 and 0.0 <= results["overall"] <= 1.0
+    rows = [json.loads(line) for line in (out / "shapes_eval" / "results.jsonl").read_text().splitlines()]
+    assert results["images"] == len(rows) == 6 * 4 * 2
+    assert results["overall"] == pytest.approx(np.mean([np.mean([r["correct"] for r in rows if r["tag"] == c])
+                                                         for c in {r["tag"] for r in rows}]))  # fmt: skip
     report = (out / "report.html").read_text()
     assert "ShapesEval" in report and "counting" in report and (out / "plot-model.png").exists()
-    assert {"rl", "generate rl", "held-out prompts"} <= set(timings)  # the RL stage and its evaluations
+    assert {"rl", "shapes_eval_rl", "held_out"} <= set(stages)  # the RL stage and its evaluations
     after = json.loads((out / "rl" / "shapes_eval" / "results.json").read_text())
     assert after["images"] == results["images"] and "model + RL, held-out prompts" in report
     assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert again.returncode == 0, again.stderr
-    assert "finished earlier, reused" in again.stdout and "generated earlier, reused" in again.stdout
+    assert again.stdout.count("finished earlier, reused") == len(stages)
+    changed = run("demo", "--preset", "smoke", "--out", str(out), cache, "rl.steps=3")
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.count("finished earlier, reused") == 4  # tokenizer, model, their ShapesEval, the ceiling
+    rl_steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert rl_steps == [0, 1, 2, 3]  # the RL stage started again from nothing
 
 
-@pytest.fixture(scope="module")
-def model_ckpt(tmp_path_factory):
-    """A tiny text-to-image checkpoint made by `tessera train` on the smoke preset."""
-    root = tmp_path_factory.mktemp("t2i")
-    tok = run("tokenizer", "train", "--arch", "conv", "--preset", "smoke", "--out", str(root / "tok"), "canvas=32",
-              "tokenizer.conv.encoder=patch")  # fmt: skip
-    assert tok.returncode == 0, tok.stderr
-    args = ["train", "--tokenizer", str(root / "tok" / "checkpoint"), "--preset", "smoke", "--out", str(root / "run")]
-    trained = run(*args, "data.canvas=32", f"data.cache={root / 'cache'}", "data.examples=64", "steps=4")
-    assert trained.returncode == 0, trained.stderr
-    return root / "run" / "checkpoint"
-
-
-def test_generate_writes_the_grid_and_each_image(model_ckpt, tmp_path):
+def test_generate_writes_the_grid_and_each_image(t2i_ckpt, tmp_path):
     out = tmp_path / "grid.png"
-    result = run(
-        "generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(model_ckpt), "--out", str(out)
-    )
+    result = run("generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(t2i_ckpt), "--out", str(out))
     assert result.returncode == 0, result.stderr
     singles = sorted((tmp_path / "grid").glob("*.png"))
     assert len(singles) == 3 and np.asarray(Image.open(singles[0])).shape == (32, 32, 3)
     assert np.asarray(Image.open(out)).shape[1] > 3 * 32  # three tiles side by side, scaled up
-    again = run("generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(model_ckpt), "--out",
+    again = run("generate", "a red circle left of a blue star", "-n", "3", "--ckpt", str(t2i_ckpt), "--out",
                 str(tmp_path / "again.png"))  # fmt: skip
     assert again.returncode == 0
     assert all(
@@ -247,23 +229,37 @@ def test_generate_writes_the_grid_and_each_image(model_ckpt, tmp_path):
     )  # the same seed draws the same images
 
 
-def test_generate_bad_input(model_ckpt, tmp_path):
-    def gen(*args, ckpt=model_ckpt, prompt="a red circle"):
+def test_generate_bad_input(t2i_ckpt, tmp_path):
+    def gen(*args, ckpt=t2i_ckpt, prompt="a red circle"):
         return run("generate", prompt, "--ckpt", str(ckpt), "--out", str(tmp_path / "x.png"), *args)
 
     one_line_error(gen(prompt="a red circle with a hat"), "hat")
     one_line_error(gen(prompt="  "), "empty prompt")
     one_line_error(gen("-n", "0"), "-n")
     one_line_error(gen("--cfg", "-1"), "--cfg")
-    one_line_error(gen(ckpt=model_ckpt.parent.parent / "nothing"), "not a tessera checkpoint")
-    one_line_error(gen(ckpt=model_ckpt / "tokenizer"), "tokenizer checkpoint, not a model checkpoint")
+    one_line_error(gen(ckpt=t2i_ckpt.parent.parent / "nothing"), "not a tessera checkpoint")
+    one_line_error(gen(ckpt=t2i_ckpt / "tokenizer"), "tokenizer checkpoint, not a model checkpoint")
     other = tmp_path / "other"
-    shutil.copytree(model_ckpt, other)
+    shutil.copytree(t2i_ckpt, other)
     config = (other / "config.yaml").read_text().replace("dim: 64", "dim: 96")
     (other / "config.yaml").write_text(config)
     one_line_error(gen(ckpt=other), "does not fit this architecture")
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(model_ckpt, corrupt)
+    shutil.copytree(t2i_ckpt, corrupt)
     (corrupt / "model.safetensors").write_bytes(b"\x00" * 100)
     one_line_error(gen(ckpt=corrupt), "corrupt")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_shapes_generates_and_scores_a_checkpoint(t2i_ckpt, tmp_path):
+    out = tmp_path / "generated"
+    done = run("eval", "shapes", "--ckpt", str(t2i_ckpt), "--out", str(out), "--per-prompt", "1")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len(list(out.glob("*/samples/0000.png"))) == 553
+    assert np.asarray(Image.open(out / "00000" / "samples" / "0000.png")).shape == (32, 32, 3)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["images"] == 553 and summary["counting"] == np.mean(
+        [r["correct"] for r in rows if r["tag"] == "counting"]
+    )
+    one_line_error(run("eval", "shapes", "--ckpt", str(t2i_ckpt), "--out", str(out)), "new or empty folder")

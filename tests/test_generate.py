@@ -5,8 +5,9 @@ import torch
 
 from tessera.errors import TesseraError
 from tessera.generate.generator import generate, score
-from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.generate.sampling import log_distribution, sample_token
 from tessera.model.orders import make_orders
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import pad_text
@@ -97,7 +98,7 @@ def test_distribution_rules():
         assert kept[row].sum() == need
     cold = log_distribution(cond, None, allowed, SamplingConfig(temperature=0.5), guide=False)
     assert torch.allclose(cold[:, allowed], (cond[:, allowed] / 0.5).log_softmax(-1), atol=1e-6)
-    greedy = draw(log_distribution(cond, None, allowed, SamplingConfig(top_k=1), guide=False), g)
+    greedy = sample_token(log_distribution(cond, None, allowed, SamplingConfig(top_k=1), guide=False), g)
     assert torch.equal(greedy, cond.masked_fill(~allowed, -1e9).argmax(-1))
 
 

@@ -6,14 +6,16 @@ import numpy as np
 import torch
 
 from tessera.config import override
-from tessera.generate.introspect import introspect, introspection_batch
-from tessera.generate.sampling import SamplingConfig
+from tessera.generate.introspect import introspect
 from tessera.model.bundle import load as load_bundle
+from tessera.model.sampling import SamplingConfig
 from tessera.rl.grpo import advantages
 from tessera.rl.rollouts import Rollout, chain_segments, introspect_rollout
 from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.sequence.chains import introspection_batch
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import NO_POS, pad_text
+from tessera.train.introspect import IntrospectConfig, IntrospectionTrainer
 
 SPACE = IdSpace(n_text=10, n_image=16)
 
@@ -79,7 +81,7 @@ def test_chains_rescore_exactly(reader, judge):
     ckpt, _ = reader
     bundle = load_bundle(ckpt)
     nudge = torch.zeros(bundle.space.size)  # verdicts that end early, some "yes": some rows draw again, some stop
-    nudge[bundle.space.special("</think>")] = nudge[bundle.space.text(bundle.text.encode("yes"))[0]] = 3.0
+    nudge[bundle.space.special("</think>")] = nudge[bundle.space.text(bundle.text_tokenizer.encode("yes"))[0]] = 3.0
     bundle.model.output.register_forward_hook(lambda module, args, out: out + nudge)
     metadata = [{"prompt": p, "tag": "colors", "include": [{"class": "circle", "count": 1}]}
                 for p in ["a red circle", "a blue star"] for _ in range(4)]  # fmt: skip
@@ -102,3 +104,18 @@ def test_chains_rescore_exactly(reader, judge):
             roll.parts["first"] - torch.tensor([v.split()[:1] == ["yes"] for v in roll.texts], dtype=torch.float32)
         ).abs(),
     )
+
+
+def test_introspection_training_resumes_exactly(reader, tmp_path):
+    ckpt, _ = reader
+    cfg = IntrospectConfig(init=str(ckpt), chains=8, steps=6, batch_size=4, warmup=2, log_every=1, save_every=3)
+    straight = IntrospectionTrainer(cfg, tmp_path / "a", progress=False)
+    rows = straight.fit()
+    IntrospectionTrainer(cfg, tmp_path / "b", progress=False).fit(until=4)  # killed after step 4, saved at 3
+    again = IntrospectionTrainer(cfg, tmp_path / "b", progress=False)
+    assert again.engine.resume() and again.step == 3
+    again.fit()
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in straight.model.state_dict().items())
+    assert [r["step"] for r in again.engine.log.read()] == [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    tuned = load_bundle(tmp_path / "b" / "checkpoint")
+    assert tuned.cfg.tasks[-1] == "introspect" and tuned.cfg.model.max_seq_len >= 16 + 2 * 18 + 18

@@ -1,41 +1,19 @@
 """GRPO on a tiny model: the loop raises a verifiable reward, scores what it sampled, and resumes."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from conftest import one_line_error, run_cli
 
 from tessera.config import override
+from tessera.data.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.errors import TesseraError
+from tessera.eval.shapes_eval import load_metadata
 from tessera.rl.grpo import advantages
-from tessera.rl.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.rl.trainer import RLConfig, RLTrainer
-from tessera.tokenizer import build as visual
-from tessera.train.trainer import TrainConfig, Trainer
 from tessera.world.language import CATEGORIES
-
-
-@pytest.fixture(scope="module")
-def sft_ckpt(tokenizer_dir, tmp_path_factory):
-    """A tiny text-to-image model after a few supervised steps."""
-    root = tmp_path_factory.mktemp("sft")
-    tok, tok_cfg = visual.load(tokenizer_dir)
-    with torch.no_grad():
-        tok.post_quant_conv.weight.mul_(30)  # untrained codes decode alike; this spreads their brightness
-    visual.save(root / "tok", tok, tok_cfg)
-    cfg = override(
-        TrainConfig(),
-        {
-            "model": {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 64, "max_grid": 8},
-            "data": {"examples": 64, "canvas": 32, "text_len": 16, "cache": str(root / "cache")},
-            "tokenizer": str(root / "tok"),
-            "steps": 5,
-            "batch_size": 8,
-            "warmup": 1,
-            "sample_every": 1000,
-        },
-    )
-    Trainer(cfg, root / "run", progress=False).fit()
-    return root / "run" / "checkpoint"
 
 
 def rl_config(ckpt, **kw) -> RLConfig:
@@ -43,8 +21,8 @@ def rl_config(ckpt, **kw) -> RLConfig:
     return override(RLConfig(), {**items, "update_batch": 16, "lr": 3e-3, "sampling.cfg_scale": 1.0, **kw})
 
 
-def test_rl_raises_a_verifiable_reward(sft_ckpt, tmp_path):
-    trainer = RLTrainer(rl_config(sft_ckpt, steps=30), tmp_path / "rl", progress=False)
+def test_rl_raises_a_verifiable_reward(t2i_ckpt, tmp_path):
+    trainer = RLTrainer(rl_config(t2i_ckpt, steps=30), tmp_path / "rl", progress=False)
     rows = trainer.fit()
     first = np.mean([r["reward_mean"] for r in rows[:3]])
     last = np.mean([r["reward_mean"] for r in rows[-3:]])
@@ -55,9 +33,9 @@ def test_rl_raises_a_verifiable_reward(sft_ckpt, tmp_path):
     assert kl[0] < 1e-6 < kl[-1]
 
 
-def test_separate_advantages_and_periodic_shapes_eval(sft_ckpt, tmp_path):
+def test_separate_advantages_and_periodic_shapes_eval(t2i_ckpt, tmp_path):
     spec = {"reward": "brightness:1,colour_share:2", "separate_advantages": True}
-    cfg = rl_config(sft_ckpt, steps=2, eval_every=2, eval_prompts=1, eval_per_prompt=2, **spec)
+    cfg = rl_config(t2i_ckpt, steps=2, eval_every=2, eval_prompts=1, eval_per_prompt=2, **spec)
     trainer = RLTrainer(cfg, tmp_path / "rl", progress=False)
     roll = trainer.rollouts()["draw"]
     parts = roll.parts
@@ -74,24 +52,22 @@ def test_separate_advantages_and_periodic_shapes_eval(sft_ckpt, tmp_path):
     assert {"reward/brightness", "reward/colour_share"} <= set(rows[-1])
 
 
-def test_guided_rollouts_are_scored_with_guidance_and_resume(sft_ckpt, tmp_path):
-    cfg = rl_config(sft_ckpt, steps=4, save_every=2, mu=2, **{"sampling.cfg_scale": 3.0, "sampling.top_k": 8})
+def test_guided_rollouts_are_scored_with_guidance_and_resume(t2i_ckpt, tmp_path):
+    cfg = rl_config(t2i_ckpt, steps=4, save_every=2, mu=2, **{"sampling.cfg_scale": 3.0, "sampling.top_k": 8})
     straight = RLTrainer(cfg, tmp_path / "a", progress=False)
     rows = straight.fit()
     assert all(r["ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in rows)  # each rollout's first pass
     assert rows[0]["ratio"] != pytest.approx(1.0, abs=1e-4)  # the second pass runs on the updated policy
     cut = RLTrainer(cfg, tmp_path / "b", progress=False)
-    cut.fit(stop_at=3)
+    cut.fit(until=3)
     again = RLTrainer(cfg, tmp_path / "b", progress=False)
-    assert again.resume() and again.step == 2
+    assert again.engine.resume() and again.step == 2
     again.fit()
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k]), k
 
 
 def test_benchmark_prompts_are_held_out():
-    from tessera.eval.shapes_eval import load_metadata
-
     train, held = prompt_pools(0)
     benchmark = {m["prompt"] for m in load_metadata() if m["tag"] in HELD_OUT}
     for category in HELD_OUT:
@@ -122,10 +98,32 @@ def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_pa
     assert last > first + 0.25, (first, last)  # a one-word yes/no answer, from about 1 in 10
 
 
-def test_reading_needs_a_model_that_reads(sft_ckpt, tmp_path):
+def test_reading_needs_a_model_that_reads(t2i_ckpt, tmp_path):
     with pytest.raises(TesseraError, match="not trained to qa"):
-        RLTrainer(rl_config(sft_ckpt, read={"qa": 1.0}), tmp_path / "rl", progress=False)
+        RLTrainer(rl_config(t2i_ckpt, read={"qa": 1.0}), tmp_path / "rl", progress=False)
     with pytest.raises(TesseraError, match="cycle reward needs a model that captions"):
-        RLTrainer(rl_config(sft_ckpt, reward="shapes_eval:1,cycle:1"), tmp_path / "rl", progress=False)
+        RLTrainer(rl_config(t2i_ckpt, reward="shapes_eval:1,cycle:1"), tmp_path / "rl", progress=False)
     with pytest.raises(TesseraError, match="nothing to train"):
-        rl_config(sft_ckpt, draw=False).validate()
+        rl_config(t2i_ckpt, draw=False).validate()
+    with pytest.raises(TesseraError, match="unknown task 'edit'"):
+        rl_config(t2i_ckpt, read={"edit": 1.0}).validate()
+    with pytest.raises(TesseraError, match="would be ignored"):  # chains are rewarded their own three ways
+        rl_config(t2i_ckpt, introspect=True).validate()
+    with pytest.raises(TesseraError, match="would be ignored"):
+        rl_config(t2i_ckpt, introspect=True, reward="shapes_eval", separate_advantages=True).validate()
+
+
+def test_rl_command_trains_resumes_and_refuses_bad_input(t2i_ckpt, tmp_path):
+    out = tmp_path / "rl"
+    args = ["rl", "--init", str(t2i_ckpt), "--reward", "brightness", "--out", str(out), "steps=2", "save_every=1"]
+    args += ["eval_every=0", "prompts_per_step=1", "grpo.group_size=4", "update_batch=4", "sampling.cfg_scale=1"]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "step 2: reward" in done.stdout
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    longer = run_cli(*args, "steps=3")  # resumes at step 2 and says what changed
+    assert longer.returncode == 0 and "changed settings: steps: 2 -> 3" in " ".join(longer.stderr.split())
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    one_line_error(run_cli("rl", "--init", str(tmp_path / "nothing")), "not a tessera checkpoint")
+    one_line_error(run_cli(*args, "--reward", "beauty"), "unknown reward 'beauty'")
+    one_line_error(run_cli(*args, "mu=0"), "mu must be >= 1")

@@ -128,33 +128,43 @@ def _tiny_train(steps: int, **kw) -> TokenizerTrainConfig:
 
 
 def test_training_lowers_the_loss(tmp_path):
-    trainer = Trainer(_tiny_train(30, recon="l2"), tmp_path)
-    rows = trainer.fit(progress=False)
+    trainer = Trainer(_tiny_train(30, recon="l2"), tmp_path, progress=False)
+    rows = trainer.fit()
     first, last = np.mean([r["rec"] for r in rows[:5]]), np.mean([r["rec"] for r in rows[-5:]])
     assert last < 0.7 * first
     assert (tmp_path / "checkpoint" / "model.safetensors").exists() and (tmp_path / "samples").is_dir()
 
 
 def test_resume_continues_exactly(tmp_path):
-    full = Trainer(_tiny_train(8), tmp_path / "a")
-    full.fit(progress=False)
-    half = Trainer(_tiny_train(8), tmp_path / "b")
-    half.fit(progress=False, stop_at=4)  # as if killed right after the step-4 save
-    resumed = Trainer(_tiny_train(8), tmp_path / "b")
-    assert resumed.resume() and resumed.step == 4
-    resumed.fit(progress=False)
+    full = Trainer(_tiny_train(8), tmp_path / "a", progress=False)
+    full.fit()
+    half = Trainer(_tiny_train(8), tmp_path / "b", progress=False)
+    half.fit(until=4)  # as if killed right after the step-4 save
+    resumed = Trainer(_tiny_train(8), tmp_path / "b", progress=False)
+    assert resumed.engine.resume() and resumed.step == 4
+    resumed.fit()
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    steps = [r["step"] for r in resumed.log.read()]
+    steps = [r["step"] for r in resumed.engine.log.read()]
     assert steps == list(range(1, 9))  # no step lost or logged twice
 
 
-def test_gan_and_ema_paths_run(tmp_path):
-    trainer = Trainer(_tiny_train(4, gan_start=2, ema=0.9), tmp_path)
-    rows = trainer.fit(progress=False)
-    assert "d_loss" in rows[-1] and "g_loss" in rows[-1] and "d_loss" not in rows[0]
-    model, _ = tok.load(tmp_path / "checkpoint")  # the EMA weights
-    assert not torch.equal(model.encoder.conv_in.weight, trainer.model.encoder.conv_in.weight)
+def test_gan_and_ema_train_and_resume_exactly(tmp_path):
+    """The discriminator starts at gan_start; its weights, its optimizer and the EMA all survive a resume."""
+    cfg = _tiny_train(6, gan_start=2, ema=0.9, save_every=3)
+    straight = Trainer(cfg, tmp_path / "a", progress=False)
+    rows = straight.fit()
+    assert [("d_loss" in r) for r in rows] == [False, False, True, True, True, True]
+    Trainer(cfg, tmp_path / "b", progress=False).fit(until=4)  # killed after step 4; the last save was at step 3
+    resumed = Trainer(cfg, tmp_path / "b", progress=False)
+    assert resumed.engine.resume() and resumed.step == 3
+    resumed.fit()
+    for name in ("model", "discs"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    ema, _ = tok.load(tmp_path / "b" / "checkpoint")  # the published weights are the EMA's
+    assert all(torch.equal(v, straight.ema.module.state_dict()[k]) for k, v in ema.state_dict().items())
+    assert not torch.equal(ema.encoder.conv_in.weight, straight.model.encoder.conv_in.weight)
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
@@ -189,7 +199,8 @@ def test_presets_load():
     assert {"conv-quick", "conv-full", "omni-quick", "omni-video-quick", "conv-smoke", "omni-smoke"} <= set(names)
     for p in root.glob("*.yaml"):
         cfg = load(TokenizerTrainConfig(), p)
-        assert tok.build(cfg.tokenizer) is not None
+        quantizer = getattr(cfg.tokenizer, cfg.tokenizer.arch).quantizer
+        assert tok.build(cfg.tokenizer).codebook_size == quantizer.codebook_size, p.name
 
 
 def test_eval_reports_every_metric(tmp_path):

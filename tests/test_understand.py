@@ -8,18 +8,19 @@ from typer.testing import CliRunner
 
 from tessera.errors import TesseraError
 from tessera.eval.judge import Detection
-from tessera.generate.sampling import SamplingConfig
+from tessera.eval.verdicts import is_yes, truth, verdict
 from tessera.generate.text import score_text, write
 from tessera.model.bundle import load as load_bundle
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import NO_POS, image_prefix, image_to_text, pad_answer, pad_text, stack, text_to_image
 from tessera.text.tokenizers import WorldTokenizer
 from tessera.understand.evaluate import evaluate_understanding
-from tessera.understand.texts import CAPTION_QUESTION, is_yes, judge_question, truth, verdict
 from tessera.world import language as lang
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import ANSWERS, parse_description
+from tessera.world.language import CAPTION_QUESTION, judge_question
 
 WORDS = WorldTokenizer()
 SPACE = IdSpace(n_text=WORDS.vocab_size, n_image=16)
@@ -120,7 +121,7 @@ def test_verdict_of_true_scenes_is_yes():
 
 
 def test_multitask_data_follows_the_mixture(reader):
-    from tessera.train.data import DataConfig
+    from tessera.data.examples import DataConfig
 
     ckpt, rows = reader
     assert rows[-1]["loss"] < rows[0]["loss"]

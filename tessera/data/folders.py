@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tessera.data.shapes import ShapesSource, to_tensor
+from tessera.data.shapes import ShapesSource
 from tessera.errors import InputError
+from tessera.pictures import to_tensor
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_EXTS = {".gif", ".mp4", ".webm", ".avi", ".mov", ".mkv"}

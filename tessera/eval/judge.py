@@ -11,12 +11,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
-from safetensors.torch import load_file
 from scipy import ndimage
 
-from tessera.data.shapes import to_tensor
-from tessera.errors import CheckpointError, InputError
+from tessera.config import override
+from tessera.engine import checkpoint
+from tessera.errors import InputError
+from tessera.pictures import to_tensor
 from tessera.world.scene import COLOURS, POLYGONS, SHAPES, SIZE_FRACTION
 
 JUDGE_RES = 64  # the network reads every image at this size
@@ -32,7 +32,7 @@ def _unit_area(shape: str) -> float:
 
 # a component larger than the geometric mean of a small and a large object's area (at JUDGE_RES) reads as large
 SIZE_SPLIT_AREA = {s: _unit_area(s) * SIZE_FRACTION["small"] * SIZE_FRACTION["large"] * JUDGE_RES**2 for s in SHAPES}
-WEIGHTS_DIR = resources.files("tessera.eval") / "data"
+WEIGHTS_DIR = resources.files("tessera.eval") / "data" / "judge"
 
 
 @dataclass
@@ -119,19 +119,11 @@ class Judge:
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> Judge:
-        """Load judge.yaml + judge.safetensors from a folder (default: the shipped judge)."""
+        """Load a judge checkpoint folder (default: the shipped judge); CheckpointError if it is not one."""
         folder = Path(str(WEIGHTS_DIR)) if folder is None else Path(folder)
-        cfg_path, weights_path = folder / "judge.yaml", folder / "judge.safetensors"
-        if not weights_path.exists() or not cfg_path.exists():
-            raise CheckpointError(f"no judge in {folder} (judge.yaml + judge.safetensors); run 'tessera judge train'")
-        try:
-            raw = yaml.safe_load(cfg_path.read_text())
-            cfg = JudgeConfig(widths=tuple(raw["widths"]), min_area=raw["min_area"], version=raw["version"])
-            net = JudgeNet(cfg)
-            net.load_state_dict(load_file(str(weights_path)))
-        except Exception as e:  # any corrupt or foreign file is bad input, reported in one line
-            reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-            raise CheckpointError(f"cannot load the judge from {folder}: {reason[:200]}") from e
+        cfg = override(JudgeConfig(), checkpoint.load_config(folder, "judge"))
+        net = JudgeNet(cfg)
+        checkpoint.load_into(net, checkpoint.load_weights(folder), str(folder))
         return cls(net, cfg)
 
     @torch.no_grad()

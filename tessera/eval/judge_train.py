@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from rich.progress import Progress
-from safetensors.torch import save_file
 
+from tessera.config import to_dict
+from tessera.engine import checkpoint
+from tessera.engine.loop import Engine
+from tessera.engine.schedule import WarmupCosine
 from tessera.errors import ConfigError
 from tessera.eval.corruptions import corrupt
 from tessera.eval.judge import Judge, JudgeConfig, JudgeNet, to_batch
@@ -29,17 +28,19 @@ EVAL_SEED = 1_000_003  # held-out scenes come from this stream, never from a tra
 class JudgeTrainConfig:
     steps: int = 900
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 3e-3  # cosine down to 0, no warmup
     weight_decay: float = 1e-4
     scenes: int = 8000
     canvas: int = 64
     corrupt_p: float = 0.5
     negatives: int = 2  # object-free noise images added to each batch
     eval_scenes: int = 1000
+    log_every: int = 25
+    save_every: int = 300
     seed: int = 0
 
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "scenes", "eval_scenes"):
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "scenes", "eval_scenes", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -104,56 +105,63 @@ def _batch(data, idx, rng, corrupt_p, negatives: int):
     return x, labels
 
 
-def train_judge(cfg: JudgeTrainConfig, out: str | Path | None = None, progress: bool = True) -> tuple[Judge, dict]:
-    """Train a judge; write judge.safetensors + judge.yaml to `out` when given. Returns the judge and metrics."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    t0 = time.time()
-    scenes = [sample_scene(rng, cfg.canvas) for _ in range(cfg.scenes)]
-    data = labelled_renders(scenes)
-    jcfg = JudgeConfig()
-    net = JudgeNet(jcfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1))))
-    net.train()
-    losses = []
-    with Progress(disable=not progress) as bar:
-        task = bar.add_task("training the judge", total=cfg.steps)
-        for _ in range(cfg.steps):
-            idx = rng.integers(0, cfg.scenes, size=cfg.batch_size)
-            x, labels = _batch(data, idx, rng, cfg.corrupt_p, cfg.negatives)
-            shape_logits, colour_logits = net(x)
-            loss = F.cross_entropy(shape_logits, labels[:, 0]) + F.cross_entropy(colour_logits, labels[:, 1])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update(task, advance=1, description=f"training the judge  loss {np.mean(losses[-50:]):.4f}")
-    judge = Judge(net.eval(), jcfg)
-    train_s = time.time() - t0
-    held_out = held_out_scenes(cfg.eval_scenes, cfg.canvas)
-    tenth = max(1, cfg.steps // 10)
-    metrics = {
-        "train_seconds": round(train_s, 1),
-        "initial_loss": float(np.mean(losses[:tenth])),
-        "final_loss": float(np.mean(losses[-tenth:])),
-        "clean": evaluate(judge, held_out, corrupted=False).to_dict(),
-        "corrupted": evaluate(judge, held_out, corrupted=True, seed=cfg.seed + 1).to_dict(),
-    }
-    if out is not None:
-        save_judge(judge, Path(out), {"train": asdict(cfg), "metrics": metrics})
-    return judge, metrics
+class JudgeTrainer:
+    def __init__(self, cfg: JudgeTrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.data = labelled_renders([sample_scene(self.rng, cfg.canvas) for _ in range(cfg.scenes)])
+        self.net = JudgeNet(JudgeConfig())
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.metrics: dict = {}
+        self.engine = Engine(
+            run, "judge", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
+            show=("loss",), progress=progress, fresh=fresh,
+        )  # fmt: skip
+        self.engine.track(net=self.net, opt=self.opt, data=self.rng)
+        self.engine.schedule(self.opt, WarmupCosine(cfg.lr, warmup=0, steps=cfg.steps, min_ratio=0.0))
+        self.engine.every(cfg.steps, self.evaluate)  # once, after the last step
+
+    def write(self, folder: Path, trainer: dict, state: dict) -> None:
+        save_judge(folder, self.net, JudgeConfig(), trainer, state | {"metrics": self.metrics})
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.net.train()
+        idx = self.rng.integers(0, cfg.scenes, size=cfg.batch_size)
+        x, labels = _batch(self.data, idx, self.rng, cfg.corrupt_p, cfg.negatives)
+        shape_logits, colour_logits = self.net(x)
+        loss = F.cross_entropy(shape_logits, labels[:, 0]) + F.cross_entropy(colour_logits, labels[:, 1])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Object precision/recall on held-out renders, clean and corrupted (kept with the checkpoint)."""
+        judge = Judge(self.net.eval(), JudgeConfig())
+        held_out = held_out_scenes(self.cfg.eval_scenes, self.cfg.canvas)
+        self.metrics = {
+            "clean": evaluate(judge, held_out, corrupted=False).to_dict(),
+            "corrupted": evaluate(judge, held_out, corrupted=True, seed=self.cfg.seed + 1).to_dict(),
+        }
+        return {
+            f"{kind}/{k}": self.metrics[kind][k] for kind in ("clean", "corrupted") for k in ("precision", "recall")
+        }
 
 
-def save_judge(judge: Judge, folder: Path, extra: dict) -> None:
-    """Write judge.safetensors and judge.yaml atomically (temporary names, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in judge.net.state_dict().items()}
-    tmp = folder / "judge.safetensors.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, folder / "judge.safetensors")
-    meta = {**asdict(judge.cfg), "widths": list(judge.cfg.widths), **extra}
-    tmp = folder / "judge.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
-    os.replace(tmp, folder / "judge.yaml")
+def train_judge(
+    cfg: JudgeTrainConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
+) -> JudgeTrainer:
+    """Train a judge in `run` (or continue it): run/checkpoint is a judge folder for `Judge.load`."""
+    trainer = JudgeTrainer(cfg, run, progress, fresh)
+    if resume:
+        trainer.engine.resume()
+    trainer.engine.fit(trainer.train_step)
+    return trainer
+
+
+def save_judge(folder: Path, net: JudgeNet, cfg: JudgeConfig, trainer: dict | None, state: dict) -> None:
+    """A judge checkpoint folder: config.yaml (kind: judge), model.safetensors, state.json (+ trainer.pt)."""
+    checkpoint.save(folder, "judge", to_dict(cfg), net.state_dict(), trainer, state)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 import html
-import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
+from tessera.engine.checkpoint import write_atomically
 from tessera.world.language import CATEGORIES
 
 STYLE = """
@@ -54,7 +54,7 @@ def write_report(run: Path, sections: dict) -> Path:
         body.append(_section("Timings", _timings_table(sections["timings"])))
     if "config" in sections:
         body.append(_section("Configuration", _configs(sections["config"])))
-    return _write_atomically(run / "report.html", _page("\n".join(body)))
+    return write_atomically(run / "report.html", _page("\n".join(body)))
 
 
 def _date() -> str:
@@ -162,10 +162,3 @@ def _configs(configs: dict[str, dict]) -> str:
         f"<h3>{html.escape(name)}</h3>\n<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"
         for name, config in configs.items()
     )
-
-
-def _write_atomically(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -14,14 +14,15 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
+from tessera.engine.checkpoint import write_atomically
 from tessera.errors import InputError
 from tessera.eval.judge import Detection, Judge
-from tessera.pictures import grid
+from tessera.pictures import grid, save_png
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
-from tessera.world.language import CATEGORIES, noun_phrase
+from tessera.world.language import CATEGORIES, distinct_prompts
 from tessera.world.render import render_image
-from tessera.world.scene import COLOURS, SHAPES, relative_position
+from tessera.world.scene import relative_position
 
 VERSION = "v1"
 CATEGORY_SIZES = {
@@ -37,30 +38,6 @@ CATEGORY_SIZES = {
 DISTINCT_USED = {"colors": 24, "position": 48}
 IMAGES_PER_PROMPT = 4
 METADATA_PATH = resources.files("tessera.eval") / "data" / f"shapes_eval_{VERSION}.jsonl"
-
-
-def distinct_prompts(category: str) -> list[str]:
-    """Every distinct prompt of a category that the world can pose, in a fixed order."""
-    pairs = [(a, b) for a, b in itertools.permutations(SHAPES, 2)]
-    if category == "single_object":
-        return [noun_phrase((s, None, None)) for s in SHAPES]
-    if category == "two_object":
-        return [f"{noun_phrase((a, None, None))} and {noun_phrase((b, None, None))}" for a, b in pairs]
-    if category == "counting":
-        return [noun_phrase((s, None, None), n) for s in SHAPES for n in (2, 3, 4)]
-    if category == "colors":
-        return [noun_phrase((s, c, None)) for s in SHAPES for c in COLOURS]
-    if category == "position":
-        rels = ("left of", "right of", "above", "below")
-        return [f"{noun_phrase((a, None, None))} {r} {noun_phrase((b, None, None))}" for a, b in pairs for r in rels]
-    if category == "color_attr":
-        colour_pairs = list(itertools.permutations(COLOURS, 2))
-        return [
-            f"{noun_phrase((a, ca, None))} and {noun_phrase((b, cb, None))}"
-            for a, b in pairs
-            for ca, cb in colour_pairs
-        ]
-    raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
 
 
 def make_metadata(seed: int = 0) -> list[dict]:
@@ -285,6 +262,32 @@ def summarize(rows: list[dict], problems: Sequence[str] = ()) -> dict:
     summary["images"] = len(rows)
     summary["skipped"] = list(problems)
     return summary
+
+
+def write_results(folder: str | Path, summary: dict, rows: list[dict], version: str) -> None:
+    """results.json (overall and one key per category), results.md, per-image results.jsonl and samples.png (the
+    first images of each category, framed green when judged correct, red when wrong)."""
+    folder = Path(folder)
+    write_atomically(folder / "results.json", json.dumps(summary, indent=2) + "\n")
+    write_atomically(folder / "results.md", f"ShapesEval ({version})\n\n" + markdown_table(summary) + "\n")
+    write_atomically(folder / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    save_png(sample_sheet(rows), folder / "samples.png", scale=2)
+
+
+def score_folder(images: str | Path, judge: Judge, dest: str | Path | None = None) -> tuple[dict, list[dict]]:
+    """Score a GenEval-layout folder and write the results (`write_results`) into dest (default: the folder)."""
+    dest = Path(dest or images)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"--out {dest} is a file, not a folder")
+    summary, rows = evaluate_folder(images, judge)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_results(dest, summary, rows, judge.cfg.version)
+    return summary, rows
+
+
+def read_rows(folder: str | Path) -> list[dict]:
+    """The per-image rows `write_results` left in a folder."""
+    return [json.loads(line) for line in (Path(folder) / "results.jsonl").read_text().splitlines()]
 
 
 def sample_sheet(rows: list[dict], per_category: int = 8) -> np.ndarray:

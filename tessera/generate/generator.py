@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.generate.sampling import log_distribution, sample_token
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import Transformer
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import NO_POS, grid_positions, prefix, unconditional
@@ -32,8 +33,8 @@ def _rows(space: IdSpace, text: torch.Tensor, cfg: SamplingConfig) -> torch.Tens
     return torch.cat([rows, prefix(space, unconditional(space, text))]) if cfg.guided else rows
 
 
-def _split(logits: torch.Tensor, b: int, cfg: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return (logits[:b], logits[b:]) if cfg.guided else (logits, None)
+def _split(logits: torch.Tensor, batch: int, cfg: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return (logits[:batch], logits[batch:]) if cfg.guided else (logits, None)
 
 
 def _prompt_positions(rows: int, p: int, text_pos: torch.Tensor | None, device) -> torch.Tensor:
@@ -58,11 +59,11 @@ def generate(
     cfg.validate()
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
-    b, (h, w) = text.shape[0], grid
+    batch, (h, w) = text.shape[0], grid
     n = h * w
     rows = _rows(space, text, cfg)  # (R, P)
     r, p = rows.shape
-    k = r // b  # 2 with guidance, else 1
+    k = r // batch  # 2 with guidance, else 1
     target = grid_positions(order, w).repeat(k, 1, 1)  # (R, N, 3)
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
@@ -72,9 +73,9 @@ def generate(
     logits = model(rows, pos, tpos, cache, 0)[:, -1]  # (R, V)
     ids, logps = [], []
     for i in range(n):
-        cond, uncond = _split(logits, b, cfg)
+        cond, uncond = _split(logits, batch, cfg)
         logp = log_distribution(cond, uncond, allowed, cfg, cfg.guides(i, n))
-        token = draw(logp, generator)  # (B,)
+        token = sample_token(logp, generator)  # (B,)
         ids.append(token)
         logps.append(logp.gather(1, token[:, None]).squeeze(1))
         if i == n - 1:
@@ -82,7 +83,7 @@ def generate(
         step_ids = token.repeat(k)[:, None]  # (R, 1): both rows continue with the drawn token
         logits = model(step_ids, target[:, i : i + 1], target[:, i + 1 : i + 2], cache, p + i)[:, -1]
     ids_t = torch.stack(ids, dim=1)  # (B, N)
-    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(b, h, w)
+    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(batch, h, w)
     return Drawn(codes, order, ids_t, torch.stack(logps, dim=1))
 
 
@@ -101,10 +102,10 @@ def score(
     a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
     train_unconditional=False the unconditional rows run without grad: the same values, gradients through the
     conditional rows alone."""
-    b, n = ids.shape
+    batch, n = ids.shape
     rows = _rows(space, text, cfg)  # (R, P)
     r, p = rows.shape
-    k = r // b
+    k = r // batch
     seq = torch.cat([rows, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
     pos = torch.cat([_prompt_positions(r, p, text_pos, ids.device), grid_positions(order, width).repeat(k, 1, 1)], 1)
 
@@ -115,9 +116,9 @@ def score(
         logits = forward(slice(None))
     else:
         with torch.no_grad():
-            uncond_logits = forward(slice(b, None))
-        logits = torch.cat([forward(slice(0, b)), uncond_logits])
-    cond, uncond = _split(logits, b, cfg)
+            uncond_logits = forward(slice(batch, None))
+        logits = torch.cat([forward(slice(0, batch)), uncond_logits])
+    cond, uncond = _split(logits, batch, cfg)
     allowed = space.allowed(IMAGE, ids.device)
     out = []
     for i in range(n):

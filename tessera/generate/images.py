@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from tessera.data.shapes import to_uint8
+from tessera.engine.progress import progress_bar
+from tessera.eval.shapes_eval import score_images, summarize
 from tessera.generate.generator import Drawn, generate
-from tessera.generate.sampling import SamplingConfig
 from tessera.model.bundle import Bundle
 from tessera.model.orders import make_orders
-from tessera.progress import progress_bar
+from tessera.model.sampling import SamplingConfig
+from tessera.pictures import grid, save_png, to_uint8
 
 
 @torch.no_grad()
@@ -41,10 +43,20 @@ def draw_images(
             chunk = text[start : start + batch_size]
             orders = make_orders(order or bundle.cfg.order, len(chunk), h, w, order_gen)
             d = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen)
-            images.append(to_uint8(bundle.tokenizer.decode(d.codes)))
+            images.append(to_uint8(bundle.image_tokenizer.decode(d.codes)))
             drawn.append(d)
             bar.update(task, advance=len(chunk))
     return np.concatenate(images), drawn
+
+
+def write_images(images: np.ndarray, out: str | Path, cols: int = 8) -> Path:
+    """A grid PNG at `out` and each image in the folder of the same name (out/0000.png, ...); returns the folder."""
+    out = Path(out)
+    singles = out.with_suffix("")
+    for i, image in enumerate(images):
+        save_png(image, singles / f"{i:04d}.png")
+    save_png(grid(images, cols=min(cols, len(images))), out, scale=2)
+    return singles
 
 
 def write_shapes_eval(
@@ -58,8 +70,6 @@ def write_shapes_eval(
     progress: bool = True,
 ) -> None:
     """Generate `per_prompt` images per metadata line into GenEval's layout: out/<index>/{metadata.jsonl, samples/}."""
-    from PIL import Image
-
     prompts = [m["prompt"] for m in metadata for _ in range(per_prompt)]
     images, _ = draw_images(bundle, prompts, sampling, seed=seed, batch_size=batch_size, progress=progress)
     for index, meta in enumerate(metadata):
@@ -80,8 +90,6 @@ def evaluate_model(
     batch_size: int = 64,
 ) -> tuple[dict, list[dict], np.ndarray]:
     """ShapesEval in memory: the summary, one row per image, and the images (prompt-major, per_prompt each)."""
-    from tessera.eval.shapes_eval import score_images, summarize
-
     metas = [m for m in metadata for _ in range(per_prompt)]
     images, _ = draw_images(bundle, [m["prompt"] for m in metas], sampling, seed=seed, batch_size=batch_size)
     rows = score_images(images, metas, judge)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tessera.generate.sampling import SamplingConfig, draw, log_distribution
+from tessera.generate.sampling import log_distribution, sample_token
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import Transformer
 from tessera.sequence.ids import TEXT, IdSpace
 from tessera.sequence.layouts import NO_POS, Batch
@@ -53,7 +54,7 @@ def write(
     out, logps, mask = [], [], []
     for i in range(max_len):
         logp = log_distribution(logits, None, allowed, cfg, guide=False)
-        token = torch.where(done, pad, draw(logp, generator))  # (B,)
+        token = torch.where(done, pad, sample_token(logp, generator))  # (B,)
         out.append(token)
         logps.append(torch.where(done, 0.0, logp.gather(1, token[:, None]).squeeze(1)))
         mask.append(~done)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from tessera import checkpoint
 from tessera.config import override, to_dict
+from tessera.engine import checkpoint
 from tessera.errors import CheckpointError
-from tessera.generate.sampling import SamplingConfig
+from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text
-from tessera.text.tokenizers import from_dict
+from tessera.text.tokenizers import TextTokenizer, from_dict
 from tessera.tokenizer import build as visual
 
 
@@ -42,8 +42,8 @@ class BundleConfig:
 class Bundle:
     cfg: BundleConfig
     model: Transformer
-    text: object  # a text tokenizer (tessera.text.tokenizers)
-    tokenizer: torch.nn.Module  # the visual tokenizer
+    text_tokenizer: TextTokenizer
+    image_tokenizer: torch.nn.Module  # the visual tokenizer the model draws with (tessera.tokenizer)
 
     @property
     def space(self) -> IdSpace:
@@ -51,21 +51,21 @@ class Bundle:
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """(B, text_len) sequence ids; CheckpointError on an unknown word, an empty or a too-long prompt."""
-        ids = [self.text.encode(p) for p in prompts]
+        ids = [self.text_tokenizer.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
 
     def encode_questions(self, questions: list[str]) -> torch.Tensor:
         """(B, question_len) sequence ids; CheckpointError on an unknown word or a too-long question."""
-        return pad_text(self.space, [self.text.encode(q) for q in questions], self.cfg.question_len)
+        return pad_text(self.space, [self.text_tokenizer.encode(q) for q in questions], self.cfg.question_len)
 
     def to(self, device) -> Bundle:
         self.model.to(device)
-        self.tokenizer.to(device)
+        self.image_tokenizer.to(device)
         return self
 
 
 def save(folder: str | Path, bundle: Bundle, weights: dict, tokenizer_dir: str | Path, trainer=None, state=None):
-    files = {"text.json": json.dumps(bundle.text.to_dict()), "tokenizer": Path(tokenizer_dir)}
+    files = {"text.json": json.dumps(bundle.text_tokenizer.to_dict()), "tokenizer": Path(tokenizer_dir)}
     checkpoint.save(folder, "model", to_dict(bundle.cfg), weights, trainer, state, files=files)
 
 

@@ -14,6 +14,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tessera.errors import ConfigError, InputError
+from tessera.eval.judge import Judge
+from tessera.eval.shapes_eval import check_clauses
+from tessera.eval.verdicts import is_yes, truth
+from tessera.sequence.tasks import Task
+from tessera.understand.evaluate import caption_holds
+from tessera.world.constraints import sample_scene_for
+from tessera.world.grammar import ANSWERS, parse_description
+from tessera.world.scene import PALETTE
 
 Reward = Callable[[Sequence[dict], np.ndarray, Sequence[str]], np.ndarray]
 FACTORIES: dict[str, Callable[..., Reward]] = {}
@@ -36,9 +44,6 @@ def make_reward(name: str, **options) -> Reward:
 
 
 def _judged(partial: bool, judge=None) -> Reward:
-    from tessera.eval.judge import Judge
-    from tessera.eval.shapes_eval import check_clauses
-
     judge = judge or Judge.load()
 
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -76,8 +81,6 @@ def format_reward(pattern: str = r".+") -> Reward:
 
 @register("colour_share")
 def colour_share(colour: str = "red", tolerance: int = 40) -> Reward:
-    from tessera.world.scene import PALETTE
-
     if colour not in PALETTE:
         raise ConfigError(f"colour_share: unknown colour {colour!r}; known: {', '.join(PALETTE)}")
     target = np.array(PALETTE[colour], dtype=np.int32)
@@ -103,13 +106,11 @@ def brightness() -> Reward:
 def answer() -> Reward:
     """Reading: 1 when the written answer is right - the word for questions, the yes/no for verdicts (and 0.5 more
     for the reason), an exactly true caption. metadata carries task, truth and the scene."""
-    from tessera.understand.evaluate import caption_holds
-    from tessera.understand.texts import is_yes
 
     def one(meta: dict, text: str) -> float:
-        if meta["task"] == "qa":
+        if meta["task"] == Task.QA:
             return float(text == meta["truth"])
-        if meta["task"] == "caption":
+        if meta["task"] == Task.CAPTION:
             return float(caption_holds(text, meta["scene"]))
         agree = is_yes(text) == is_yes(meta["truth"])
         return float(agree) * (0.5 + 0.5 * (text == meta["truth"]))
@@ -121,12 +122,11 @@ def answer() -> Reward:
 def answer_format() -> Reward:
     """Reading: 1 when the answer has its task's form (one answer word; 'yes' or 'no , <reason>'; a description
     in the grammar), whether or not it is right."""
-    from tessera.world.grammar import ANSWERS, parse_description
 
     def one(meta: dict, text: str) -> float:
-        if meta["task"] == "qa":
+        if meta["task"] == Task.QA:
             return float(text in ANSWERS)
-        if meta["task"] == "judge":
+        if meta["task"] == Task.JUDGE:
             return float(text == "yes" or re.fullmatch(r"no , [a-z ]+", text) is not None)
         try:
             parse_description(text)
@@ -152,10 +152,6 @@ def cycle(reader=None, seed: int = 0) -> Reward:
     prompt's clauses that hold in a scene drawn for the caption (0 when the caption is outside the grammar)."""
     if reader is None:
         raise ConfigError("the cycle reward needs a model that captions (it is given by the RL trainer)")
-    from tessera.eval.shapes_eval import check_clauses
-    from tessera.understand.texts import truth
-    from tessera.world.constraints import sample_scene_for
-    from tessera.world.grammar import parse_description
 
     rng = np.random.default_rng(seed)
 

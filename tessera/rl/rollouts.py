@@ -13,15 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tessera.data.shapes import to_uint8
+from tessera.data.examples import understanding_example
+from tessera.eval.shapes_eval import score_images
+from tessera.eval.verdicts import is_yes
 from tessera.generate.generator import generate, score
-from tessera.generate.sampling import SamplingConfig
+from tessera.generate.introspect import introspect
 from tessera.generate.text import score_text, write
 from tessera.model.bundle import Bundle
 from tessera.model.orders import make_orders
+from tessera.model.sampling import SamplingConfig
+from tessera.pictures import to_uint8
 from tessera.rl.rewards import Reward, combine
 from tessera.sequence.layouts import image_prefix
-from tessera.train.data import understanding_example
 from tessera.understand.answer import image_codes
 from tessera.world.render import render_image
 
@@ -57,19 +60,19 @@ def draw_rollout(
     order_seed: int,
     train_unconditional: bool = False,
 ) -> Rollout:
-    b, device = bundle, bundle.model.output.weight.device
-    text = b.encode_prompts([m["prompt"] for m in metadata]).to(device)
-    h, w = b.cfg.grid
-    order = make_orders(b.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(order_seed))
+    device = bundle.model.output.weight.device
+    text = bundle.encode_prompts([m["prompt"] for m in metadata]).to(device)
+    h, w = bundle.cfg.grid
+    order = make_orders(bundle.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(order_seed))
     start = time.time()
-    drawn = generate(b.model, b.space, text, (h, w), order, sampling, gen)
-    images = to_uint8(b.tokenizer.decode(drawn.codes))
+    drawn = generate(bundle.model, bundle.space, text, (h, w), order, sampling, gen)
+    images = to_uint8(bundle.image_tokenizer.decode(drawn.codes))
     drawn_at = time.time()
     total, parts = _rewarded(rewards, weights, metadata, images, [""] * len(metadata), device)
     seconds = {"generate_s": drawn_at - start, "reward_s": time.time() - drawn_at}
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
-        args = (b.space, text[rows], drawn.ids[rows], drawn.order[rows], w, sampling)
+        args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], w, sampling)
         return score(model, *args, train_unconditional=train_unconditional)
 
     mask = torch.ones_like(drawn.ids, dtype=torch.bool)
@@ -96,20 +99,20 @@ def read_rollout(
     weights: dict[str, float],
     gen: torch.Generator,
 ) -> Rollout:
-    b, device = bundle, bundle.model.output.weight.device
+    device = bundle.model.output.weight.device
     start = time.time()
     images = np.stack([render_image(m["scene"]) for m in metadata])
     prompt = image_prefix(
-        b.space, b.encode_questions([m["question"] for m in metadata]).to(device), image_codes(b, images)
+        bundle.space, bundle.encode_questions([m["question"] for m in metadata]).to(device), image_codes(bundle, images)
     )
-    written = write(b.model, b.space, prompt, b.cfg.answer_len + 1, sampling, gen)
-    texts = written.texts(b.space, b.text)
+    written = write(bundle.model, bundle.space, prompt, bundle.cfg.answer_len + 1, sampling, gen)
+    texts = written.texts(bundle.space, bundle.text_tokenizer)
     written_at = time.time()
     total, parts = _rewarded(rewards, weights, metadata, images, texts, device)
     seconds = {"generate_s": written_at - start, "reward_s": time.time() - written_at}
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
-        return score_text(model, b.space, prompt.rows(rows), written.ids[rows], sampling)
+        return score_text(model, bundle.space, prompt.rows(rows), written.ids[rows], sampling)
 
     return Rollout(metadata, written.logprobs, written.mask, total, parts, rescore, seconds, texts=texts)
 
@@ -138,13 +141,10 @@ def introspect_rollout(
 ) -> Rollout:
     """Chains (first image, verdict, second image where it said no) rewarded three ways, each reward with its own
     tokens: the first image's quality, the verdict's honesty (1 - |judge's 0/1 - said yes|), the final quality."""
-    from tessera.eval.shapes_eval import score_images
-    from tessera.generate.introspect import introspect
-    from tessera.understand.texts import is_yes
 
-    b, device = bundle, bundle.model.output.weight.device
+    device = bundle.model.output.weight.device
     start = time.time()
-    chain = introspect(b, [m["prompt"] for m in metadata], sampling, judging, seed)
+    chain = introspect(bundle, [m["prompt"] for m in metadata], sampling, judging, seed)
     done = time.time()
     first = torch.tensor([r["correct"] for r in score_images(chain.first_images, metadata, judge)], dtype=torch.float32)
     final = torch.tensor([r["correct"] for r in score_images(chain.final_images, metadata, judge)], dtype=torch.float32)
@@ -157,20 +157,20 @@ def introspect_rollout(
     second_mask = torch.zeros_like(chain.first.ids, dtype=torch.bool)
     if chain.second is not None:
         second_logp[rows], second_mask[rows] = chain.second.logprobs, True
-    text, judged, width = chain.text, chain.judged, b.cfg.grid[1]
+    text, judged, width = chain.text, chain.judged, bundle.cfg.grid[1]
     where = torch.full((len(metadata),), -1, dtype=torch.long, device=device)  # row -> its index among the redrawn
     where[rows] = torch.arange(len(rows), device=device)
 
     def rescore(model: torch.nn.Module, part: slice) -> torch.Tensor:
-        f = score(model, b.space, text[part], chain.first.ids[part], chain.first.order[part], width, sampling,
+        f = score(model, bundle.space, text[part], chain.first.ids[part], chain.first.order[part], width, sampling,
                   train_unconditional)  # fmt: skip
-        v = score_text(model, b.space, judged.rows(part), chain.verdict.ids[part], judging)
+        v = score_text(model, bundle.space, judged.rows(part), chain.verdict.ids[part], judging)
         s = torch.zeros_like(f)
         mine = where[part]
         if (mine >= 0).any():
             k = mine[mine >= 0]
             ctx = chain.context
-            s2 = score(model, b.space, ctx.ids[k], chain.second.ids[k], chain.second.order[k], width, sampling,
+            s2 = score(model, bundle.space, ctx.ids[k], chain.second.ids[k], chain.second.order[k], width, sampling,
                        train_unconditional, text_pos=ctx.pos[k])  # fmt: skip
             s = s.index_put(((mine >= 0).nonzero().squeeze(1),), s2)
         return torch.cat([f, v, s], 1)

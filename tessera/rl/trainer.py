@@ -19,17 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tessera import checkpoint
 from tessera.config import to_dict
+from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
+from tessera.engine import checkpoint
+from tessera.engine.loop import Engine
 from tessera.errors import CheckpointError, ConfigError
-from tessera.generate.sampling import SamplingConfig
+from tessera.eval.judge import Judge
+from tessera.eval.shapes_eval import first_prompts
+from tessera.generate.images import evaluate_model
 from tessera.model import bundle as bundles
-from tessera.progress import progress_bar
+from tessera.model.sampling import SamplingConfig
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
-from tessera.rl.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.rl.rewards import make_reward, parse_spec
 from tessera.rl.rollouts import Rollout, draw_rollout, introspect_rollout, read_examples, read_rollout
-from tessera.runlog import RunLog
+from tessera.sequence.tasks import READING, Task, reading, tasks
+from tessera.understand.answer import ask
+from tessera.understand.evaluate import evaluate_understanding
+from tessera.world.language import CAPTION_QUESTION
 
 
 @dataclass
@@ -74,20 +80,26 @@ class RLConfig:
         if not self.draw and not self.read:
             raise ConfigError("nothing to train: set draw=true or give read tasks")
         parse_spec(self.reward), parse_spec(self.read_reward)
+        tasks(self.read, READING, "read")
+        if self.introspect and (self.reward != "shapes_eval" or self.separate_advantages):
+            raise ConfigError(
+                "introspect=true rewards each chain three ways by GenEval's rule (first image, honesty of the verdict, "
+                "final image), each with its own advantage: reward and separate_advantages would be ignored"
+            )
         self.grpo.validate()
         self.sampling.validate()
         self.read_sampling.validate()
 
 
 class RLTrainer:
-    def __init__(self, cfg: RLConfig, run: str | Path, progress: bool = True):
+    def __init__(self, cfg: RLConfig, run: str | Path, progress: bool = True, fresh: bool = False):
         cfg.validate()
-        self.cfg, self.run, self.progress = cfg, Path(run), progress
+        self.cfg = cfg
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.bundle = bundles.load(cfg.init, self.device)
         self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
         self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.reference else None
-        wanted = set(cfg.read) | ({"introspect"} if cfg.introspect else set())
+        wanted = set(cfg.read) | ({Task.INTROSPECT} if cfg.introspect else set())
         missing = wanted - set(self.bundle.cfg.tasks)
         if missing:
             names = ", ".join(sorted(missing))
@@ -97,43 +109,29 @@ class RLTrainer:
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.pools, self.held_out = prompt_pools(cfg.seed)
-        self.judge = None  # loaded on the first evaluation
+        self.judge: Judge | None = None  # loaded when first needed
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.step = 0
-        self.log = RunLog(self.run)
+        self.engine = Engine(
+            run, "rl", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
+            show=("reward_mean", "read/reward_mean"), progress=progress, fresh=fresh,
+        )  # fmt: skip
+        self.engine.track(model=self.model, opt=self.opt, sampling=self.gen, prompts=self.rng)
+        self.engine.every(cfg.eval_every, self.evaluate, at_start=True)
 
     @property
-    def ckpt(self) -> Path:
-        return self.run / "checkpoint"
+    def step(self) -> int:
+        return self.engine.step
 
-    def save(self) -> None:
-        trainer = {"opt": self.opt.state_dict(), "gen": self.gen.get_state().cpu()}
-        state = {"step": self.step, "rng": self.rng.bit_generator.state, "rl": to_dict(self.cfg)}
+    def write(self, folder: Path, trainer: dict, state: dict) -> None:
         tokenizer_dir = checkpoint.resolve(self.cfg.init) / "tokenizer"
-        bundles.save(self.ckpt, self.bundle, self.model.state_dict(), tokenizer_dir, trainer, state)
-
-    def resume(self) -> bool:
-        saved = checkpoint.resumable(self.ckpt)
-        if saved is None or "rl" not in saved[1]:
-            return False
-        trainer, state = saved
-        checkpoint.load_into(self.model, checkpoint.load_weights(self.ckpt), str(self.ckpt))
-        self.opt.load_state_dict(trainer["opt"])
-        self.gen.set_state(trainer["gen"].to(self.gen.device) if self.device.type == "cuda" else trainer["gen"])
-        self.rng.bit_generator.state = state["rng"]
-        self.step = state["step"]
-        self.log.truncate(self.step)
-        return True
+        bundles.save(folder, self.bundle, self.model.state_dict(), tokenizer_dir, trainer, state)
 
     def _options(self, reward: str) -> dict:
         if reward != "cycle":
             return {}
-        if "caption" not in self.bundle.cfg.tasks:
+        if Task.CAPTION not in self.bundle.cfg.tasks:
             raise CheckpointError(f"the cycle reward needs a model that captions; {self.cfg.init} was not trained to")
-        from tessera.understand.answer import ask
-        from tessera.understand.texts import CAPTION_QUESTION
-
         return {
             "reader": lambda images: ask(self.bundle, images, [CAPTION_QUESTION] * len(images)),
             "seed": self.cfg.seed,
@@ -161,9 +159,7 @@ class RLTrainer:
             )
         return out
 
-    def _judge(self):
-        from tessera.eval.judge import Judge
-
+    def _judge(self) -> Judge:
         self.judge = self.judge or Judge.load()
         return self.judge
 
@@ -219,9 +215,6 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """ShapesEval accuracy per category on a subset of the benchmark (eval/...) and of the held-out set."""
-        from tessera.eval.shapes_eval import first_prompts
-        from tessera.generate.images import evaluate_model
-
         cfg = self.cfg
         self._judge()
         n = cfg.eval_prompts
@@ -233,39 +226,35 @@ class RLTrainer:
                 self.bundle, metadata, self.judge, cfg.eval_per_prompt, cfg.sampling, seed=cfg.seed, batch_size=128
             )
             out |= {f"{name}/{k}": v for k, v in summary.items() if isinstance(v, float)}
-        if set(self.bundle.cfg.tasks) - {"t2i"} and cfg.eval_read:
-            from tessera.understand.evaluate import evaluate_understanding
-
+        if reading(self.bundle.cfg.tasks) and cfg.eval_read:
             summary, _ = evaluate_understanding(self.bundle, cfg.eval_read)
             out |= {f"eval/{k}": v for k, v in summary.items()}
         return out
 
-    def fit(self, stop_at: int | None = None) -> list[dict]:
-        cfg = self.cfg
-        end = min(cfg.steps, stop_at or cfg.steps)
-        if cfg.eval_every and self.step == 0 and end > 0:
-            self.log.log(0, **self.evaluate())
-        with progress_bar(self.progress) as bar:
-            task = bar.add_task("rl", total=cfg.steps, completed=self.step)
-            while self.step < end:
-                start = time.time()
-                rolls = self.rollouts()
-                updating = time.time()
-                out = self.update(rolls)
-                self.step += 1
-                n = sum(len(r.rewards) for r in rolls.values())
-                out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
-                for name, roll in rolls.items():
-                    out |= rollout_stats(roll, "" if name == "draw" else "read/")
-                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
-                    out |= self.evaluate()
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps or "eval/overall" in out:
-                    self.log.log(self.step, **out)
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
-                    self.save()
-                shown = out.get("reward_mean", out.get("read/reward_mean"))
-                bar.update(task, completed=self.step, description=f"rl  reward {shown:.3f}")
-        return self.log.read()
+    def train_step(self) -> dict[str, float]:
+        """One GRPO step: rollouts, their rewards and advantages, and mu clipped passes over them."""
+        start = time.time()
+        rolls = self.rollouts()
+        updating = time.time()
+        out = self.update(rolls)
+        n = sum(len(r.rewards) for r in rolls.values())
+        out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
+        for name, roll in rolls.items():
+            out |= rollout_stats(roll, "" if name == "draw" else "read/")
+        return out
+
+    def fit(self, until: int | None = None) -> list[dict]:
+        """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
+        return self.engine.fit(self.train_step, until)
+
+
+def train_rl(cfg: RLConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False):
+    """GRPO from cfg.init in `run` (or continue it); returns the trainer (its engine holds the metrics log)."""
+    trainer = RLTrainer(cfg, run, progress, fresh)
+    if resume:
+        trainer.engine.resume()
+    trainer.fit()
+    return trainer
 
 
 def rollout_stats(roll: Rollout, prefix: str) -> dict[str, float]:

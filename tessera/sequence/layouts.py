@@ -68,6 +68,16 @@ def grid_positions(order: torch.Tensor, width: int) -> torch.Tensor:
     return torch.stack([frame, order // width, order % width], dim=-1)
 
 
+def t2i_length(text_len: int, n_image: int) -> int:
+    """Tokens in a text-to-image sequence: text, <boi>, the image, <eoi>."""
+    return text_len + n_image + 2
+
+
+def i2t_length(question_len: int, n_image: int, answer_len: int) -> int:
+    """Tokens in an image-to-text sequence: question, <boi> image <eoi> <sep>, answer, <eos>."""
+    return question_len + n_image + 3 + answer_len + 1
+
+
 def text_to_image(space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor) -> Batch:
     """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch."""
     b, length = text.shape

@@ -106,7 +106,10 @@ class BPETokenizer:
         return {"kind": self.kind, "tokenizer": json.loads(self.tokenizer.to_str())}
 
 
-def from_dict(data: dict) -> WorldTokenizer | ClassTokenizer | BPETokenizer:
+TextTokenizer = WorldTokenizer | ClassTokenizer | BPETokenizer
+
+
+def from_dict(data: dict) -> TextTokenizer:
     """Rebuild a text tokenizer from its `to_dict()`."""
     kind = data.get("kind")
     if kind == "world":

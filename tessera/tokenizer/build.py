@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from tessera import checkpoint
 from tessera.config import override, to_dict
+from tessera.engine import checkpoint
 from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok

@@ -9,9 +9,10 @@ import torch
 from rich.progress import track
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
-from tessera.data.shapes import ShapesSource, to_uint8
+from tessera.data.shapes import ShapesSource
 from tessera.eval.judge import Judge
 from tessera.eval.metrics import object_counts
+from tessera.pictures import to_uint8
 
 
 def _psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

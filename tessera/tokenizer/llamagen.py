@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tessera.checkpoint import load_into
+from tessera.engine.checkpoint import load_into
 from tessera.errors import CheckpointError
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig

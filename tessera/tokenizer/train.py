@@ -5,22 +5,19 @@ OmniTok trains progressively: `image_steps` on images alone, then images and cli
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tessera import checkpoint
 from tessera.config import to_dict
 from tessera.data.folders import source_for
-from tessera.data.shapes import to_uint8
-from tessera.pictures import grid, save_gif, save_png
-from tessera.progress import progress_bar
-from tessera.runlog import RunLog
+from tessera.engine.ema import EMA
+from tessera.engine.loop import Engine
+from tessera.engine.schedule import WarmupCosine
+from tessera.pictures import grid, save_gif, save_png, to_uint8
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.losses import (
     PatchDiscriminator,
@@ -30,7 +27,6 @@ from tessera.tokenizer.losses import (
     hinge_g_loss,
     reconstruction,
 )
-from tessera.train.schedule import lr_at
 
 
 @dataclass
@@ -75,60 +71,43 @@ def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TokenizerTrainConfig, run: str | Path):
-        self.cfg, self.run = cfg, Path(run)
+    def __init__(self, cfg: TokenizerTrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
+        self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.model = tok.build(cfg.tokenizer)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema > 0 else None
+        self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.images = source_for("shapes" if cfg.data == "shapes-video" else cfg.data, cfg.canvas, video=False)
         self.clips = source_for(cfg.data, cfg.canvas, video=True) if cfg.uses_video else None
         self.perceptual = Perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
         self.discs = torch.nn.ModuleDict()
+        self.disc_opt = None
         if cfg.gan_start >= 0:
             self.discs["image"] = PatchDiscriminator(2)
             if cfg.uses_video:
                 self.discs["video"] = PatchDiscriminator(3, layers=2)
             self.disc_opt = torch.optim.AdamW(self.discs.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        for module in (self.model, self.ema, self.perceptual, self.discs):
+        for module in (self.model, self.ema.module if self.ema else None, self.perceptual, self.discs):
             if module is not None:
                 module.to(self.device)
-        self.step = 0
-        self.log = RunLog(self.run)
+        self.engine = Engine(
+            run, "tokenizer", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every,
+            save_every=cfg.save_every, show=("loss", "psnr", "usage"), progress=progress, fresh=fresh,
+        )  # fmt: skip
+        self.engine.track(model=self.model, opt=self.opt, ema=self.ema, rng=self.rng)
+        if len(self.discs):
+            self.engine.track(discs=self.discs, disc_opt=self.disc_opt)
+        self.engine.schedule(self.opt, WarmupCosine(cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
+        self.engine.every(cfg.sample_every, self.samples)
 
-    # -- checkpointing -----------------------------------------------------------------------------
     @property
-    def ckpt(self) -> Path:
-        return self.run / "checkpoint"
+    def step(self) -> int:
+        return self.engine.step
 
-    def save(self) -> None:
-        trainer = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}
-        if len(self.discs):
-            trainer |= {"discs": self.discs.state_dict(), "disc_opt": self.disc_opt.state_dict()}
-        state = {"step": self.step, "rng": self.rng.bit_generator.state, "train": to_dict(self.cfg)}
-        weights = self.ema if self.ema is not None else self.model
-        tok.save(self.ckpt, weights, self.cfg.tokenizer, trainer, state)
-
-    def resume(self) -> bool:
-        """Continue from the run's checkpoint, if there is one; True if it did."""
-        saved = checkpoint.resumable(self.ckpt)
-        if saved is None:
-            return False
-        trainer, state = saved
-        self.model.load_state_dict(trainer["model"])
-        self.opt.load_state_dict(trainer["opt"])
-        torch.set_rng_state(trainer["torch_rng"])
-        if len(self.discs):
-            self.discs.load_state_dict(trainer["discs"])
-            self.disc_opt.load_state_dict(trainer["disc_opt"])
-        if self.ema is not None:
-            checkpoint.load_into(self.ema, checkpoint.load_weights(self.ckpt), str(self.ckpt))
-        self.rng.bit_generator.state = state["rng"]
-        self.step = state["step"]
-        self.log.truncate(self.step)
-        return True
+    def write(self, folder: Path, trainer: dict, state: dict) -> None:
+        tok.save(folder, self.ema.module if self.ema else self.model, self.cfg.tokenizer, trainer, state)
 
     # -- one step --------------------------------------------------------------------------------
     def is_video_step(self, step: int) -> bool:
@@ -136,6 +115,7 @@ class Trainer:
         return self.clips is not None and step >= cfg.image_steps and (step - cfg.image_steps) % cfg.video_every == 0
 
     def train_step(self) -> dict[str, float]:
+        """One step: reconstruction (+ perceptual, + GAN once it starts) on a batch of images or clips."""
         cfg, step = self.cfg, self.step
         video = self.is_video_step(step)
         x = self.clips.sample(cfg.video_batch_size, self.rng) if video else self.images.sample(cfg.batch_size, self.rng)
@@ -143,8 +123,6 @@ class Trainer:
         if cfg.crop and not video:  # a random window, the same for the whole batch (conv tokenizers only)
             top, left = (int(v) for v in self.rng.integers(0, x.shape[-1] - cfg.crop + 1, size=2))
             x = x[..., top : top + cfg.crop, left : left + cfg.crop]
-        for g in self.opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
         self.model.train()
         recon, q = self.model(x)
         rec = reconstruction(recon, x, cfg.recon)
@@ -170,59 +148,37 @@ class Trainer:
             d_loss.backward()
             self.disc_opt.step()
             out["d_loss"] = d_loss.item()
-        if self.ema is not None:
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                    e.lerp_(p, 1 - cfg.ema)
-                for e, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
-                    e.copy_(b)
-        out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "lr": lr_at(cfg, step), "video": float(video)}
+        out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "video": float(video)}
         if q.codes is not None:
             out["usage"] = self.model.quantize.usage()
         return out
 
     # -- pictures --------------------------------------------------------------------------------
     @torch.no_grad()
-    def samples(self, name: str) -> None:
-        """original | reconstruction pairs: samples/<name>.png, and a side-by-side GIF for clips."""
-        model = (self.ema or self.model).eval()
+    def samples(self) -> None:
+        """original | reconstruction pairs: samples/step<N>.png, and a side-by-side GIF for clips."""
+        model = (self.ema.module if self.ema else self.model).eval()
+        name, folder = f"step{self.step:06d}", self.engine.run / "samples"
         rng = np.random.default_rng(12345)  # the same originals every time, so pictures compare across steps
         x = self.images.sample(16, rng).to(self.device)
         pairs = np.concatenate([to_uint8(x), to_uint8(model(x)[0])], axis=2)  # (16, H, 2W, 3)
-        save_png(grid(list(pairs), cols=4), self.run / "samples" / f"{name}.png", scale=2)
+        save_png(grid(list(pairs), cols=4), folder / f"{name}.png", scale=2)
         if self.clips is not None:
             clip = self.clips.sample(2, rng).to(self.device)
             both = np.concatenate([to_uint8(clip), to_uint8(model(clip)[0])], axis=3)  # (2, T, H, 2W, 3)
-            save_gif(np.concatenate(list(both), axis=1), self.run / "samples" / f"{name}.gif")
+            save_gif(np.concatenate(list(both), axis=1), folder / f"{name}.gif")
 
-    def fit(self, progress: bool = True, stop_at: int | None = None) -> list[dict]:
-        """Train to cfg.steps (or stop early at `stop_at`, as a killed run would after its last save)."""
-        cfg = self.cfg
-        end = min(cfg.steps, stop_at or cfg.steps)
-        start, started = time.time(), self.step
-        with progress_bar(progress) as bar:
-            task = bar.add_task("tokenizer", total=cfg.steps, completed=self.step)
-            while self.step < end:
-                out = self.train_step()
-                self.step += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    rate = (self.step - started) / (time.time() - start)
-                    self.log.log(self.step, **out, steps_per_s=rate)
-                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
-                    self.samples(f"step{self.step:06d}")
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
-                    self.save()
-                desc = f"tokenizer  loss {out['loss']:.4f}  psnr {out['psnr']:.1f}"
-                if "usage" in out:
-                    desc += f"  usage {out['usage']:.0%}"
-                bar.update(task, completed=self.step, description=desc)
-        return self.log.read()
+    def fit(self, until: int | None = None) -> list[dict]:
+        """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
+        return self.engine.fit(self.train_step, until)
 
 
-def train_tokenizer(cfg: TokenizerTrainConfig, run: str | Path, resume: bool = True, progress: bool = True):
-    """Train (or continue) a tokenizer in `run`; returns (trainer, metrics rows)."""
-    trainer = Trainer(cfg, run)
+def train_tokenizer(
+    cfg: TokenizerTrainConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
+) -> Trainer:
+    """Train (or continue) a tokenizer in `run`; returns the trainer (its engine holds the metrics log)."""
+    trainer = Trainer(cfg, run, progress, fresh)
     if resume:
-        trainer.resume()
-    rows = trainer.fit(progress)
-    return trainer, rows
+        trainer.engine.resume()
+    trainer.fit()
+    return trainer

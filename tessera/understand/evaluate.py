@@ -7,13 +7,18 @@ when its yes/no matches the verdict on the true scene, and its reason is right w
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
+from tessera.data.examples import understanding_example
+from tessera.engine.checkpoint import write_atomically
 from tessera.errors import InputError
+from tessera.eval.verdicts import is_yes
 from tessera.model.bundle import Bundle
-from tessera.train.data import understanding_example
+from tessera.sequence.tasks import Task, reading
 from tessera.understand.answer import ask
-from tessera.understand.texts import is_yes
 from tessera.world.grammar import parse_description, parse_question
 from tessera.world.render import render_image
 
@@ -30,18 +35,18 @@ def caption_holds(caption: str, scene) -> bool:
 def evaluate_understanding(
     bundle: Bundle, n: int = 200, seed: int = HELD_OUT_SEED, batch_size: int = 64
 ) -> tuple[dict, list[dict]]:
-    """n examples per understanding task the model knows -> (summary, one row per example)."""
+    """n examples per reading task the model was trained on -> (summary, one row per example)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for task in [t for t in bundle.cfg.tasks if t != "t2i"]:
+    for task in reading(bundle.cfg.tasks):
         examples = [understanding_example(task, rng, bundle.cfg.canvas) for _ in range(n)]
         images = np.stack([render_image(scene) for _, _, scene in examples])
         answers = ask(bundle, images, [q for q, _, _ in examples], batch_size=batch_size)
         for (question, truth, scene), said in zip(examples, answers, strict=True):
             row = {"task": task, "question": question, "truth": truth, "answer": said}
-            if task == "qa":
+            if task == Task.QA:
                 row |= {"kind": parse_question(question).kind, "correct": said == truth}
-            elif task == "caption":
+            elif task == Task.CAPTION:
                 row["correct"] = caption_holds(said, scene)
             else:
                 row |= {"correct": is_yes(said) == is_yes(truth), "reason_correct": said == truth}
@@ -51,13 +56,19 @@ def evaluate_understanding(
 
 def summarize(rows: list[dict]) -> dict:
     summary = {}
-    for task in ("qa", "caption", "judge"):
+    for task in (Task.QA, Task.CAPTION, Task.JUDGE):
         mine = [r for r in rows if r["task"] == task]
         if mine:
             summary[task] = float(np.mean([r["correct"] for r in mine]))
     for kind in sorted({r["kind"] for r in rows if "kind" in r}):
         summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in rows if r.get("kind") == kind]))
-    said_no = [r for r in rows if r["task"] == "judge" and not is_yes(r["truth"])]
+    said_no = [r for r in rows if r["task"] == Task.JUDGE and not is_yes(r["truth"])]
     if said_no:
         summary["judge/reason"] = float(np.mean([r["reason_correct"] for r in said_no]))
     return summary
+
+
+def write_results(folder: str | Path, summary: dict, rows: list[dict]) -> None:
+    """results.json (the summary) and results.jsonl (one row per question)."""
+    write_atomically(Path(folder) / "results.json", json.dumps(summary, indent=2) + "\n")
+    write_atomically(Path(folder) / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

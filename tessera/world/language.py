@@ -1,4 +1,5 @@
-"""Texts generated from scene graphs: captions, partial descriptions, GenEval-style prompts, QA pairs, edits.
+"""Texts generated from scene graphs: captions, partial descriptions, GenEval-style prompts, QA pairs, edits,
+the questions of the reading tasks, and every distinct prompt of each GenEval category.
 
 Each generator builds its text from the objects it picked, so the text is true of the scene by construction;
 the tests parse every text back with `tessera.world.grammar` and check it against the scene.
@@ -6,6 +7,7 @@ the tests parse every text back with `tessera.world.grammar` and check it agains
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -29,6 +31,7 @@ CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "
 QUESTION_KINDS = ("count", "colour", "shape", "relation", "exists")
 EDIT_OPS = ("recolour", "move", "add", "remove")
 Description = tuple[str | None, str | None, str | None]  # (shape, colour, size); None leaves it out
+CAPTION_QUESTION = "describe the image ."
 
 _PHRASES_OF = {rel: [p for p, r in RELATION_PHRASES.items() if r == rel] for rel in RELATIONS}
 
@@ -58,6 +61,35 @@ def definite(desc: Description) -> str:
 def matches(desc: Description, o: Object) -> bool:
     shape, colour, size = desc
     return shape in (None, o.shape) and colour in (None, o.colour) and size in (None, o.size)
+
+
+def distinct_prompts(category: str) -> list[str]:
+    """Every distinct prompt of a category that the world can pose, in a fixed order."""
+    pairs = [(a, b) for a, b in itertools.permutations(SHAPES, 2)]
+    if category == "single_object":
+        return [noun_phrase((s, None, None)) for s in SHAPES]
+    if category == "two_object":
+        return [f"{noun_phrase((a, None, None))} and {noun_phrase((b, None, None))}" for a, b in pairs]
+    if category == "counting":
+        return [noun_phrase((s, None, None), n) for s in SHAPES for n in (2, 3, 4)]
+    if category == "colors":
+        return [noun_phrase((s, c, None)) for s in SHAPES for c in COLOURS]
+    if category == "position":
+        rels = ("left of", "right of", "above", "below")
+        return [f"{noun_phrase((a, None, None))} {r} {noun_phrase((b, None, None))}" for a, b in pairs for r in rels]
+    if category == "color_attr":
+        colour_pairs = list(itertools.permutations(COLOURS, 2))
+        return [
+            f"{noun_phrase((a, ca, None))} and {noun_phrase((b, cb, None))}"
+            for a, b in pairs
+            for ca, cb in colour_pairs
+        ]
+    raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+
+
+def judge_question(prompt: str) -> str:
+    """The question that asks for a verdict on an image against a prompt."""
+    return f"does this image show {prompt} ?"
 
 
 def _join(clauses: list[str]) -> str:

@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from tessera import checkpoint
 from tessera.config import to_dict
+from tessera.engine.checkpoint import write_atomically
+from tessera.engine.runlog import read_metrics
 from tessera.eval import shapes_eval
 from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
 from tessera.generate.images import evaluate_model
 from tessera.generate.introspect import evaluate_introspection
 from tessera.model.bundle import load as load_bundle
-from tessera.rl.trainer import RLConfig, RLTrainer
-from tessera.runlog import read_metrics
+from tessera.pipelines.stages import Pipeline
+from tessera.rl.trainer import RLConfig, train_rl
+from tessera.sequence.tasks import reading
 from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 from tessera.train.introspect import IntrospectConfig, train_introspection
 from tessera.train.trainer import TrainConfig, train
@@ -56,38 +58,40 @@ def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
     subset = shapes_eval.first_prompts(cfg.eval_prompts)
     summary, _, _ = evaluate_model(bundle, subset, judge, cfg.eval_per_prompt, seed=seed, batch_size=128)
     out = {f"shapes/{k}": v for k, v in summary.items() if isinstance(v, float)}
-    if set(bundle.cfg.tasks) - {"t2i", "introspect"}:
-        reading, _ = evaluate_understanding(bundle, cfg.eval_read)
-        out |= {f"read/{k}": v for k, v in reading.items()}
+    if reading(bundle.cfg.tasks):
+        scores, _ = evaluate_understanding(bundle, cfg.eval_read)
+        out |= {f"read/{k}": v for k, v in scores.items()}
     return out
 
 
-def run_unified(cfg: UnifiedConfig, out: Path, seed: int = 0) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    timings: dict[str, float] = results.setdefault("timings", {})
+def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool = False) -> dict:
+    """Run (or finish) every stage; writes results.json and report.html; returns the results."""
+    out = Path(out)
+    pipeline = Pipeline(out, "unified", fresh)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     judge = Judge.load()
+    results: dict[str, dict] = {}
 
-    def stage(name: str, fn, *, measured: Path | None = None):
-        """Run fn unless results.json has the stage; measure the checkpoint it leaves (if any)."""
-        if name in results:
-            console.print(f"{name}: finished earlier, reused")
-            return
-        start = time.time()
-        fn()
-        results[name] = measure(load_bundle(measured, device), judge, cfg, seed) if measured is not None else {}
-        timings[name] = round(time.time() - start, 1)
-        results_path.write_text(json.dumps(results, indent=1))
+    def measured(run: Path, fit: Callable[[bool], object], intro: bool = False) -> Callable[[bool], dict]:
+        """A stage that trains in `run` (fit(fresh)), then measures the model it leaves there."""
 
-    tok = out / "tokenizer" / "checkpoint"
-    cfg.tokenizer.seed = cfg.model.seed = seed
-    if checkpoint.load_state(tok) is None or checkpoint.load_state(tok)["step"] < cfg.tokenizer.steps:
-        train_tokenizer(cfg.tokenizer, out / "tokenizer")
-    cfg.model.tokenizer = str(tok)
+        def stage(new: bool) -> dict:
+            fit(new)
+            if intro:
+                return _introspection_scores(run / "checkpoint", judge, cfg, seed, device)
+            return measure(load_bundle(run / "checkpoint", device), judge, cfg, seed)
+
+        return stage
+
+    tok_cfg = dataclasses.replace(cfg.tokenizer, seed=seed)
+    pipeline.stage(
+        "tokenizer", to_dict(tok_cfg), lambda new: train_tokenizer(tok_cfg, out / "tokenizer", fresh=new).step
+    )
     sft = out / "sft" / "checkpoint"
-    stage("sft", lambda: train(cfg.model, out / "sft"), measured=sft)
+    model_cfg = dataclasses.replace(cfg.model, tokenizer=str(out / "tokenizer" / "checkpoint"), seed=seed)
+    results["sft"] = pipeline.stage(
+        "sft", to_dict(model_cfg), measured(out / "sft", lambda new: train(model_cfg, out / "sft", fresh=new))
+    )
 
     def rl(name: str, init: Path, steps: int, draw: bool, read: bool) -> Path:
         run = out / name
@@ -95,7 +99,9 @@ def run_unified(cfg: UnifiedConfig, out: Path, seed: int = 0) -> dict:
             cfg.rl, init=str(init), steps=steps, draw=draw, read=dict(cfg.read) if read else {},
             reward=cfg.draw_reward, eval_every=0, seed=seed,
         )  # fmt: skip
-        stage(name, lambda: _fit(rl_cfg, run), measured=run / "checkpoint")
+        results[name] = pipeline.stage(
+            name, to_dict(rl_cfg), measured(run, lambda new: train_rl(rl_cfg, run, fresh=new))
+        )
         return run / "checkpoint"
 
     steps = cfg.rl.steps
@@ -106,34 +112,29 @@ def run_unified(cfg: UnifiedConfig, out: Path, seed: int = 0) -> dict:
     rl("refined-draw", half, steps - steps // 2, draw=True, read=False)
     rl("refined-read", half, steps - steps // 2, draw=False, read=True)
 
-    intro = out / "introspect" / "checkpoint"
-    cfg.introspect.init, cfg.introspect.seed = str(sft), seed
-    stage("introspect-sft", lambda: train_introspection(cfg.introspect, out / "introspect"))
-    _introspection_scores(results, "introspect-sft", intro, judge, cfg, seed, device)
+    intro_cfg = dataclasses.replace(cfg.introspect, init=str(sft), seed=seed)
+    intro = out / "introspect"
+    fit_intro = measured(intro, lambda new: train_introspection(intro_cfg, intro, fresh=new), intro=True)
+    results["introspect-sft"] = pipeline.stage("introspect-sft", to_dict(intro_cfg), fit_intro)
     intro_rl = dataclasses.replace(
-        cfg.rl, init=str(intro), steps=cfg.introspect_rl_steps, introspect=True, draw=True, read={}, eval_every=0,
-        seed=seed,
+        cfg.rl, init=str(intro / "checkpoint"), steps=cfg.introspect_rl_steps, introspect=True, draw=True, read={},
+        eval_every=0, seed=seed,
     )  # fmt: skip
-    stage("introspect-rl", lambda: _fit(intro_rl, out / "introspect-rl"))
-    _introspection_scores(results, "introspect-rl", out / "introspect-rl" / "checkpoint", judge, cfg, seed, device)
-    results_path.write_text(json.dumps(results, indent=1))
+    intro_run = out / "introspect-rl"
+    fit_intro_rl = measured(intro_run, lambda new: train_rl(intro_rl, intro_run, fresh=new), intro=True)
+    results["introspect-rl"] = pipeline.stage("introspect-rl", to_dict(intro_rl), fit_intro_rl)
+    results["timings"] = pipeline.timings()
+    write_atomically(out / "results.json", json.dumps(results, indent=1) + "\n")
     report = write_report(out, _sections(results, cfg, out))
     console.print(f"report: {report}")
     return results
 
 
-def _fit(cfg: RLConfig, run: Path) -> None:
-    trainer = RLTrainer(cfg, run)
-    trainer.resume()
-    trainer.fit()
-
-
-def _introspection_scores(results: dict, name: str, ckpt: Path, judge, cfg: UnifiedConfig, seed: int, device) -> None:
-    if name not in results or "introspective" in results[name]:
-        return
+def _introspection_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: int, device: str) -> dict:
+    """One-shot against introspective ShapesEval of the same chains, and how well the model judges itself."""
     subset = shapes_eval.first_prompts(cfg.eval_prompts)
     scores = evaluate_introspection(load_bundle(ckpt, device), subset, judge, cfg.eval_per_prompt, seed=seed)
-    results[name] |= {
+    return {
         "one_shot": scores["one_shot"]["overall"],
         "introspective": scores["introspective"]["overall"],
         "self_eval_agreement": scores["self_eval_agreement"],

@@ -1,4 +1,5 @@
-"""Checkpoint folders: config.yaml + model.safetensors (+ trainer.pt, state.json to resume), written atomically.
+"""Checkpoint folders: config.yaml + model.safetensors (+ trainer.pt, state.json to resume), written atomically;
+and atomic writes of single files.
 
 A save writes a complete sibling folder, then swaps it in; a crash mid-save leaves the previous checkpoint whole.
 Nothing is unpickled: weights are safetensors, optimizer state loads with `torch.load(weights_only=True)`.
@@ -7,6 +8,7 @@ Nothing is unpickled: weights are safetensors, optimizer state loads with `torch
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tessera.errors import CheckpointError
+
+
+def write_atomically(path: str | Path, text: str) -> Path:
+    """Write a text file so that it is always whole: a temporary name first, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def save(

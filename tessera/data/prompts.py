@@ -1,4 +1,4 @@
-"""RL prompts from the world's grammar, with ShapesEval's prompts and a second held-out set kept out of training.
+"""Training prompts from the world's grammar, with ShapesEval's prompts and a second held-out set kept out of training.
 
 In colors, position and color_attr the world has more distinct prompts than ShapesEval uses: those ShapesEval
 uses are held out, and so is a second seeded set of the same size or smaller, to test that a gain carries over
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera.eval.shapes_eval import distinct_prompts, load_metadata
+from tessera.eval.shapes_eval import load_metadata
 from tessera.world.constraints import to_geneval
 from tessera.world.grammar import parse_description
-from tessera.world.language import CATEGORIES
+from tessera.world.language import CATEGORIES, distinct_prompts
 
 HELD_OUT = ("colors", "position", "color_attr")
 

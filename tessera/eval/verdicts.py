@@ -1,7 +1,7 @@
-"""The texts of understanding tasks: the caption question, the judging question, and the judge's verdict in words.
+"""A verdict in words on whether an image meets a prompt, from the objects read in it.
 
-A verdict is "yes" when the image meets the prompt by GenEval's rules, else "no , " and what its first failing
-clause sees ("no , there is no star", "no , the circle is blue", "no , the circle is not left of the star").
+"yes" when the image meets the prompt by GenEval's rules, else "no , " and what its first failing clause sees
+("no , there is no star", "no , the circle is blue", "no , the circle is not left of the star").
 """
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ from tessera.eval.judge import Detection
 from tessera.eval.shapes_eval import ScoreConfig, check_clauses, group_by_class
 from tessera.world.grammar import NUMBERS
 from tessera.world.scene import Scene
-
-CAPTION_QUESTION = "describe the image ."
-TASKS = ("t2i", "caption", "qa", "judge")
-
-
-def judge_question(prompt: str) -> str:
-    return f"does this image show {prompt} ?"
 
 
 def is_yes(verdict: str) -> bool:

@@ -1,0 +1,89 @@
+"""tessera eval: ShapesEval on a folder, a checkpoint or the ground truth; reading on held-out scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tessera.cli.common import Canvas, Device, Seed, console, device
+from tessera.errors import InputError
+
+app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+
+
+def _new_folder(out: Path | None, flag: str) -> Path:
+    if out is None or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise InputError(f"{flag} needs --out DIR, a new or empty folder for the images")
+    return out
+
+
+@app.command("shapes")
+def shapes(
+    images: Annotated[
+        Path | None, typer.Option(help="A GenEval-layout folder: <index>/metadata.jsonl + samples/.")
+    ] = None,
+    ground_truth: Annotated[
+        bool, typer.Option(help="Render 4 true scenes per prompt into --out and score them.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Where results go (default: the images folder).")] = None,
+    ckpt: Annotated[
+        Path | None, typer.Option(help="A model checkpoint: generate the images into --out, then score them.")
+    ] = None,
+    per_prompt: Annotated[
+        int, typer.Option(min=1, max=64, help="Images per prompt with --ckpt or --ground-truth (GenEval: 4).")
+    ] = 4,
+    weights: Annotated[Path | None, typer.Option(help="A judge folder (default: the shipped judge).")] = None,
+    canvas: Canvas = 64,
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Score images on ShapesEval (553 prompts, GenEval's rules).
+
+    Writes results.json, results.md, per-image results.jsonl and samples.png (green: correct, red: wrong).
+    """
+    from tessera.eval.judge import Judge
+    from tessera.eval.shapes_eval import load_metadata, markdown_table, score_folder, write_ground_truth
+    from tessera.world.scene import check_canvas
+
+    judge = Judge.load(weights)
+    if ground_truth:
+        images = _new_folder(out, "--ground-truth")
+        check_canvas(canvas)
+        write_ground_truth(images, load_metadata(), canvas=canvas, seed=seed, per_prompt=per_prompt)
+    elif ckpt is not None:
+        from tessera.generate.images import write_shapes_eval
+        from tessera.model.bundle import load as load_bundle
+
+        images = _new_folder(out, "--ckpt")
+        write_shapes_eval(load_bundle(ckpt, device(device_name)), images, load_metadata(), per_prompt, seed=seed)
+    if images is None:
+        raise InputError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
+    summary, _ = score_folder(images, judge, out)
+    console.print(markdown_table(summary), soft_wrap=True)
+    if summary["skipped"]:
+        console.print(f"skipped {len(summary['skipped'])} unreadable files (listed in results.json)")
+    console.print(f"{summary['images']} images scored; results in {out or images}")
+
+
+@app.command("understanding")
+def understanding(
+    ckpt: Annotated[Path, typer.Option(help="A model trained with caption / qa / judge tasks.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=10_000, help="Held-out scenes per task.")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Write results.json and results.jsonl here.")] = None,
+    device_name: Device = "auto",
+) -> None:
+    """Question answering (per kind), captions and judging on scenes the model never saw."""
+    from tessera.model.bundle import load as load_bundle
+    from tessera.sequence.tasks import reading
+    from tessera.understand.evaluate import evaluate_understanding, write_results
+
+    bundle = load_bundle(ckpt, device(device_name))
+    if not reading(bundle.cfg.tasks):
+        raise InputError(f"{ckpt} was trained to draw only; it answers no questions")
+    summary, rows = evaluate_understanding(bundle, n)
+    if out is not None:
+        write_results(out, summary, rows)
+    for key, value in summary.items():
+        console.print(f"{key:14s} {value:.3f}")

@@ -1,0 +1,132 @@
+"""tessera train / generate / ask / caption: the autoregressive model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tessera.cli.common import Device, Fresh, Overrides, Seed, console, device, preset
+from tessera.errors import InputError
+
+MAX_IMAGES = 4096  # one command's images (-n)
+
+
+def train(
+    tokenizer: Annotated[Path, typer.Option(help="The visual tokenizer checkpoint the model draws with.")],
+    data: Annotated[
+        str, typer.Option(help="shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl")
+    ] = "shapes",
+    preset_name: Annotated[
+        str, typer.Option("--preset", help="smoke | quick | full | gpu | gpt-b (tessera/configs/model/)")
+    ] = "quick",
+    config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, samples/, metrics.jsonl.")] = Path("runs/t2i"),
+    fresh: Fresh = False,
+    overrides: Overrides = None,
+    seed: Seed = 0,
+) -> None:
+    """Train the autoregressive model (text- or class-to-image); resumes from the run's checkpoint unless --fresh.
+
+    Runs on many processes under torchrun (gloo on CPU, nccl on GPU)."""
+    from tessera.config import load
+    from tessera.train.trainer import TrainConfig
+    from tessera.train.trainer import train as train_model
+
+    options = {"tokenizer": str(tokenizer), "data.source": data, "seed": seed}
+    cfg = load(TrainConfig(), config or preset("model", preset_name), options, overrides)
+    trainer = train_model(cfg, out, fresh=fresh)
+    if trainer.processes.main:
+        rows = trainer.engine.log.read()
+        loss = rows[-1]["loss"] if rows else float("nan")
+        console.print(f"step {trainer.step}: loss {loss:.3f}; checkpoint in {out}/checkpoint")
+        if trainer.skipped:
+            console.print(f"skipped {len(trainer.skipped)} unreadable examples (e.g. {next(iter(trainer.skipped))})")
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw, e.g. 'a red circle left of a blue star'.")],
+    ckpt: Annotated[Path, typer.Option(help="A model checkpoint folder (runs/<name>/checkpoint).")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=MAX_IMAGES, help="How many images.")] = 8,
+    out: Annotated[Path, typer.Option(help="The grid PNG; single images go to a folder of the same name.")] = Path(
+        "samples.png"
+    ),
+    cfg_scale: Annotated[
+        float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (1: none; default: the checkpoint's).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature (> 0).")] = None,
+    top_k: Annotated[int | None, typer.Option(min=0, help="Keep the k most likely codes (0: all).")] = None,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus mass (1: all).")] = None,
+    order: Annotated[str | None, typer.Option(help="raster | random (default: the order it was trained in).")] = None,
+    introspect: Annotated[
+        bool,
+        typer.Option(
+            help="Draw, judge your own image in words, draw again if it fails (a model from `tessera unified`); "
+            "the grid's top row is the first image, the bottom row the final one."
+        ),
+    ] = False,
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Draw images for a prompt; writes the grid and each image."""
+    from tessera.generate.images import draw_images, write_images
+    from tessera.generate.introspect import introspect as draw_chains
+    from tessera.generate.introspect import write_chains
+    from tessera.model.bundle import load as load_bundle
+    from tessera.sequence.tasks import Task
+    from tessera.understand.answer import check_reads
+
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out} must be a .png file")
+    bundle = load_bundle(ckpt, device(device_name))
+    changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
+    if introspect:
+        check_reads(bundle, Task.INTROSPECT)
+        chain = draw_chains(bundle, [prompt] * n, sampling, seed=seed)
+        singles = write_chains(chain, out)
+        for i, verdict in enumerate(chain.verdicts):
+            console.print(f"{i:4d}  {verdict}" + ("  -> drawn again" if chain.redraw[i] else ""))
+        console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
+        return
+    images, _ = draw_images(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
+    singles = write_images(images, out)
+    console.print(f"{n} images: grid {out}, single images in {singles}/")
+
+
+def ask(
+    image: Annotated[Path, typer.Argument(help="An image file (fitted to the model's canvas).")],
+    question: Annotated[
+        str, typer.Argument(help="A question in the world's words, e.g. 'how many red circles are there?'.")
+    ],
+    ckpt: Annotated[Path, typer.Option(help="A model trained with the qa or judge task.")],
+    device_name: Device = "auto",
+) -> None:
+    """Answer a question about an image ('does this image show <prompt> ?' asks for a verdict and its reason)."""
+    from tessera.model.bundle import load as load_bundle
+    from tessera.sequence.tasks import Task
+    from tessera.understand.answer import ask as ask_model
+    from tessera.understand.answer import check_reads, read_picture
+
+    bundle = load_bundle(ckpt, device(device_name))
+    check_reads(bundle, Task.JUDGE if question.startswith("does this image show") else Task.QA)
+    console.print(ask_model(bundle, read_picture(bundle, image), [question])[0])
+
+
+def caption(
+    image: Annotated[Path, typer.Argument(help="An image file (fitted to the model's canvas).")],
+    ckpt: Annotated[Path, typer.Option(help="A model trained with the caption task.")],
+    device_name: Device = "auto",
+) -> None:
+    """Describe an image in the world's words."""
+    from tessera.model.bundle import load as load_bundle
+    from tessera.sequence.tasks import Task
+    from tessera.understand.answer import ask as ask_model
+    from tessera.understand.answer import check_reads, read_picture
+    from tessera.world.language import CAPTION_QUESTION
+
+    bundle = load_bundle(ckpt, device(device_name))
+    check_reads(bundle, Task.CAPTION)
+    console.print(ask_model(bundle, read_picture(bundle, image), [CAPTION_QUESTION])[0])

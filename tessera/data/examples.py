@@ -1,0 +1,146 @@
+"""Training examples as (task, text, answer, image): from the world, a folder of class sub-folders, or captions.
+
+Sources: `shapes` (the world's prompts and captions, text-to-image; with `tasks` also captioning, questions and
+judging of the world's scenes), `shapes-classes` (one coloured shape, class-to-image), a folder of class
+sub-folders (class-to-image), or a JSONL of {"image", "caption"} lines (text-to-image). Unreadable files are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tessera.data.folders import IMAGE_EXTS, fit
+from tessera.errors import ConfigError
+from tessera.eval.verdicts import truth, verdict
+from tessera.pictures import load_image
+from tessera.sequence.tasks import MIXABLE, Task, tasks
+from tessera.text.tokenizers import WorldTokenizer, class_name
+from tessera.world import language as lang
+from tessera.world.constraints import sample_scene_for, to_geneval
+from tessera.world.grammar import parse_description
+from tessera.world.render import render_image
+from tessera.world.scene import COLOURS, SHAPES, check_canvas, sample_scene
+
+WORLD_SOURCES = ("shapes", "shapes-classes")
+
+
+@dataclass
+class DataConfig:
+    source: str = "shapes"  # shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl
+    examples: int = 20000  # how many world examples to draw (user data: every readable file)
+    canvas: int = 64
+    text_len: int = 24  # text tokens per example, left-padded; longer texts are an error (world: redrawn)
+    prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
+    bpe_vocab: int = 4096
+    cache: str = "runs/cache"
+    tasks: dict[str, float] = field(default_factory=lambda: {"t2i": 1.0})  # world: task -> share of examples
+    question_len: int = 24  # reading tasks: question tokens (left-padded) and answer tokens
+    answer_len: int = 24
+
+    def validate(self) -> None:
+        tasks(self.tasks, MIXABLE, "data.tasks")
+        if set(self.tasks) != {Task.T2I} and self.source != "shapes":
+            raise ConfigError("reading tasks need the world's scenes: data.source=shapes")
+        if not self.tasks or min(self.tasks.values()) < 0 or sum(self.tasks.values()) <= 0:
+            raise ConfigError("data.tasks needs positive shares")
+
+
+Example = tuple[str, str, str, np.ndarray]  # (task, text, answer, uint8 image); text-to-image examples have no answer
+
+
+def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
+    """One (text, scene) pair: a ShapesEval-style prompt with a scene holding just what it names, or a random
+    scene with its full caption."""
+    if rng.random() < prompt_share:
+        pool = lang.distinct_prompts(lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))])
+        text = pool[rng.integers(len(pool))]
+        return text, sample_scene_for(parse_description(text), rng, canvas)
+    scene = sample_scene(rng, canvas)
+    return lang.caption(scene, rng), scene  # a whole description: partial ones would teach drawing unasked objects
+
+
+def understanding_example(task: str, rng: np.random.Generator, canvas: int):
+    """(question, answer, scene) for caption | qa | judge. Judging pairs a ShapesEval-style prompt with a scene
+    drawn for it or for another prompt of its category; the answer is the verdict on the true scene."""
+    if task == Task.JUDGE:
+        category = lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]
+        pool = lang.distinct_prompts(category)
+        prompt, drawn = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
+        scene = sample_scene_for(parse_description(prompt if rng.random() < 0.5 else drawn), rng, canvas)
+        meta = to_geneval(parse_description(prompt), category, prompt)
+        return lang.judge_question(prompt), verdict(truth(scene), meta), scene
+    scene = sample_scene(rng, canvas)
+    if task == Task.CAPTION:
+        return lang.CAPTION_QUESTION, lang.caption(scene, rng), scene
+    question, answer = lang.question_answer(scene, rng)
+    return question, answer, scene
+
+
+def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
+    rng = np.random.default_rng(seed)
+    tokenizer = WorldTokenizer()
+    names, shares = list(cfg.tasks), np.array(list(cfg.tasks.values()), dtype=float)
+    made = 0
+    while made < cfg.examples:
+        if cfg.source == "shapes-classes":
+            text = f"{COLOURS[rng.integers(len(COLOURS))]} {SHAPES[rng.integers(len(SHAPES))]}"
+            scene = sample_scene_for(parse_description(f"a {text}"), rng, cfg.canvas)
+            made += 1
+            yield Task.T2I, text, "", render_image(scene)
+            continue
+        task = names[0] if len(names) == 1 else names[rng.choice(len(names), p=shares / shares.sum())]
+        if task == Task.T2I:
+            (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
+            if len(tokenizer.encode(text)) > cfg.text_len:
+                continue
+        else:
+            text, answer, scene = understanding_example(task, rng, cfg.canvas)
+            if len(tokenizer.encode(text)) > cfg.question_len or len(tokenizer.encode(answer)) > cfg.answer_len:
+                continue
+        made += 1
+        yield task, text, answer, render_image(scene)
+
+
+def _folder(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
+    root = Path(cfg.source)
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    for d in classes:
+        for path in sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+            try:
+                yield Task.T2I, class_name(d.name), "", fit(load_image(path), cfg.canvas)
+            except (OSError, ValueError) as e:
+                skipped[str(path)] = e.__class__.__name__
+
+
+def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
+    path = Path(cfg.source)
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            image, caption = path.parent / item["image"], str(item["caption"])
+            if not caption.strip():
+                raise ValueError("empty caption")
+            yield Task.T2I, caption, "", fit(load_image(image), cfg.canvas)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            skipped[f"{path}:{n}"] = f"{e.__class__.__name__}: {str(e)[:80]}"
+
+
+def examples(cfg: DataConfig, seed: int, skipped: dict) -> tuple[Iterator[Example], int | None]:
+    """The examples' stream and its length if known; unreadable files are added to `skipped` on the way."""
+    if cfg.source in WORLD_SOURCES:
+        check_canvas(cfg.canvas)
+        return _world(cfg, seed), cfg.examples
+    path = Path(cfg.source)
+    if path.is_dir():
+        return _folder(cfg, skipped), None
+    if path.is_file() and path.suffix == ".jsonl":
+        return _jsonl(cfg, skipped), None
+    raise ConfigError(f"data source {cfg.source!r}: expected shapes, shapes-classes, a folder or a .jsonl file")

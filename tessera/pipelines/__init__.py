@@ -1,0 +1,1 @@
+"""Pipelines: lists of stages run in one folder (the demo, one model that sees and draws, the ablations)."""

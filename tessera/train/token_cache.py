@@ -1,0 +1,97 @@
+"""The token cache: every example's text ids and image codes, extracted once and kept on disk (as LlamaGen
+pre-extracts codes), keyed by the data config, the seed and the visual tokenizer's weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+from safetensors.torch import load_file, save_file
+
+from tessera.config import to_dict
+from tessera.data.examples import WORLD_SOURCES, DataConfig, examples
+from tessera.errors import ConfigError, InputError
+from tessera.pictures import to_tensor
+from tessera.sequence.tasks import Task
+from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, TextTokenizer, WorldTokenizer, from_dict
+
+
+@dataclass
+class Examples:
+    texts: list[list[int]]  # text-tokenizer ids: the prompt (t2i) or the question (understanding)
+    codes: torch.Tensor  # (N, h, w) image codes
+    text_tokenizer: TextTokenizer
+    skipped: dict[str, str]
+    tasks: list[str] = field(default_factory=list)  # per example; empty: all t2i
+    answers: list[list[int]] = field(default_factory=list)  # per example (empty for t2i)
+
+
+def _text_tokenizer(cfg: DataConfig, texts: list[str]):
+    if cfg.source == "shapes":
+        return WorldTokenizer()
+    if cfg.source == "shapes-classes" or Path(cfg.source).is_dir():
+        return ClassTokenizer(sorted(set(texts)))
+    return BPETokenizer.train(texts, cfg.bpe_vocab)
+
+
+def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
+    h = hashlib.sha256(json.dumps({**to_dict(cfg), "seed": seed}, sort_keys=True).encode())
+    h.update((tokenizer_dir / "model.safetensors").read_bytes())
+    if cfg.source in WORLD_SOURCES or not Path(cfg.source).exists():
+        return h.hexdigest()[:16]
+    for p in sorted(Path(cfg.source).rglob("*")) if Path(cfg.source).is_dir() else [Path(cfg.source)]:
+        st = p.stat()
+        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0, progress: bool = True) -> Examples:
+    """Texts and image codes of every example, from the cache when this data and tokenizer were seen before."""
+    cfg.validate()
+    tokenizer_dir = Path(tokenizer_dir)
+    key = _cache_key(cfg, tokenizer_dir, seed)
+    folder = Path(cfg.cache)
+    codes_path, meta_path = folder / f"tokens-{key}.safetensors", folder / f"tokens-{key}.json"
+    if codes_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        codes = load_file(str(codes_path))["codes"].long()
+        tasks, answers = meta.get("tasks", []), meta.get("answers", [])
+        return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, tasks, answers)
+    skipped: dict[str, str] = {}
+    stream, total = examples(cfg, seed, skipped)
+    items, codes, batch = [], [], []  # items: (task, text, answer)
+
+    def flush():
+        pixels = to_tensor(np.stack([item[-1] for item in batch])).to(next(tokenizer.parameters()).device)
+        codes.append(tokenizer.encode(pixels).to(torch.int32).cpu())
+        items.extend(item[:-1] for item in batch)
+        batch.clear()
+
+    for item in track(stream, description="tokenizing examples", total=total, disable=not progress):
+        batch.append(item)
+        if len(batch) == 256:
+            flush()
+    if batch:
+        flush()
+    if not items:
+        example = f" (e.g. {next(iter(skipped))})" if skipped else ""
+        raise InputError(f"no readable examples in {cfg.source}{example}")
+    text_tok = _text_tokenizer(cfg, [t for _, t, _ in items])
+    tasks = [task for task, _, _ in items]
+    ids = [text_tok.encode(t) for _, t, _ in items]
+    answers = [text_tok.encode(a) if a else [] for _, _, a in items]
+    too_long = max(len(i) for i, task in zip(ids, tasks, strict=True) if task == Task.T2I) if Task.T2I in tasks else 0
+    if too_long > cfg.text_len:
+        raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
+    all_codes = torch.cat(codes)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"codes": all_codes}, str(codes_path))
+    meta = {"texts": ids, "tasks": tasks, "answers": answers, "text": text_tok.to_dict(), "source": cfg.source}
+    meta_path.write_text(json.dumps(meta))
+    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers)
