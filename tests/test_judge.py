@@ -8,9 +8,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from tessera.engine.loop import finish
 from tessera.errors import TesseraError
 from tessera.eval.judge import WEIGHTS_DIR, Judge
-from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer, evaluate, held_out_scenes, train_judge
+from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer, evaluate, held_out_scenes
 from tessera.eval.metrics import object_counts
 from tessera.world.render import render_image
 from tessera.world.scene import sample_scene
@@ -54,7 +55,7 @@ def test_blank_image_has_no_objects(judge):
 
 def test_training_lowers_the_loss_and_leaves_a_judge(tmp_path):
     cfg = JudgeTrainConfig(steps=60, batch_size=8, scenes=64, eval_scenes=8, log_every=5)
-    trainer = train_judge(cfg, tmp_path, progress=False)
+    trainer = finish(JudgeTrainer(cfg, tmp_path, progress=False))
     rows = trainer.engine.log.read()
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert {"clean/precision", "corrupted/recall"} <= set(rows[-1]) and "clean" in trainer.metrics
@@ -66,12 +67,12 @@ def test_training_lowers_the_loss_and_leaves_a_judge(tmp_path):
 
 def test_judge_training_resumes_exactly(tmp_path):
     cfg = JudgeTrainConfig(steps=6, batch_size=4, scenes=16, eval_scenes=4, log_every=1, save_every=3)
-    straight = train_judge(cfg, tmp_path / "a", progress=False)
+    straight = finish(JudgeTrainer(cfg, tmp_path / "a", progress=False))
     cut = JudgeTrainer(cfg, tmp_path / "b", progress=False)
-    cut.engine.fit(cut.train_step, until=4)  # killed after step 4; saved at step 3
+    cut.fit(until=4)  # killed after step 4; saved at step 3
     again = JudgeTrainer(cfg, tmp_path / "b", progress=False)
     assert again.engine.resume() and again.engine.step == 3
-    again.engine.fit(again.train_step)
+    again.fit()
     assert all(torch.equal(v, again.net.state_dict()[k]) for k, v in straight.net.state_dict().items())
     assert again.metrics == straight.metrics
 

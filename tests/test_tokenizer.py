@@ -14,7 +14,7 @@ from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
 from tessera.tokenizer.quantizers import QuantizerConfig, VectorQuantizer, make_quantizer
-from tessera.tokenizer.train import TokenizerTrainConfig, Trainer
+from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 
 TINY_CONV = ConvVQConfig(
     ch=16,
@@ -128,7 +128,7 @@ def _tiny_train(steps: int, **kw) -> TokenizerTrainConfig:
 
 
 def test_training_lowers_the_loss(tmp_path):
-    trainer = Trainer(_tiny_train(30, recon="l2"), tmp_path, progress=False)
+    trainer = TokenizerTrainer(_tiny_train(30, recon="l2"), tmp_path, progress=False)
     rows = trainer.fit()
     first, last = np.mean([r["rec"] for r in rows[:5]]), np.mean([r["rec"] for r in rows[-5:]])
     assert last < 0.7 * first
@@ -136,11 +136,11 @@ def test_training_lowers_the_loss(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    full = Trainer(_tiny_train(8), tmp_path / "a", progress=False)
+    full = TokenizerTrainer(_tiny_train(8), tmp_path / "a", progress=False)
     full.fit()
-    half = Trainer(_tiny_train(8), tmp_path / "b", progress=False)
+    half = TokenizerTrainer(_tiny_train(8), tmp_path / "b", progress=False)
     half.fit(until=4)  # as if killed right after the step-4 save
-    resumed = Trainer(_tiny_train(8), tmp_path / "b", progress=False)
+    resumed = TokenizerTrainer(_tiny_train(8), tmp_path / "b", progress=False)
     assert resumed.engine.resume() and resumed.step == 4
     resumed.fit()
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
@@ -152,11 +152,13 @@ def test_resume_continues_exactly(tmp_path):
 def test_gan_and_ema_train_and_resume_exactly(tmp_path):
     """The discriminator starts at gan_start; its weights, its optimizer and the EMA all survive a resume."""
     cfg = _tiny_train(6, gan_start=2, ema=0.9, save_every=3)
-    straight = Trainer(cfg, tmp_path / "a", progress=False)
+    straight = TokenizerTrainer(cfg, tmp_path / "a", progress=False)
     rows = straight.fit()
     assert [("d_loss" in r) for r in rows] == [False, False, True, True, True, True]
-    Trainer(cfg, tmp_path / "b", progress=False).fit(until=4)  # killed after step 4; the last save was at step 3
-    resumed = Trainer(cfg, tmp_path / "b", progress=False)
+    TokenizerTrainer(cfg, tmp_path / "b", progress=False).fit(
+        until=4
+    )  # killed after step 4; the last save was at step 3
+    resumed = TokenizerTrainer(cfg, tmp_path / "b", progress=False)
     assert resumed.engine.resume() and resumed.step == 3
     resumed.fit()
     for name in ("model", "discs"):

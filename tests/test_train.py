@@ -42,7 +42,9 @@ def config(tokenizer_dir, tmp_path, **kw) -> TrainConfig:
 
 
 def test_training_lowers_the_loss(tokenizer_dir, tmp_path):
-    trainer = Trainer(config(tokenizer_dir, tmp_path, steps=40, lr=3e-3, **{"data.examples": 16}), tmp_path / "run")
+    trainer = Trainer(
+        config(tokenizer_dir, tmp_path, steps=40, lr=3e-3, **{"data.examples": 16}), tmp_path / "run", progress=False
+    )
     rows = trainer.fit()
     assert trainer.texts.shape == (16, 16) and trainer.codes.shape == (16, 4, 4)
     first, last = rows[0]["loss"], np.mean([r["loss"] for r in rows[-5:]])

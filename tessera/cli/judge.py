@@ -23,10 +23,11 @@ def train(
 ) -> None:
     """Train the judge on renders (half corrupted) and report object precision/recall on held-out scenes."""
     from tessera.config import load
-    from tessera.eval.judge_train import JudgeTrainConfig, train_judge
+    from tessera.engine.loop import finish
+    from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer
 
     cfg = load(JudgeTrainConfig(), options={"seed": seed}, pairs=overrides)
-    metrics = train_judge(cfg, out, fresh=fresh).metrics
+    metrics = finish(JudgeTrainer(cfg, out, fresh=fresh)).metrics
     table = Table("held-out renders", "precision", "recall")
     for name in ("clean", "corrupted"):
         table.add_row(name, f"{metrics[name]['precision']:.4f}", f"{metrics[name]['recall']:.4f}")

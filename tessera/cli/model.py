@@ -32,12 +32,12 @@ def train(
 
     Runs on many processes under torchrun (gloo on CPU, nccl on GPU)."""
     from tessera.config import load
-    from tessera.train.trainer import TrainConfig
-    from tessera.train.trainer import train as train_model
+    from tessera.engine.loop import finish
+    from tessera.train.trainer import TrainConfig, Trainer
 
     options = {"tokenizer": str(tokenizer), "data.source": data, "seed": seed}
     cfg = load(TrainConfig(), config or preset("model", preset_name), options, overrides)
-    trainer = train_model(cfg, out, fresh=fresh)
+    trainer = finish(Trainer(cfg, out, fresh=fresh))
     if trainer.processes.main:
         rows = trainer.engine.log.read()
         loss = rows[-1]["loss"] if rows else float("nan")

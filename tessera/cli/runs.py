@@ -28,10 +28,11 @@ def rl(
 ) -> None:
     """GRPO post-training with a verifiable reward on prompts from the world's grammar (ShapesEval's held out)."""
     from tessera.config import load
-    from tessera.rl.trainer import RLConfig, train_rl
+    from tessera.engine.loop import finish
+    from tessera.rl.trainer import RLConfig, RLTrainer
 
     cfg = load(RLConfig(), options={"init": str(init), "reward": reward, "seed": seed}, pairs=overrides)
-    trainer = train_rl(cfg, out, fresh=fresh)
+    trainer = finish(RLTrainer(cfg, out, fresh=fresh))
     rows = trainer.engine.log.read()
     last = rows[-1] if rows else {}
     shown = last.get("reward_mean", last.get("read/reward_mean", float("nan")))

@@ -35,8 +35,9 @@ def train(
 ) -> None:
     """Train a tokenizer; resumes from the run's checkpoint unless --fresh. Writes checkpoint/, samples/, metrics."""
     from tessera.config import load
+    from tessera.engine.loop import finish
     from tessera.tokenizer.build import ARCHS
-    from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 
     if arch not in ARCHS:
         raise InputError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
@@ -45,7 +46,7 @@ def train(
     options = {"data": data, "video": is_video, "seed": seed, "tokenizer.arch": arch}
     cfg = load(TokenizerTrainConfig(), config or preset("tokenizer", *names), options, overrides)
     run = out or Path("runs") / f"tokenizer-{arch}{'-video' if is_video else ''}"
-    trainer = train_tokenizer(cfg, run, fresh=fresh)
+    trainer = finish(TokenizerTrainer(cfg, run, fresh=fresh))
     skipped = {**trainer.images.skipped, **(trainer.clips.skipped if trainer.clips else {})}
     rows = trainer.engine.log.read()
     last = rows[-1] if rows else {}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,25 @@ class Hook:
     every: int
     fn: Callable[[], dict[str, float] | None]  # returns metrics for this step's log row, or None
     at_start: bool  # also before the first step of a run
+
+
+class Trainable(Protocol):
+    """A trainer on the engine: its engine, and fit() to run it."""
+
+    engine: Engine
+
+    def fit(self, until: int | None = None) -> list[dict]: ...
+
+
+T = TypeVar("T", bound=Trainable)
+
+
+def finish(trainer: T, resume: bool = True) -> T:
+    """Resume the trainer's run from its checkpoint (when asked and there is one), then train to its last step."""
+    if resume:
+        trainer.engine.resume()
+    trainer.fit()
+    return trainer
 
 
 def start_fresh(run: str | Path) -> None:
@@ -147,6 +166,7 @@ class Engine:
                 if (self.save_every and self.step % self.save_every == 0) or last:
                     self.save()
                 bar.update(task, completed=self.step, description=self._describe(out))
+        self.processes.barrier()  # every process has finished (and the main one has saved)
         return self.log.read() if self.log is not None else []
 
     def _set_lr(self) -> dict[str, float]:

@@ -138,6 +138,10 @@ class JudgeTrainer:
         self.opt.step()
         return {"loss": loss.item()}
 
+    def fit(self, until: int | None = None) -> list[dict]:
+        """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
+        return self.engine.fit(self.train_step, until)
+
     def evaluate(self) -> dict[str, float]:
         """Object precision/recall on held-out renders, clean and corrupted (kept with the checkpoint)."""
         judge = Judge(self.net.eval(), JudgeConfig())
@@ -149,17 +153,6 @@ class JudgeTrainer:
         return {
             f"{kind}/{k}": self.metrics[kind][k] for kind in ("clean", "corrupted") for k in ("precision", "recall")
         }
-
-
-def train_judge(
-    cfg: JudgeTrainConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
-) -> JudgeTrainer:
-    """Train a judge in `run` (or continue it): run/checkpoint is a judge folder for `Judge.load`."""
-    trainer = JudgeTrainer(cfg, run, progress, fresh)
-    if resume:
-        trainer.engine.resume()
-    trainer.engine.fit(trainer.train_step)
-    return trainer
 
 
 def save_judge(folder: Path, net: JudgeNet, cfg: JudgeConfig, trainer: dict | None, state: dict) -> None:

@@ -26,9 +26,9 @@ from tessera.model.bundle import Bundle
 from tessera.model.bundle import load as load_bundle
 from tessera.pictures import grid, save_png, to_tensor, to_uint8
 from tessera.pipelines.stages import Pipeline, reached
-from tessera.rl.trainer import RLConfig, train_rl
-from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-from tessera.train.trainer import TrainConfig, train
+from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
+from tessera.train.trainer import TrainConfig, Trainer
 from tessera.world.constraints import from_geneval, sample_scene_for
 from tessera.world.language import CATEGORIES
 from tessera.world.render import render_image
@@ -94,9 +94,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, seed: int = 0, fresh: bool = Fals
     tok_cfg = dataclasses.replace(cfg.tokenizer, seed=seed)
     model_cfg = dataclasses.replace(cfg.model, tokenizer=str(out / "tokenizer" / "checkpoint"), seed=seed)
     pipeline.stage(
-        "tokenizer", to_dict(tok_cfg), lambda new: reached(train_tokenizer(tok_cfg, out / "tokenizer", fresh=new))
+        "tokenizer", to_dict(tok_cfg), lambda new: reached(TokenizerTrainer(tok_cfg, out / "tokenizer", fresh=new))
     )
-    pipeline.stage("model", to_dict(model_cfg), lambda new: reached(train(model_cfg, out / "model", fresh=new)))
+    pipeline.stage("model", to_dict(model_cfg), lambda new: reached(Trainer(model_cfg, out / "model", fresh=new)))
     bundle = load_bundle(out / "model" / "checkpoint", device)
     metadata = shapes_eval.first_prompts(cfg.prompts)
     generation = {"per_prompt": cfg.per_prompt, "prompts": cfg.prompts, "seed": seed}
@@ -144,7 +144,7 @@ def _rl_stages(
     before/after grids of the same prompts and seeds. Adds to `sections`; returns the summary after RL."""
     out = pipeline.folder
     rl_cfg = dataclasses.replace(cfg.rl, init=str(out / "model" / "checkpoint"), seed=seed)
-    pipeline.stage("rl", to_dict(rl_cfg), lambda new: reached(train_rl(rl_cfg, out / "rl", fresh=new)))
+    pipeline.stage("rl", to_dict(rl_cfg), lambda new: reached(RLTrainer(rl_cfg, out / "rl", fresh=new)))
     tuned = load_bundle(out / "rl" / "checkpoint", sft.model.output.weight.device)
     generation = {"per_prompt": cfg.per_prompt, "prompts": cfg.prompts, "seed": seed}
     after = pipeline.stage(

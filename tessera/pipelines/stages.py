@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from tessera.engine.checkpoint import write_atomically
-from tessera.engine.loop import MARKER, start_fresh
+from tessera.engine.loop import MARKER, Trainable, finish, start_fresh
 
 console = Console()
 
@@ -59,6 +59,6 @@ class Pipeline:
         write_atomically(self.path, json.dumps(self.records, indent=1) + "\n")
 
 
-def reached(trainer) -> dict:
-    """A training stage's result: the step its trainer reached."""
-    return {"step": trainer.step}
+def reached(trainer: Trainable) -> dict:
+    """Finish a training stage (resuming its run if it was cut short); its result: the step reached."""
+    return {"step": finish(trainer).engine.step}

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from tessera.config import to_dict
 from tessera.engine.checkpoint import write_atomically
+from tessera.engine.loop import Trainable, finish
 from tessera.engine.runlog import read_metrics
 from tessera.eval import shapes_eval
 from tessera.eval.judge import Judge
@@ -27,12 +28,12 @@ from tessera.eval.report import write_report
 from tessera.generate.images import evaluate_model
 from tessera.generate.introspect import evaluate_introspection
 from tessera.model.bundle import load as load_bundle
-from tessera.pipelines.stages import Pipeline
-from tessera.rl.trainer import RLConfig, train_rl
+from tessera.pipelines.stages import Pipeline, reached
+from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.sequence.tasks import reading
-from tessera.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-from tessera.train.introspect import IntrospectConfig, train_introspection
-from tessera.train.trainer import TrainConfig, train
+from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
+from tessera.train.introspect import IntrospectConfig, IntrospectionTrainer
+from tessera.train.trainer import TrainConfig, Trainer
 from tessera.understand.evaluate import evaluate_understanding
 from tessera.world.language import CATEGORIES
 
@@ -72,11 +73,11 @@ def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool 
     judge = Judge.load()
     results: dict[str, dict] = {}
 
-    def measured(run: Path, fit: Callable[[bool], object], intro: bool = False) -> Callable[[bool], dict]:
-        """A stage that trains in `run` (fit(fresh)), then measures the model it leaves there."""
+    def measured(run: Path, make: Callable[[bool], Trainable], intro: bool = False) -> Callable[[bool], dict]:
+        """A stage that finishes the trainer make(fresh) builds in `run`, then measures the model it leaves there."""
 
         def stage(new: bool) -> dict:
-            fit(new)
+            finish(make(new))
             if intro:
                 return _introspection_scores(run / "checkpoint", judge, cfg, seed, device)
             return measure(load_bundle(run / "checkpoint", device), judge, cfg, seed)
@@ -85,12 +86,14 @@ def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool 
 
     tok_cfg = dataclasses.replace(cfg.tokenizer, seed=seed)
     pipeline.stage(
-        "tokenizer", to_dict(tok_cfg), lambda new: train_tokenizer(tok_cfg, out / "tokenizer", fresh=new).step
+        "tokenizer", to_dict(tok_cfg), lambda new: reached(TokenizerTrainer(tok_cfg, out / "tokenizer", fresh=new))
     )
     sft = out / "sft" / "checkpoint"
     model_cfg = dataclasses.replace(cfg.model, tokenizer=str(out / "tokenizer" / "checkpoint"), seed=seed)
     results["sft"] = pipeline.stage(
-        "sft", to_dict(model_cfg), measured(out / "sft", lambda new: train(model_cfg, out / "sft", fresh=new))
+        "sft",
+        to_dict(model_cfg),
+        measured(out / "sft", lambda new: Trainer(model_cfg, out / "sft", fresh=new)),
     )
 
     def rl(name: str, init: Path, steps: int, draw: bool, read: bool) -> Path:
@@ -100,7 +103,7 @@ def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool 
             reward=cfg.draw_reward, eval_every=0, seed=seed,
         )  # fmt: skip
         results[name] = pipeline.stage(
-            name, to_dict(rl_cfg), measured(run, lambda new: train_rl(rl_cfg, run, fresh=new))
+            name, to_dict(rl_cfg), measured(run, lambda new: RLTrainer(rl_cfg, run, fresh=new))
         )
         return run / "checkpoint"
 
@@ -114,14 +117,14 @@ def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool 
 
     intro_cfg = dataclasses.replace(cfg.introspect, init=str(sft), seed=seed)
     intro = out / "introspect"
-    fit_intro = measured(intro, lambda new: train_introspection(intro_cfg, intro, fresh=new), intro=True)
+    fit_intro = measured(intro, lambda new: IntrospectionTrainer(intro_cfg, intro, fresh=new), intro=True)
     results["introspect-sft"] = pipeline.stage("introspect-sft", to_dict(intro_cfg), fit_intro)
     intro_rl = dataclasses.replace(
         cfg.rl, init=str(intro / "checkpoint"), steps=cfg.introspect_rl_steps, introspect=True, draw=True, read={},
         eval_every=0, seed=seed,
     )  # fmt: skip
     intro_run = out / "introspect-rl"
-    fit_intro_rl = measured(intro_run, lambda new: train_rl(intro_rl, intro_run, fresh=new), intro=True)
+    fit_intro_rl = measured(intro_run, lambda new: RLTrainer(intro_rl, intro_run, fresh=new), intro=True)
     results["introspect-rl"] = pipeline.stage("introspect-rl", to_dict(intro_rl), fit_intro_rl)
     results["timings"] = pipeline.timings()
     write_atomically(out / "results.json", json.dumps(results, indent=1) + "\n")

@@ -248,15 +248,6 @@ class RLTrainer:
         return self.engine.fit(self.train_step, until)
 
 
-def train_rl(cfg: RLConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False):
-    """GRPO from cfg.init in `run` (or continue it); returns the trainer (its engine holds the metrics log)."""
-    trainer = RLTrainer(cfg, run, progress, fresh)
-    if resume:
-        trainer.engine.resume()
-    trainer.fit()
-    return trainer
-
-
 def rollout_stats(roll: Rollout, prefix: str) -> dict[str, float]:
     """Reward mean/std, per reward and per tag, entropy (mean surprisal of the sampled tokens) and timings."""
     r, mask = roll.rewards.float(), roll.mask.float()

@@ -70,7 +70,7 @@ def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
     return 10 * math.log10(4 / max(mse, 1e-12))
 
 
-class Trainer:
+class TokenizerTrainer:
     def __init__(self, cfg: TokenizerTrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
@@ -171,14 +171,3 @@ class Trainer:
     def fit(self, until: int | None = None) -> list[dict]:
         """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
         return self.engine.fit(self.train_step, until)
-
-
-def train_tokenizer(
-    cfg: TokenizerTrainConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
-) -> Trainer:
-    """Train (or continue) a tokenizer in `run`; returns the trainer (its engine holds the metrics log)."""
-    trainer = Trainer(cfg, run, progress, fresh)
-    if resume:
-        trainer.engine.resume()
-    trainer.fit()
-    return trainer

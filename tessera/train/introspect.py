@@ -153,14 +153,3 @@ class IntrospectionTrainer:
         rows = self.engine.fit(self.train_step, until)
         self.model.eval()
         return rows
-
-
-def train_introspection(
-    cfg: IntrospectConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
-) -> IntrospectionTrainer:
-    """Build chains, fine-tune on them, save run/checkpoint (its tasks gain introspect); returns the trainer."""
-    trainer = IntrospectionTrainer(cfg, run, progress, fresh)
-    if resume:
-        trainer.engine.resume()
-    trainer.fit()
-    return trainer

@@ -256,15 +256,3 @@ class Trainer:
     def fit(self, until: int | None = None) -> list[dict]:
         """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
         return self.engine.fit(self.train_step, until)
-
-
-def train(
-    cfg: TrainConfig, run: str | Path, resume: bool = True, progress: bool = True, fresh: bool = False
-) -> Trainer:
-    """Train (or continue) a model in `run`; returns the trainer (its engine holds the metrics log)."""
-    trainer = Trainer(cfg, run, progress, fresh)
-    if resume:
-        trainer.engine.resume()
-    trainer.fit()
-    trainer.processes.barrier()
-    return trainer
