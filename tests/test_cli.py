@@ -263,3 +263,23 @@ def test_eval_shapes_generates_and_scores_a_checkpoint(t2i_ckpt, tmp_path):
         [r["correct"] for r in rows if r["tag"] == "counting"]
     )
     one_line_error(run("eval", "shapes", "--ckpt", str(t2i_ckpt), "--out", str(out)), "new or empty folder")
+
+
+def test_a_full_disk_and_a_bug_are_not_called_bad_input(monkeypatch, tmp_path):
+    import errno
+
+    import tessera.world.samples
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "00000.png"))
+
+    monkeypatch.setattr(tessera.world.samples, "write_samples", full)
+    result = run("world", "sample", "--out", str(tmp_path))
+    assert result.returncode == 1 and result.stderr.strip() == f"error: disk full: {tmp_path / '00000.png'}"
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(tessera.world.samples, "write_samples", bug)
+    with pytest.raises(ZeroDivisionError):  # a traceback, not a one-line "bad input"
+        run("world", "sample", "--out", str(tmp_path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -69,16 +68,16 @@ def evaluate(
 ) -> None:
     """PSNR, SSIM, codebook usage and perplexity, the judge on reconstructions; per-frame and temporal for video."""
     from tessera.data.folders import source_for
-    from tessera.engine.checkpoint import write_atomically
     from tessera.eval.judge import Judge
     from tessera.tokenizer.build import load as load_tokenizer
     from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
+    from tessera.tokenizer.evaluate import write_metrics
 
     model, _ = load_tokenizer(ckpt)
     source = source_for(data, canvas, video=video or data == "shapes-video")
     metrics = evaluate_tokenizer(model, source, n=n, seed=seed, judge=Judge.load())
     dest = out or ckpt.with_name(f"eval-{data.replace('/', '_')}.json" if data.startswith("shapes") else "eval.json")
-    write_atomically(dest, json.dumps(metrics, indent=2) + "\n")
+    write_metrics(dest, metrics)
     table = Table("metric", "value", title=f"{ckpt} on {data}")
     for k, v in metrics.items():
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +12,7 @@ from rich.progress import track
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from tessera.data.shapes import ShapesSource
+from tessera.engine.checkpoint import write_atomically
 from tessera.eval.judge import Judge
 from tessera.eval.metrics import object_counts
 from tessera.pictures import to_uint8
@@ -107,3 +110,8 @@ def evaluate(
                 "judge_relative": acc_recon / acc_orig if acc_orig else 0.0,
             }
     return out
+
+
+def write_metrics(path: str | Path, metrics: dict) -> None:
+    """The metrics of `evaluate` as a JSON file."""
+    write_atomically(path, json.dumps(metrics, indent=2) + "\n")
