@@ -86,7 +86,7 @@ def to_dict(cfg: Any) -> dict:
         if isinstance(v, tuple | list):
             return [plain(x) for x in v]
         if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
+            return {plain(k): plain(x) for k, x in v.items()}
         return v
 
     return plain(dataclasses.asdict(cfg))

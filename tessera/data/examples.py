@@ -39,7 +39,7 @@ class DataConfig:
     prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
-    tasks: dict[str, float] = field(default_factory=lambda: {"t2i": 1.0})  # world: task -> share of examples
+    tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
     question_len: int = 24  # reading tasks: question tokens (left-padded) and answer tokens
     answer_len: int = 24
 

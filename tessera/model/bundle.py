@@ -19,6 +19,7 @@ from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text
+from tessera.sequence.tasks import Task
 from tessera.text.tokenizers import TextTokenizer, from_dict
 from tessera.tokenizer import build as visual
 
@@ -33,7 +34,7 @@ class BundleConfig:
     canvas: int = 64
     order: str = "raster"  # the order it was trained in
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # defaults for generation
-    tasks: tuple[str, ...] = ("t2i",)  # what it was trained to do (t2i, caption, qa, judge)
+    tasks: tuple[str, ...] = (Task.T2I,)  # what it was trained to do (the names of sequence.tasks.Task)
     question_len: int = 24  # understanding: question tokens and answer tokens
     answer_len: int = 24
 
@@ -73,6 +74,11 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """A model checkpoint folder -> Bundle in eval mode; CheckpointError on a wrong or corrupt checkpoint."""
     folder = checkpoint.resolve(folder)
     cfg = override(BundleConfig(), checkpoint.load_config(folder, "model"))
+    unknown = set(cfg.tasks) - set(Task)
+    if unknown:
+        raise CheckpointError(
+            f"{folder} was trained for tasks this tessera does not know: {', '.join(sorted(unknown))}"
+        )
     try:
         text = from_dict(json.loads((folder / "text.json").read_text()))
     except (OSError, ValueError, KeyError) as e:

@@ -30,7 +30,7 @@ from tessera.generate.introspect import evaluate_introspection
 from tessera.model.bundle import load as load_bundle
 from tessera.pipelines.stages import Pipeline, reached
 from tessera.rl.trainer import RLConfig, RLTrainer
-from tessera.sequence.tasks import reading
+from tessera.sequence.tasks import Task, reading
 from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 from tessera.train.introspect import IntrospectConfig, IntrospectionTrainer
 from tessera.train.trainer import TrainConfig, Trainer
@@ -46,7 +46,7 @@ class UnifiedConfig:
     model: TrainConfig = field(default_factory=TrainConfig)  # give model.data.tasks a mixture
     rl: RLConfig = field(default_factory=RLConfig)  # shared by every RL run (steps: each variant's budget)
     draw_reward: str = "shapes_eval_partial:1,cycle:0.5"
-    read: dict[str, float] = field(default_factory=lambda: {"qa": 2.0, "caption": 1.0, "judge": 1.0})
+    read: dict[str, float] = field(default_factory=lambda: {Task.QA: 2.0, Task.CAPTION: 1.0, Task.JUDGE: 1.0})
     introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
     introspect_rl_steps: int = 20
     eval_prompts: int = 8  # ShapesEval: the first n prompts of each category
