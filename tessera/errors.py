@@ -18,3 +18,7 @@ class InputError(TesseraError, ValueError):
 
 class CheckpointError(TesseraError, ValueError):
     """A checkpoint that is missing, corrupt, or does not fit what it is loaded into or asked to do."""
+
+
+class DivergedError(TesseraError):
+    """A run whose loss, gradients or weights stopped being finite; the last checkpoint is kept. Exit code 1."""

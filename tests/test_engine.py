@@ -2,6 +2,7 @@
 random generator, and the refusals (a foreign folder, another kind of run, another process count)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import torch
 
 from tessera.engine import checkpoint
 from tessera.engine.ema import EMA
-from tessera.engine.loop import MARKER, Engine, start_fresh
+from tessera.engine.loop import Engine
+from tessera.engine.runfolder import LOCK, MARKER
 from tessera.engine.schedule import WarmupCosine
-from tessera.errors import CheckpointError, ConfigError
+from tessera.errors import CheckpointError, ConfigError, DivergedError, InputError
 
 
 class Toy:
@@ -91,25 +93,61 @@ def test_ema_averages_parameters_and_copies_buffers():
     assert torch.equal(ema.module.running_mean, model.running_mean)
 
 
-def test_fresh_deletes_only_a_run_folder(tmp_path):
+def test_fresh_deletes_only_a_run_folder_and_never_an_input(tmp_path):
     mine = tmp_path / "run"
-    Toy(mine).engine.fit(Toy(mine).step, until=0)
+    toy = Toy(mine)
+    toy.engine.fit(toy.step)
     (mine / "extra.txt").write_text("x")
-    start_fresh(mine)
-    assert not mine.exists()
+    Toy(mine, fresh=True).engine.close()
+    assert sorted(p.name for p in mine.iterdir()) == sorted([LOCK, MARKER])
     theirs = tmp_path / "photos"
     theirs.mkdir()
     (theirs / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(ConfigError, match="not a tessera run folder"):
         Toy(theirs, fresh=True)
-    assert (theirs / "holiday.jpg").exists() and not (theirs / MARKER).exists()
+    assert sorted(p.name for p in theirs.iterdir()) == ["holiday.jpg"]
+    again = Toy(mine)
+    again.engine.fit(again.step)
+    inside = mine / "checkpoint"
+    with pytest.raises(ConfigError, match="holds this run's own input"):
+        Toy(mine, fresh=True, inputs=[inside])
+    with pytest.raises(ConfigError, match="holds this run's own input"):  # a save would replace it
+        Toy(mine, inputs=[inside])
+    assert (inside / "model.safetensors").exists()
+
+
+def test_a_second_run_on_the_same_folder_is_refused_until_the_first_ends(tmp_path):
+    first = Toy(tmp_path)
+    with pytest.raises(InputError, match=f"in use by pid {os.getpid()}"):
+        Toy(tmp_path)
+    first.engine.fit(first.step)
+    second = Toy(tmp_path)  # the first has finished: the folder is free
+    assert second.engine.resume() and second.engine.step == 6
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_its_last_checkpoint(tmp_path):
+    toy = Toy(tmp_path, steps=6, save_every=2)
+    step = toy.step
+    toy.step = lambda: step() if toy.engine.step < 3 else toy.engine.check_finite(loss=float("nan"))
+    with pytest.raises(DivergedError, match="step 4: the loss is nan; the run stopped .* step 2, is kept"):
+        toy.engine.fit(toy.step)
+    saved = checkpoint.load_weights(tmp_path / "checkpoint")
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    with torch.no_grad():
+        toy.model.weight.fill_(float("inf"))
+    with pytest.raises(DivergedError, match="model weights are not finite; not saved"):
+        toy.engine.save()
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 2
 
 
 def test_a_checkpoint_of_another_run_or_process_count_is_refused(tmp_path):
     toy = Toy(tmp_path)
     toy.engine.fit(toy.step)
+    judge = Toy(tmp_path, title="judge")
     with pytest.raises(CheckpointError, match="holds a toy run, not a judge run"):
-        Toy(tmp_path, title="judge").engine.resume()
+        judge.engine.resume()
+    judge.engine.close()
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     trainer = torch.load(tmp_path / "checkpoint" / "trainer.pt", weights_only=True)
     trainer["generators"] *= 2  # as if two processes had saved it
@@ -123,4 +161,5 @@ def test_resuming_with_changed_settings_says_what_changed(tmp_path, capsys):
     toy.engine.fit(toy.step)
     again = Toy(tmp_path, steps=4, config={"lr": 0.2})
     assert again.engine.resume()
+    again.engine.close()
     assert "changed settings: lr: 0.1 -> 0.2" in " ".join(capsys.readouterr().err.split())

@@ -44,6 +44,16 @@ class DataConfig:
     answer_len: int = 24
 
     def validate(self) -> None:
+        path = Path(self.source)
+        user_data = path.is_dir() or (path.is_file() and path.suffix == ".jsonl")
+        if self.source not in WORLD_SOURCES and not user_data:
+            expected = "expected shapes, shapes-classes, a folder or a .jsonl file"
+            raise ConfigError(f"data source {self.source!r}: {expected}")
+        for name in ("examples", "text_len", "question_len", "answer_len", "bpe_vocab"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.prompt_share <= 1:
+            raise ConfigError(f"data.prompt_share must lie in [0, 1], got {self.prompt_share}")
         tasks(self.tasks, MIXABLE, "data.tasks")
         if set(self.tasks) != {Task.T2I} and self.source != "shapes":
             raise ConfigError("reading tasks need the world's scenes: data.source=shapes")

@@ -1,8 +1,10 @@
 """Checkpoint folders: config.yaml + model.safetensors (+ trainer.pt, state.json to resume), written atomically;
 and atomic writes of single files.
 
-A save writes a complete sibling folder, then swaps it in; a crash mid-save leaves the previous checkpoint whole.
-Nothing is unpickled: weights are safetensors, optimizer state loads with `torch.load(weights_only=True)`.
+A save writes a complete sibling folder (`<name>.tmp`, finished by a `.complete` mark), moves the current folder
+aside (`<name>.old`) and the new one in, then removes the old one. A save can stop between any two of these
+steps and a complete checkpoint still exists: `resolve` finds it, and the next save starts from it. Nothing is
+unpickled: weights are safetensors, trainer state loads with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from tessera.errors import CheckpointError
 
+COMPLETE = ".complete"  # the last file a save writes into its new folder: without it, the folder is torn
+
 
 def write_atomically(path: str | Path, text: str) -> Path:
     """Write a text file so that it is always whole: a temporary name first, then a rename."""
@@ -29,6 +33,39 @@ def write_atomically(path: str | Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def _siblings(folder: Path) -> tuple[Path, Path]:
+    return folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / COMPLETE).exists()
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint copy, its completeness mark first: a half-deleted copy is never taken for whole."""
+    (folder / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_checkpoint(folder: str | Path) -> bool:
+    """A folder a tessera save wrote: its config.yaml names a kind."""
+    try:
+        config = yaml.safe_load((Path(folder) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("kind"), str)
+
+
+def resolve(folder: str | Path) -> Path:
+    """The checkpoint to read: the folder, or, when a save stopped between its renames, its complete new copy
+    (`.tmp`) or else its complete previous one (`.old`)."""
+    folder = Path(folder)
+    if folder.exists():
+        return folder
+    tmp, old = _siblings(folder)
+    return next((copy for copy in (tmp, old) if _complete(copy)), folder)
 
 
 def save(
@@ -41,10 +78,16 @@ def save(
     files: dict[str, str | Path] | None = None,
 ) -> None:
     """Write a checkpoint of `kind` (tokenizer, model, ...); trainer: optimizer etc. state; state: JSON-able;
-    files: extra entries, a text (str) or a file or folder to copy (Path)."""
+    files: extra entries, a text (str) or a file or folder to copy (Path). An existing folder is replaced only if
+    it is a tessera checkpoint (or empty)."""
     folder = Path(folder)
-    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if folder.exists() and not is_checkpoint(folder) and (not folder.is_dir() or any(folder.iterdir())):
+        raise CheckpointError(f"{folder} exists and is not a tessera checkpoint; refusing to replace it")
+    tmp, old = _siblings(folder)
+    found = resolve(folder)
+    if found != folder:  # an earlier save stopped between its renames: its newest complete copy comes back first
+        found.rename(folder)
+    _remove(tmp)  # a torn copy, or one the folder already supersedes
     tmp.mkdir(parents=True)
     (tmp / "config.yaml").write_text(yaml.safe_dump({"kind": kind, **config}, sort_keys=False))
     save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(tmp / "model.safetensors"))
@@ -59,18 +102,12 @@ def save(
             shutil.copytree(content, tmp / name)
         else:
             shutil.copy2(content, tmp / name)
-    shutil.rmtree(old, ignore_errors=True)
+    (tmp / COMPLETE).write_text("")
+    _remove(old)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def resolve(folder: str | Path) -> Path:
-    """The checkpoint folder, or its previous copy if a save was cut short between the two renames."""
-    folder = Path(folder)
-    old = folder.with_name(folder.name + ".old")
-    return old if not folder.exists() and old.exists() else folder
+    _remove(old)
 
 
 def load_config(folder: str | Path, kind: str) -> dict:
@@ -116,23 +153,21 @@ def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], where: 
     module.load_state_dict(weights)
 
 
-def load_state(folder: str | Path) -> dict | None:
-    """The JSON state of a checkpoint (step, ...), None when there is no checkpoint or no state."""
-    path = resolve(folder) / "state.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def resumable(folder: str | Path) -> tuple[dict, dict] | None:
-    """(trainer state, JSON state) of a checkpoint a run can continue from, or None."""
-    if not resolve(folder).exists():
-        return None
-    trainer, state = load_trainer(folder)
-    return (trainer, state) if trainer is not None and state is not None else None
-
-
-def load_trainer(folder: str | Path) -> tuple[dict | None, dict | None]:
-    """(trainer state, JSON state) of a checkpoint, either None when absent."""
+    """(trainer state, JSON state) of a checkpoint a run can continue from; None when there is none;
+    CheckpointError when its trainer.pt or state.json cannot be read (it is never unpickled)."""
     folder = resolve(folder)
-    trainer = torch.load(folder / "trainer.pt", weights_only=True) if (folder / "trainer.pt").exists() else None
-    state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").exists() else None
+    if not (folder / "trainer.pt").exists() or not (folder / "state.json").exists():
+        return None
+    try:
+        trainer = torch.load(folder / "trainer.pt", weights_only=True)
+    except Exception as e:  # a corrupt file, or one holding anything but tensors and plain data
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{folder}/trainer.pt cannot be read safely: {reason}") from e
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder}/state.json is corrupt") from e
+    if not isinstance(trainer, dict) or not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{folder} holds no trainer state to resume from")
     return trainer, state

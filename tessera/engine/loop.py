@@ -9,9 +9,9 @@ resumed run continues exactly where the saved one stood.
 
 from __future__ import annotations
 
-import shutil
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -24,13 +24,13 @@ from tessera.engine import checkpoint
 from tessera.engine.distributed import Processes
 from tessera.engine.ema import EMA
 from tessera.engine.progress import progress_bar
+from tessera.engine.runfolder import RunFolder
 from tessera.engine.runlog import RunLog
-from tessera.errors import CheckpointError, ConfigError
+from tessera.errors import CheckpointError, DivergedError
 
 Writer = Callable[[Path, dict, dict], None]  # (folder, trainer state, JSON state): writes a checkpoint there
 Stateful = torch.nn.Module | torch.optim.Optimizer | EMA
 Generator = torch.Generator | np.random.Generator
-MARKER = ".tessera-run"  # written into every run folder: only such a folder is ever deleted (--fresh)
 console = Console(stderr=True)
 
 
@@ -60,16 +60,6 @@ def finish(trainer: T, resume: bool = True) -> T:
     return trainer
 
 
-def start_fresh(run: str | Path) -> None:
-    """Remove a run folder to start over; ConfigError if it exists and is neither empty nor a tessera run."""
-    run = Path(run)
-    if not run.exists():
-        return
-    if not run.is_dir() or (any(run.iterdir()) and not (run / MARKER).exists()):
-        raise ConfigError(f"{run} is not a tessera run folder; refusing to delete it (give a new --out)")
-    shutil.rmtree(run)
-
-
 class Engine:
     def __init__(
         self,
@@ -86,22 +76,24 @@ class Engine:
         progress: bool = True,
         processes: Processes | None = None,
         fresh: bool = False,  # delete the run folder first (only a tessera run folder)
+        inputs: Iterable[str | Path] = (),  # what the run reads (checkpoints, data): never inside what it deletes
     ):
         self.run, self.title, self.steps, self.write, self.config = Path(run), title, steps, write, config
         self.log_every, self.save_every, self.show, self.counts = log_every, save_every, tuple(show), tuple(counts)
         self.progress = progress
         self.processes = processes or Processes()
-        if self.processes.main:
-            if fresh:
-                start_fresh(self.run)
-            self.run.mkdir(parents=True, exist_ok=True)
-            (self.run / MARKER).write_text(title + "\n")
+        self.folder = RunFolder(self.run, title, fresh, inputs) if self.processes.main else None
         self.log = RunLog(self.run) if self.processes.main else None
-        self.step = 0
+        self.step = self.saved = 0
         self.parts: dict[str, Stateful] = {}
         self.generators: dict[str, Generator] = {}
         self.schedules: list[tuple[torch.optim.Optimizer, Callable[[int], float]]] = []
         self.hooks: list[Hook] = []
+
+    def close(self) -> None:
+        """Let another run use the folder (fit does this when it ends; a run never fitted must say so)."""
+        if self.folder is not None:
+            self.folder.release()
 
     @property
     def ckpt(self) -> Path:
@@ -131,6 +123,17 @@ class Engine:
         if n > 0:
             self.hooks.append(Hook(n, fn, at_start))
 
+    def check_finite(self, **values: float | torch.Tensor) -> None:
+        """DivergedError naming this step when a value (a loss, a gradient norm) is not finite: call it before the
+        optimizer steps, so no non-finite weight is ever made, let alone saved."""
+        for name, value in values.items():
+            value = float(value.detach() if isinstance(value, torch.Tensor) else value)
+            if not math.isfinite(value):
+                raise DivergedError(
+                    f"step {self.step + 1}: the {name.replace('_', ' ')} is {value}; the run stopped "
+                    f"(its last checkpoint, step {self.saved}, is kept; a lower lr may help)"
+                )
+
     def note(self, **metrics: float) -> None:
         """Log metrics at the current step (main process)."""
         if self.log is not None:
@@ -140,6 +143,14 @@ class Engine:
     def fit(self, step: Callable[[], dict[str, float]], until: int | None = None) -> list[dict]:
         """Run steps up to `steps` (or stop after step `until`, as a killed run would); returns the metrics log."""
         end = self.steps if until is None else min(until, self.steps)
+        if self.folder is not None:
+            self.folder.hold()
+        try:
+            return self._fit(step, end)
+        finally:
+            self.close()
+
+    def _fit(self, step: Callable[[], dict[str, float]], end: int) -> list[dict]:
         if self.step == 0 and end > 0:
             first = self._run_hooks(at_start=True)
             if first:
@@ -195,6 +206,13 @@ class Engine:
     def save(self) -> None:
         """Write the checkpoint (every process takes part: each hands over its random generators)."""
         generators = self.processes.gather(self._generator_states())
+        for name, part in self.parts.items():
+            tensors = part.state_dict().values() if isinstance(part, torch.nn.Module | EMA) else ()
+            if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
+                raise DivergedError(
+                    f"step {self.step}: the {name} weights are not finite; not saved (step {self.saved} is kept)"
+                )
+        self.saved = self.step
         if not self.main:
             return
         trainer: dict[str, Any] = {name: part.state_dict() for name, part in self.parts.items()}
@@ -223,7 +241,7 @@ class Engine:
                 reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "missing"
                 raise CheckpointError(f"{self.ckpt}: its {name} does not fit this run ({reason})") from e
         self._set_generator_states(generators[self.processes.rank])
-        self.step = state["step"]
+        self.step = self.saved = state["step"]
         self._say_what_changed(state.get("config", {}))
         if self.log is not None:
             self.log.truncate(self.step)

@@ -109,16 +109,16 @@ class JudgeTrainer:
     def __init__(self, cfg: JudgeTrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
         cfg.validate()
         self.cfg = cfg
+        self.engine = Engine(
+            run, "judge", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
+            show=("loss",), progress=progress, fresh=fresh,
+        )  # fmt: skip
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = labelled_renders([sample_scene(self.rng, cfg.canvas) for _ in range(cfg.scenes)])
         self.net = JudgeNet(JudgeConfig())
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.metrics: dict = {}
-        self.engine = Engine(
-            run, "judge", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
-            show=("loss",), progress=progress, fresh=fresh,
-        )  # fmt: skip
         self.engine.track(net=self.net, opt=self.opt, data=self.rng)
         self.engine.schedule(self.opt, WarmupCosine(cfg.lr, warmup=0, steps=cfg.steps, min_ratio=0.0))
         self.engine.every(cfg.steps, self.evaluate)  # once, after the last step
@@ -135,6 +135,8 @@ class JudgeTrainer:
         loss = F.cross_entropy(shape_logits, labels[:, 0]) + F.cross_entropy(colour_logits, labels[:, 1])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), float("inf"))  # measured, not clipped
+        self.engine.check_finite(loss=loss, gradient_norm=norm)
         self.opt.step()
         return {"loss": loss.item()}
 

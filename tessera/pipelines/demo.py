@@ -87,8 +87,12 @@ def before_after_grids(before: list[dict], after: list[dict], out: Path, per_cat
 
 def run_demo(cfg: DemoConfig, out: str | Path, seed: int = 0, fresh: bool = False) -> dict:
     """Run (or finish) every stage; returns the ShapesEval summary of the final model."""
-    out = Path(out)
-    pipeline = Pipeline(out, "demo", fresh)
+    with Pipeline(out, "demo", fresh) as pipeline:
+        return _demo(cfg, pipeline, seed)
+
+
+def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
+    out = pipeline.folder
     device = "cuda" if torch.cuda.is_available() else "cpu"
     judge = Judge.load()
     tok_cfg = dataclasses.replace(cfg.tokenizer, seed=seed)

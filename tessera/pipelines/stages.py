@@ -17,7 +17,8 @@ from typing import Any
 from rich.console import Console
 
 from tessera.engine.checkpoint import write_atomically
-from tessera.engine.loop import MARKER, Trainable, finish, start_fresh
+from tessera.engine.loop import Trainable, finish
+from tessera.engine.runfolder import RunFolder
 
 console = Console()
 
@@ -25,10 +26,7 @@ console = Console()
 class Pipeline:
     def __init__(self, folder: str | Path, title: str, fresh: bool = False):
         self.folder = Path(folder)
-        if fresh:
-            start_fresh(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / MARKER).write_text(title + "\n")
+        self.claim = RunFolder(self.folder, title, fresh)  # checked, locked (until this process ends), marked
         self.path = self.folder / "stages.json"
         self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.chain = ""  # the key of the last stage: every stage depends on all before it
@@ -47,6 +45,12 @@ class Pipeline:
         result = fn(fresh)
         self._record(name, {"key": key, "done": True, "seconds": round(time.time() - start, 1), "result": result})
         return result
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.claim.release()  # another run may use the folder now
 
     def result(self, name: str) -> Any:
         return self.records[name]["result"]

@@ -67,8 +67,12 @@ def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
 
 def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool = False) -> dict:
     """Run (or finish) every stage; writes results.json and report.html; returns the results."""
-    out = Path(out)
-    pipeline = Pipeline(out, "unified", fresh)
+    with Pipeline(out, "unified", fresh) as pipeline:
+        return _unified(cfg, pipeline, seed)
+
+
+def _unified(cfg: UnifiedConfig, pipeline: Pipeline, seed: int) -> dict:
+    out = pipeline.folder
     device = "cuda" if torch.cuda.is_available() else "cpu"
     judge = Judge.load()
     results: dict[str, dict] = {}

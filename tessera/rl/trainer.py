@@ -114,7 +114,7 @@ class RLTrainer:
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.engine = Engine(
             run, "rl", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
-            show=("reward_mean", "read/reward_mean"), progress=progress, fresh=fresh,
+            show=("reward_mean", "read/reward_mean"), progress=progress, fresh=fresh, inputs=[cfg.init],
         )  # fmt: skip
         self.engine.track(model=self.model, opt=self.opt, sampling=self.gen, prompts=self.rng)
         self.engine.every(cfg.eval_every, self.evaluate, at_start=True)
@@ -207,7 +207,8 @@ class RLTrainer:
                         stats.setdefault(prefix + k, []).append(v)
                     if epoch == 0:  # on-policy: exactly 1 unless rescoring differs from sampling
                         stats.setdefault(prefix + "ratio_start", []).append(s["ratio"])
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.engine.check_finite(gradient_norm=norm)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
         return {k: float(np.mean(v)) for k, v in stats.items()}

@@ -95,6 +95,7 @@ class TokenizerTrainer:
         self.engine = Engine(
             run, "tokenizer", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every,
             save_every=cfg.save_every, show=("loss", "psnr", "usage"), progress=progress, fresh=fresh,
+            inputs=[cfg.data, cfg.perceptual_weights],
         )  # fmt: skip
         self.engine.track(model=self.model, opt=self.opt, ema=self.ema, rng=self.rng)
         if len(self.discs):
@@ -139,13 +140,15 @@ class TokenizerTrainer:
             out |= {"g_loss": g_loss.item(), "gan_weight": float(weight)}
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.engine.check_finite(loss=loss, gradient_norm=norm)
         self.opt.step()
         if gan:
             disc.train()
             d_loss = hinge_d_loss(disc(x), disc(recon.detach()))
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
+            self.engine.check_finite(discriminator_loss=d_loss)
             self.disc_opt.step()
             out["d_loss"] = d_loss.item()
         out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "video": float(video)}

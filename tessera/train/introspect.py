@@ -91,6 +91,10 @@ class IntrospectionTrainer:
         self.cfg = cfg
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         start = bundles.load(cfg.init, self.device)
+        self.engine = Engine(
+            run, "introspection", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every,
+            save_every=cfg.save_every, show=("loss", "acc"), progress=progress, fresh=fresh, inputs=[cfg.init],
+        )  # fmt: skip
         self.chains = build_chains(start, Judge.load(), cfg.chains, cfg.seed)
         self.verdicts = [start.text_tokenizer.encode(v) for v in self.chains["verdicts"]]
         if max(len(v) for v in self.verdicts) > VERDICT_LEN:
@@ -106,10 +110,6 @@ class IntrospectionTrainer:
         self.bundle = bundles.Bundle(bundle_cfg, self.model, start.text_tokenizer, start.image_tokenizer)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.engine = Engine(
-            run, "introspection", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every,
-            save_every=cfg.save_every, show=("loss", "acc"), progress=progress, fresh=fresh,
-        )  # fmt: skip
         self.engine.track(model=self.model, opt=self.opt, data=self.gen)
         self.engine.schedule(self.opt, WarmupCosine(cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
 
@@ -141,7 +141,8 @@ class IntrospectionTrainer:
         self.model.train()
         loss, acc = masked_loss(self.model(ids, pos, tpos), targets, slots, mask, space)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.engine.check_finite(loss=loss, gradient_norm=norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return {"loss": loss.item(), "acc": acc.item()}

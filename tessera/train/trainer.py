@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tessera.config import to_dict
-from tessera.data.examples import DataConfig
+from tessera.data.examples import WORLD_SOURCES, DataConfig
 from tessera.engine.distributed import Processes
 from tessera.engine.ema import EMA
 from tessera.engine.loop import Engine
@@ -91,6 +91,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        self.data.validate()
         self.sampling.validate()
 
 
@@ -125,6 +126,12 @@ class Trainer:
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.image_tokenizer, _ = visual.load(cfg.tokenizer)
         self.image_tokenizer.to(self.device)
+        source = [cfg.data.source] if cfg.data.source not in WORLD_SOURCES else []
+        self.engine = Engine(
+            run, "train", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
+            show=("loss", "acc"), counts=("tokens",), progress=progress, processes=self.processes, fresh=fresh,
+            inputs=[cfg.tokenizer, *source],
+        )  # fmt: skip
         main = self.processes.main
         if not main:
             self.processes.barrier()  # the main process tokenizes and caches the examples first; the others read it
@@ -174,10 +181,6 @@ class Trainer:
             self.answers = pad_answer(space, examples.answers, cfg.data.answer_len)  # (N, A + 1)
         self.codes = examples.codes  # (N, h, w)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.processes.rank)  # this process's data order
-        self.engine = Engine(
-            run, "train", cfg.steps, self.write, to_dict(self.cfg), log_every=cfg.log_every, save_every=cfg.save_every,
-            show=("loss", "acc"), counts=("tokens",), progress=progress, processes=self.processes, fresh=fresh,
-        )  # fmt: skip
         self.engine.track(model=self.model, opt=self.opt, ema=self.ema, data=self.gen)
         self.engine.schedule(self.opt, WarmupCosine(cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
         self.engine.every(cfg.sample_every, self.samples)
@@ -236,6 +239,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         out = self.accumulate()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.engine.check_finite(loss=out["loss"], gradient_norm=norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return out | {"grad_norm": float(norm)}
