@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from enum import Enum
@@ -120,3 +121,27 @@ def load(
             raise ConfigError(f"config {path} must be a mapping of key: value")
         cfg = override(cfg, data)
     return override(cfg, (options or {}) | parse_overrides(pairs or []))
+
+
+def at_least(cfg: Any, minimum: float, *names: str, prefix: str = "") -> None:
+    """ConfigError naming the first of cfg's fields that is below `minimum` or not a number."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not value >= minimum:  # also false for NaN
+            raise ConfigError(f"{prefix}{name} must be >= {minimum}, got {value}")
+
+
+def within(cfg: Any, low: float, high: float, *names: str, prefix: str = "") -> None:
+    """ConfigError naming the first of cfg's fields outside [low, high] (or not a number)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not low <= value <= high:
+            raise ConfigError(f"{prefix}{name} must lie in [{low}, {high}], got {value}")
+
+
+def positive(cfg: Any, *names: str, prefix: str = "") -> None:
+    """ConfigError naming the first of cfg's fields that is not a finite number > 0 (a rate, a temperature)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{prefix}{name} must be a finite number > 0, got {value}")

@@ -24,13 +24,34 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return (x.permute(0, 2, 3, 4, 1) if x.dim() == 5 else x.permute(0, 2, 3, 1)).cpu().numpy()
 
 
+def rgb8(im: Image.Image) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8 RGB. 16- and 32-bit greyscale are scaled from their range, not clipped
+    (PIL's convert would read a 16-bit PNG as white)."""
+    if im.mode.startswith("I") or im.mode == "F":
+        grey = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+        if im.mode == "F":
+            top = 1.0 if grey.max(initial=0) <= 1 else 255.0
+        grey = np.clip(np.round(grey / top * 255), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
+
+
+def regular_file(path: str | Path) -> Path:
+    """The path of an existing regular file; InputError for a missing one, a folder, a pipe, a dangling link."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file")
+    return path
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; InputError if it is missing or unreadable."""
+    """An image file as (H, W, 3) uint8 RGB; InputError if it is missing, not a file, or unreadable."""
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError as e:
-        raise InputError(f"no such image: {path}") from e
+        with Image.open(regular_file(path)) as im:
+            return rgb8(im)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: not a readable picture") from e
 

@@ -5,12 +5,18 @@ import contextlib
 import io
 import os
 import shutil
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from tessera.engine import checkpoint
 from tessera.errors import CheckpointError
+
+
+@dataclass
+class Toy:
+    n: int = 0
 
 
 class Crash(BaseException):
@@ -53,7 +59,7 @@ def found_step(folder) -> int:
     """The step of the checkpoint a resume finds; it must be whole and self-consistent."""
     trainer, state = checkpoint.resumable(folder)
     weights = checkpoint.load_weights(folder)
-    assert checkpoint.load_config(folder, "toy") == {"n": 3}
+    assert checkpoint.load_config(folder, "toy", Toy()) == Toy(n=3)
     assert trainer["opt"]["step"] == state["step"] and torch.equal(weights["w"], torch.full((3,), state["step"] * 1.0))
     return state["step"]
 

@@ -9,7 +9,7 @@ import typer
 
 from tessera.cli import eval as eval_commands
 from tessera.cli import judge, model, runs, tokenizer, world
-from tessera.errors import TesseraError
+from tessera.errors import DivergedError, TesseraError
 
 app = typer.Typer(
     help="tessera: autoregressive visual generation over discrete visual tokens.",
@@ -29,8 +29,8 @@ BAD_PATHS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirector
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2; a full disk with one
-    line and exit code 1; anything else is a bug and shows its traceback."""
+    """Entry point: bad input (and bad usage) ends with one line on stderr and exit code 2; a full disk or a run
+    that diverged with one line and exit code 1; anything else is a bug and shows its traceback."""
     from PIL import Image
     from typer.exceptions import TyperException
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         if message:  # (an empty one follows the help that a bare group prints)
             print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except DivergedError as e:  # the run failed, though its input may be fine; its last checkpoint is kept
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(1)
     except (TesseraError, Image.DecompressionBombError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)

@@ -71,7 +71,7 @@ def generate(
     seed: Seed = 0,
 ) -> None:
     """Draw images for a prompt; writes the grid and each image."""
-    from tessera.generate.images import draw_images, write_images
+    from tessera.generate.images import image_batches, write_images
     from tessera.generate.introspect import introspect as draw_chains
     from tessera.generate.introspect import write_chains
     from tessera.model.bundle import load as load_bundle
@@ -91,8 +91,8 @@ def generate(
             console.print(f"{i:4d}  {verdict}" + ("  -> drawn again" if chain.redraw[i] else ""))
         console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
         return
-    images, _ = draw_images(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
-    singles = write_images(images, out)
+    batches = image_batches(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
+    singles = write_images((images for images, _ in batches), out)
     console.print(f"{n} images: grid {out}, single images in {singles}/")
 
 

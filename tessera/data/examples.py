@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tessera.data.folders import IMAGE_EXTS, fit
+from tessera.data.folders import IMAGE_EXTS, fit, listed
 from tessera.errors import ConfigError
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
@@ -28,6 +28,7 @@ from tessera.world.render import render_image
 from tessera.world.scene import COLOURS, SHAPES, check_canvas, sample_scene
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
+MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
 
 
 @dataclass
@@ -96,8 +97,11 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
     rng = np.random.default_rng(seed)
     tokenizer = WorldTokenizer()
     names, shares = list(cfg.tasks), np.array(list(cfg.tasks.values()), dtype=float)
-    made = 0
+    made, refused, shortest = 0, 0, {}  # texts in a row too long for their slot, and the shortest of each kind
     while made < cfg.examples:
+        if refused >= MAX_REFUSED:
+            seen = ", ".join(f"data.{name} is {limit}, the shortest seen {n}" for name, (n, limit) in shortest.items())
+            raise ConfigError(f"no world text fits its token budget ({seen}): raise it")
         if cfg.source == "shapes-classes":
             text = f"{COLOURS[rng.integers(len(COLOURS))]} {SHAPES[rng.integers(len(SHAPES))]}"
             scene = sample_scene_for(parse_description(f"a {text}"), rng, cfg.canvas)
@@ -107,13 +111,19 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
         task = names[0] if len(names) == 1 else names[rng.choice(len(names), p=shares / shares.sum())]
         if task == Task.T2I:
             (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
-            if len(tokenizer.encode(text)) > cfg.text_len:
-                continue
+            lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         else:
             text, answer, scene = understanding_example(task, rng, cfg.canvas)
-            if len(tokenizer.encode(text)) > cfg.question_len or len(tokenizer.encode(answer)) > cfg.answer_len:
-                continue
-        made += 1
+            lengths = {
+                "question_len": (len(tokenizer.encode(text)), cfg.question_len),
+                "answer_len": (len(tokenizer.encode(answer)), cfg.answer_len),
+            }
+        if any(n > limit for n, limit in lengths.values()):
+            refused += 1
+            for name, (n, limit) in lengths.items():
+                shortest[name] = (min(n, shortest.get(name, (n, limit))[0]), limit)
+            continue
+        made, refused = made + 1, 0
         yield task, text, answer, render_image(scene)
 
 
@@ -121,7 +131,9 @@ def _folder(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
     root = Path(cfg.source)
     classes = sorted(d for d in root.iterdir() if d.is_dir())
     for d in classes:
-        for path in sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+        paths, others = listed(d, IMAGE_EXTS)
+        skipped.update(others)
+        for path in paths:
             try:
                 yield Task.T2I, class_name(d.name), "", fit(load_image(path), cfg.canvas)
             except (OSError, ValueError) as e:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tessera.data.shapes import ShapesSource
 from tessera.errors import InputError
-from tessera.pictures import to_tensor
+from tessera.pictures import load_image, to_tensor
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_EXTS = {".gif", ".mp4", ".webm", ".avi", ".mov", ".mkv"}
@@ -29,17 +29,30 @@ def fit(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + side, top + side)))
 
 
+def listed(root: Path, exts: set[str], recursive: bool = True) -> tuple[list[Path], dict[str, str]]:
+    """The files under root (in sub-folders too when recursive) named with one of exts: the regular ones, and the
+    rest (pipes, sockets, dangling links) as skipped, with why."""
+    found, skipped = [], {}
+    for path in sorted(root.rglob("*") if recursive else root.iterdir()):
+        if path.suffix.lower() in exts and not path.is_dir():
+            if path.is_file():
+                found.append(path)
+            else:
+                skipped[str(path)] = "not a regular file"
+    return found, skipped
+
+
 class _Folder:
-    def __init__(self, root: str | Path, canvas: int, items: list[Path]):
+    def __init__(self, root: str | Path, canvas: int, items: list[Path], skipped: dict[str, str]):
         self.root, self.canvas, self.items = Path(root), canvas, items
-        self.skipped: dict[str, str] = {}
+        self.skipped = skipped
         if not items:
             raise InputError(f"no usable files under {root}")
 
     def sample(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         out = []
         while len(out) < n:
-            if len(self.skipped) >= len(self.items):
+            if all(str(p) in self.skipped for p in self.items):
                 raise InputError(f"none of the {len(self.items)} files under {self.root} could be read")
             path = self.items[int(rng.integers(len(self.items)))]
             if str(path) in self.skipped:
@@ -61,11 +74,10 @@ class ImageFolder(_Folder):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"no such folder: {root}")
-        super().__init__(root, canvas, sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS))
+        super().__init__(root, canvas, *listed(root, IMAGE_EXTS))
 
     def read(self, path: Path) -> np.ndarray:
-        with Image.open(path) as im:
-            return fit(np.asarray(im.convert("RGB")), self.canvas)
+        return fit(load_image(path), self.canvas)
 
 
 class VideoFolder(_Folder):
@@ -75,17 +87,14 @@ class VideoFolder(_Folder):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"no such folder: {root}")
-        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
-        frame_dirs = [
-            d for d in root.rglob("*") if d.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in d.iterdir())
-        ]
+        files, skipped = listed(root, VIDEO_EXTS)
+        frame_dirs = [d for d in root.rglob("*") if d.is_dir() and listed(d, IMAGE_EXTS, recursive=False)[0]]
         self.frames = frames
-        super().__init__(root, canvas, sorted(files + frame_dirs))
+        super().__init__(root, canvas, sorted(files + frame_dirs), skipped)
 
     def read(self, path: Path) -> np.ndarray:
         if path.is_dir():
-            names = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)[: self.frames]
-            clip = [np.asarray(Image.open(p).convert("RGB")) for p in names]
+            clip = [load_image(p) for p in listed(path, IMAGE_EXTS, recursive=False)[0][: self.frames]]
         else:
             clip = [frame[..., :3] for _, frame in zip(range(self.frames), iio.imiter(path), strict=False)]
         if len(clip) < self.frames:

@@ -13,14 +13,17 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tessera.errors import CheckpointError
+from tessera.config import override
+from tessera.errors import CheckpointError, ConfigError
+
+C = TypeVar("C")
 
 COMPLETE = ".complete"  # the last file a save writes into its new folder: without it, the folder is torn
 
@@ -110,21 +113,25 @@ def save(
     _remove(old)
 
 
-def load_config(folder: str | Path, kind: str) -> dict:
-    """The checkpoint's config (without 'kind'); CheckpointError if it is missing, unreadable or of another kind."""
+def load_config(folder: str | Path, kind: str, default: C) -> C:
+    """The checkpoint's config as `default`'s dataclass; CheckpointError if it is missing, unreadable, of another
+    kind, or holds keys or values that config does not take."""
     folder = resolve(folder)
     path = folder / "config.yaml"
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(f"{folder} is not a tessera checkpoint (no config.yaml)")
     try:
         config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt: not YAML") from e
     if not isinstance(config, dict) or config.get("kind") != kind:
         found = config.get("kind") if isinstance(config, dict) else None
         raise CheckpointError(f"{folder} is a {found or 'foreign'} checkpoint, not a {kind} checkpoint")
     config.pop("kind")
-    return config
+    try:
+        return override(default, config)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from e
 
 
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -85,6 +85,8 @@ class Engine:
         self.folder = RunFolder(self.run, title, fresh, inputs) if self.processes.main else None
         self.log = RunLog(self.run) if self.processes.main else None
         self.step = self.saved = 0
+        self.resumed_at = -1  # the step this process's run resumed at; the log is cut back to it before one row
+        self.logging = False
         self.parts: dict[str, Stateful] = {}
         self.generators: dict[str, Generator] = {}
         self.schedules: list[tuple[torch.optim.Optimizer, Callable[[int], float]]] = []
@@ -136,8 +138,12 @@ class Engine:
 
     def note(self, **metrics: float) -> None:
         """Log metrics at the current step (main process)."""
-        if self.log is not None:
-            self.log.log(self.step, **metrics)
+        if self.log is None:
+            return
+        if not self.logging:  # rows past the checkpoint resumed (all, without one) are from a run that was cut
+            self.log.truncate(self.resumed_at)
+            self.logging = True
+        self.log.log(self.step, **metrics)
 
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, step: Callable[[], dict[str, float]], until: int | None = None) -> list[dict]:
@@ -241,10 +247,8 @@ class Engine:
                 reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "missing"
                 raise CheckpointError(f"{self.ckpt}: its {name} does not fit this run ({reason})") from e
         self._set_generator_states(generators[self.processes.rank])
-        self.step = self.saved = state["step"]
+        self.step = self.saved = self.resumed_at = state["step"]
         self._say_what_changed(state.get("config", {}))
-        if self.log is not None:
-            self.log.truncate(self.step)
         return True
 
     def _generator_states(self) -> dict[str, Any]:

@@ -1,15 +1,32 @@
-"""A run's metrics: JSON lines in runs/<name>/metrics.jsonl, and TensorBoard events when tensorboard is installed."""
+"""A run's metrics: JSON lines in runs/<name>/metrics.jsonl, and TensorBoard events when tensorboard is installed.
+
+A line cut short by a kill is skipped when the log is read, and dropped when a resumed run cuts the log back to
+its checkpoint's step.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from tessera.engine.checkpoint import write_atomically
+
+
+def _rows(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:  # the last line of a killed run
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
 
 def read_metrics(folder: str | Path) -> list[dict]:
     """The rows of folder/metrics.jsonl ([] when there is none)."""
-    path = Path(folder) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return _rows(Path(folder) / "metrics.jsonl")
 
 
 class RunLog:
@@ -32,10 +49,10 @@ class RunLog:
                 self.tb.add_scalar(k, v, step)
 
     def truncate(self, step: int) -> None:
-        """Drop lines past `step` (a resumed run repeats them)."""
+        """Keep the whole rows up to `step` (a resumed run logs the later ones again); step -1: none."""
         if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            keep = [row for row in _rows(self.path) if row["step"] <= step]
+            write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in keep))
 
     def read(self) -> list[dict]:
         return read_metrics(self.folder)

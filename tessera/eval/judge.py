@@ -13,7 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage
 
-from tessera.config import override
 from tessera.engine import checkpoint
 from tessera.errors import InputError
 from tessera.pictures import to_tensor
@@ -121,7 +120,7 @@ class Judge:
     def load(cls, folder: str | Path | None = None) -> Judge:
         """Load a judge checkpoint folder (default: the shipped judge); CheckpointError if it is not one."""
         folder = Path(str(WEIGHTS_DIR)) if folder is None else Path(folder)
-        cfg = override(JudgeConfig(), checkpoint.load_config(folder, "judge"))
+        cfg = checkpoint.load_config(folder, "judge", JudgeConfig())
         net = JudgeNet(cfg)
         checkpoint.load_into(net, checkpoint.load_weights(folder), str(folder))
         return cls(net, cfg)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,16 +9,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tessera.config import to_dict
+from tessera.config import at_least, positive, to_dict, within
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
-from tessera.errors import ConfigError
 from tessera.eval.corruptions import corrupt
 from tessera.eval.judge import Judge, JudgeConfig, JudgeNet, to_batch
 from tessera.eval.metrics import Counts, object_counts
 from tessera.world.render import render_image, render_labels
-from tessera.world.scene import COLOURS, SHAPES, Scene, sample_scene
+from tessera.world.scene import COLOURS, SHAPES, Scene, check_canvas, sample_scene
 
 EVAL_SEED = 1_000_003  # held-out scenes come from this stream, never from a training seed
 
@@ -40,13 +38,11 @@ class JudgeTrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "scenes", "eval_scenes", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if not 0 <= self.corrupt_p <= 1:
-            raise ConfigError(f"corrupt_p must lie in [0, 1], got {self.corrupt_p}")
+        at_least(self, 1, "steps", "batch_size", "scenes", "eval_scenes", "log_every", "save_every")
+        at_least(self, 0, "negatives", "weight_decay")
+        positive(self, "lr")
+        within(self, 0, 1, "corrupt_p")
+        check_canvas(self.canvas)
 
 
 def labelled_renders(scenes: list[Scene]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,12 +17,12 @@ from rich.progress import track
 from tessera.engine.checkpoint import write_atomically
 from tessera.errors import InputError
 from tessera.eval.judge import Detection, Judge
-from tessera.pictures import grid, save_png
-from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
+from tessera.pictures import grid, rgb8, save_png
+from tessera.world.constraints import RELATIONS, from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
 from tessera.world.language import CATEGORIES, distinct_prompts
 from tessera.world.render import render_image
-from tessera.world.scene import relative_position
+from tessera.world.scene import COLOURS, SHAPES, relative_position
 
 VERSION = "v1"
 CATEGORY_SIZES = {
@@ -149,28 +149,37 @@ def metadata_problem(meta) -> str | None:
     """What is wrong with a GenEval metadata line, or None if it can be scored."""
     if not isinstance(meta, dict) or not isinstance(meta.get("tag"), str):
         return "metadata is not a mapping with a 'tag'"
+    if meta["tag"] not in CATEGORIES:
+        return f"unknown tag {meta['tag']!r}; ShapesEval's are {', '.join(CATEGORIES)}"
     include = meta.get("include")
     if not isinstance(include, list) or not include:
         return "metadata has no 'include' list"
     for i, item in enumerate(include):
         if not isinstance(item, dict) or not isinstance(item.get("class"), str):
             return f"include[{i}] has no 'class'"
+        if item["class"] not in SHAPES:
+            return f"include[{i}]: unknown class {item['class']!r}"
         if not isinstance(item.get("count"), int) or item["count"] < 1:
             return f"include[{i}] has no positive integer 'count'"
-        if "color" in item and not isinstance(item["color"], str):
-            return f"include[{i}] has a 'color' that is not a string"
+        if "color" in item and item["color"] not in COLOURS:
+            return f"include[{i}]: unknown color {item['color']!r}"
         pos = item.get("position")
         if pos is not None and not (
-            isinstance(pos, list) and len(pos) == 2 and isinstance(pos[1], int) and 0 <= pos[1] < i
+            isinstance(pos, list)
+            and len(pos) == 2
+            and pos[0] in RELATIONS
+            and isinstance(pos[1], int)
+            and 0 <= pos[1] < i
         ):
             return f"include[{i}] 'position' must be [relation, index of an earlier include]"
     for i, item in enumerate(meta.get("exclude", [])):
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("class"), str)
+            or item.get("class") not in SHAPES
             or not isinstance(item.get("count"), int)
         ):
-            return f"exclude[{i}] needs 'class' and an integer 'count'"
+            return f"exclude[{i}] needs a known 'class' and an integer 'count'"
     return None
 
 
@@ -193,6 +202,10 @@ def read_folder(images: str | Path) -> tuple[list[tuple[dict, Path]], list[str]]
         meta.setdefault("prompt", "")
         samples = folder / "samples"
         names = sorted(p for p in samples.iterdir() if re.fullmatch(r"\d+\.png", p.name)) if samples.is_dir() else []
+        problems += [f"{p}: not a regular file" for p in names if not p.is_file()]
+        names = [p for p in names if p.is_file()]
+        if not names:
+            problems.append(f"{folder.name}: no samples/<n>.png images")
         items += [(meta, p) for p in names]
     return items, problems
 
@@ -238,7 +251,7 @@ def evaluate_folder(
     for meta, path in track(items, description="scoring images", disable=not progress):
         try:
             with Image.open(path) as im:
-                picture = np.asarray(im.convert("RGB"))
+                picture = rgb8(im)
             if picture.shape[0] != picture.shape[1]:
                 raise ValueError("not square")
             batch.append((meta, path, picture))

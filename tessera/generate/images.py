@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from tessera.pictures import grid, save_png, to_uint8
 
 
 @torch.no_grad()
-def draw_images(
+def image_batches(
     bundle: Bundle,
     prompts: list[str],
     sampling: SamplingConfig | None = None,
@@ -27,35 +28,43 @@ def draw_images(
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = False,
-) -> tuple[np.ndarray, list[Drawn]]:
-    """One image per prompt: uint8 (B, H, W, 3), and what was drawn per batch (codes, order, log-probs)."""
+) -> Iterator[tuple[np.ndarray, Drawn]]:
+    """One image per prompt, a batch at a time as it is drawn: uint8 (b, H, W, 3) and what was drawn (codes, order,
+    log-probs). Every prompt is checked before any work."""
     sampling = sampling or bundle.cfg.sampling
     sampling.validate()
-    text = bundle.encode_prompts(prompts)  # checks every prompt before any work
+    text = bundle.encode_prompts(prompts)
     device = bundle.model.output.weight.device
     gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
     h, w = bundle.cfg.grid
-    images, drawn = [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("generating", total=len(prompts))
         for start in range(0, len(prompts), batch_size):
             chunk = text[start : start + batch_size]
             orders = make_orders(order or bundle.cfg.order, len(chunk), h, w, order_gen)
-            d = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen)
-            images.append(to_uint8(bundle.image_tokenizer.decode(d.codes)))
-            drawn.append(d)
+            drawn = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen)
+            yield to_uint8(bundle.image_tokenizer.decode(drawn.codes)), drawn
             bar.update(task, advance=len(chunk))
-    return np.concatenate(images), drawn
 
 
-def write_images(images: np.ndarray, out: str | Path, cols: int = 8) -> Path:
-    """A grid PNG at `out` and each image in the folder of the same name (out/0000.png, ...); returns the folder."""
+def draw_images(bundle: Bundle, prompts: list[str], *args, **kwargs) -> tuple[np.ndarray, list[Drawn]]:
+    """One image per prompt, all at once: uint8 (B, H, W, 3), and what was drawn per batch (`image_batches`)."""
+    batches = list(image_batches(bundle, prompts, *args, **kwargs))
+    return np.concatenate([images for images, _ in batches]), [drawn for _, drawn in batches]
+
+
+def write_images(batches: Iterable[np.ndarray], out: str | Path, cols: int = 8, shown: int = 64) -> Path:
+    """Each image into the folder named like `out` (out/0000.png, ...) as its batch arrives, then a grid of the
+    first `shown` at `out`; returns the folder."""
     out = Path(out)
-    singles = out.with_suffix("")
-    for i, image in enumerate(images):
-        save_png(image, singles / f"{i:04d}.png")
-    save_png(grid(images, cols=min(cols, len(images))), out, scale=2)
+    singles, first, n = out.with_suffix(""), [], 0
+    for images in batches:
+        for image in images:
+            save_png(image, singles / f"{n:04d}.png")
+            n += 1
+        first += list(images[: shown - len(first)])
+    save_png(grid(first, cols=min(cols, len(first))), out, scale=2)
     return singles
 
 
@@ -69,15 +78,19 @@ def write_shapes_eval(
     batch_size: int = 64,
     progress: bool = True,
 ) -> None:
-    """Generate `per_prompt` images per metadata line into GenEval's layout: out/<index>/{metadata.jsonl, samples/}."""
-    prompts = [m["prompt"] for m in metadata for _ in range(per_prompt)]
-    images, _ = draw_images(bundle, prompts, sampling, seed=seed, batch_size=batch_size, progress=progress)
+    """Generate `per_prompt` images per metadata line into GenEval's layout, out/<index>/{metadata.jsonl,
+    samples/NNNN.png}, each image written as its batch is drawn."""
+    out = Path(out)
     for index, meta in enumerate(metadata):
-        folder = Path(out) / f"{index:05d}"
-        (folder / "samples").mkdir(parents=True, exist_ok=True)
-        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
-        for k in range(per_prompt):
-            Image.fromarray(images[index * per_prompt + k]).save(folder / "samples" / f"{k:04d}.png")
+        (out / f"{index:05d}" / "samples").mkdir(parents=True, exist_ok=True)
+        (out / f"{index:05d}" / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
+    prompts = [m["prompt"] for m in metadata for _ in range(per_prompt)]
+    n = 0
+    for images, _ in image_batches(bundle, prompts, sampling, seed=seed, batch_size=batch_size, progress=progress):
+        for image in images:
+            index, k = divmod(n, per_prompt)
+            Image.fromarray(image).save(out / f"{index:05d}" / "samples" / f"{k:04d}.png")
+            n += 1
 
 
 def evaluate_model(

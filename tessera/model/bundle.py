@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from tessera.config import override, to_dict
+from tessera.config import to_dict
 from tessera.engine import checkpoint
 from tessera.errors import CheckpointError
 from tessera.model.sampling import SamplingConfig
@@ -20,8 +20,10 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text
 from tessera.sequence.tasks import Task
-from tessera.text.tokenizers import TextTokenizer, from_dict
+from tessera.text.tokenizers import TextTokenizer, WorldTokenizer, from_dict
 from tessera.tokenizer import build as visual
+from tessera.world.grammar import parse_description
+from tessera.world.language import check_question
 
 
 @dataclass
@@ -51,12 +53,18 @@ class Bundle:
         return IdSpace(self.cfg.n_text, self.cfg.n_image)
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        """(B, text_len) sequence ids; CheckpointError on an unknown word, an empty or a too-long prompt."""
+        """(B, text_len) sequence ids; InputError on an unknown word, an empty or a too-long prompt, and (for a
+        model of the world's words) on a prompt outside the world's grammar."""
+        if isinstance(self.text_tokenizer, WorldTokenizer):
+            for prompt in prompts:
+                parse_description(prompt)
         ids = [self.text_tokenizer.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
 
     def encode_questions(self, questions: list[str]) -> torch.Tensor:
-        """(B, question_len) sequence ids; CheckpointError on an unknown word or a too-long question."""
+        """(B, question_len) sequence ids; InputError on a question outside the grammar or too long."""
+        for question in questions:
+            check_question(question)
         return pad_text(self.space, [self.text_tokenizer.encode(q) for q in questions], self.cfg.question_len)
 
     def to(self, device) -> Bundle:
@@ -73,7 +81,7 @@ def save(folder: str | Path, bundle: Bundle, weights: dict, tokenizer_dir: str |
 def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """A model checkpoint folder -> Bundle in eval mode; CheckpointError on a wrong or corrupt checkpoint."""
     folder = checkpoint.resolve(folder)
-    cfg = override(BundleConfig(), checkpoint.load_config(folder, "model"))
+    cfg = checkpoint.load_config(folder, "model", BundleConfig())
     unknown = set(cfg.tasks) - set(Task)
     if unknown:
         raise CheckpointError(
@@ -81,9 +89,15 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
         )
     try:
         text = from_dict(json.loads((folder / "text.json").read_text()))
-    except (OSError, ValueError, KeyError) as e:
+    except CheckpointError:
+        raise
+    except Exception as e:  # a missing file, or JSON of any other shape than a tokenizer's
         raise CheckpointError(f"{folder}/text.json is missing or corrupt") from e
+    if text.vocab_size != cfg.n_text:
+        raise CheckpointError(f"{folder}/text.json has {text.vocab_size} words; the model reads {cfg.n_text}")
     model = Transformer(cfg.model)
     checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
     tok, _ = visual.load(folder / "tokenizer")
+    if tok.codebook_size != cfg.n_image:
+        raise CheckpointError(f"{folder}/tokenizer has {tok.codebook_size} codes; the model draws {cfg.n_image}")
     return Bundle(cfg, model.eval(), text, tok).to(device)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from tessera.config import at_least, positive
 from tessera.errors import ConfigError
 
 
@@ -17,14 +19,12 @@ class SamplingConfig:
     cfg_interval: tuple[float, float] = (0.0, 1.0)  # guide only image tokens i with lo <= i/N < hi
 
     def validate(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature} (use top_k=1 for greedy)")
-        if self.top_k < 0:
-            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
+        positive(self, "temperature")  # greedy is top_k=1
+        at_least(self, 0, "top_k")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg_scale < 0:
-            raise ConfigError(f"guidance scale must be >= 0, got {self.cfg_scale}")
+        if not (self.cfg_scale >= 0 and math.isfinite(self.cfg_scale)):
+            raise ConfigError(f"guidance scale (cfg_scale) must be a finite number >= 0, got {self.cfg_scale}")
         lo, hi = self.cfg_interval
         if not 0 <= lo <= hi <= 1:
             raise ConfigError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {self.cfg_interval}")

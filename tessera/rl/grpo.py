@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tessera.config import at_least
 from tessera.errors import ConfigError
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
@@ -33,6 +34,7 @@ class GRPOConfig:
             raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.scale_rewards not in SCALINGS:
             raise ConfigError(f"scale_rewards must be one of {', '.join(SCALINGS)}, got {self.scale_rewards!r}")
+        at_least(self, 0, "epsilon_low", "epsilon_high", "beta", "max_len", "eps", prefix="grpo.")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (advantages compare a prompt's samples), got {self.group_size}")
 

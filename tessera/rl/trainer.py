@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tessera.config import to_dict
+from tessera.config import at_least, positive, to_dict
 from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
@@ -72,9 +72,9 @@ class RLConfig:
     def validate(self) -> None:
         if not self.init:
             raise ConfigError("no model to start from: give --init CKPT")
-        for name in ("steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
+        at_least(self, 1, "steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every", "read_per_step")
+        at_least(self, 0, "eval_every", "eval_prompts", "eval_per_prompt", "eval_read", "read_weight")
+        positive(self, "lr", "grad_clip")
         if self.grpo.beta > 0 and not self.reference:
             raise ConfigError("grpo.beta > 0 needs the reference model: set reference=true")
         if not self.draw and not self.read:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from tessera.config import override, to_dict
+from tessera.config import at_least, to_dict
 from tessera.engine import checkpoint
 from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
@@ -25,6 +25,13 @@ class TokenizerConfig:
     arch: str = "conv"  # conv | omni
     conv: ConvVQConfig = field(default_factory=ConvVQConfig)
     omni: OmniConfig = field(default_factory=OmniConfig)
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown tokenizer arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
+        quantizer = getattr(self, self.arch).quantizer
+        at_least(quantizer, 2, "codebook_size", prefix=f"tokenizer.{self.arch}.quantizer.")
+        at_least(quantizer, 1, "dim", prefix=f"tokenizer.{self.arch}.quantizer.")
 
 
 def build(cfg: TokenizerConfig) -> nn.Module:
@@ -41,7 +48,7 @@ def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=Non
 
 def load(folder: str | Path) -> tuple[nn.Module, TokenizerConfig]:
     """A tokenizer checkpoint folder -> (model in eval mode, config); ConfigError on anything wrong with it."""
-    cfg = override(TokenizerConfig(), checkpoint.load_config(folder, "tokenizer"))
+    cfg = checkpoint.load_config(folder, "tokenizer", TokenizerConfig())
     model = build(cfg)
     checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
     return model.eval(), cfg

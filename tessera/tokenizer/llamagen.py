@@ -61,7 +61,11 @@ def infer_config(state: dict[str, torch.Tensor]) -> ConvVQConfig:
     ch = state["encoder.conv_in.weight"].shape[0]
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k))})
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.conv_blocks\.0\.res\.(\d+)\.", k))}
-    ch_mult = tuple(state[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in levels)
+    first = [f"encoder.conv_blocks.{i}.res.0.conv1.weight" for i in levels]
+    missing = [k for k in first if k not in state]
+    if not levels or not blocks or missing:
+        raise CheckpointError(f"not a LlamaGen VQ state dict: no encoder levels, or missing {', '.join(missing[:3])}")
+    ch_mult = tuple(state[k].shape[0] // ch for k in first)
     n, dim = state["quantize.embedding.weight"].shape
     return ConvVQConfig(
         ch=ch,

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tessera.config import to_dict
+from tessera.config import at_least, positive, to_dict, within
 from tessera.data.folders import source_for
 from tessera.engine.ema import EMA
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
+from tessera.errors import ConfigError
 from tessera.pictures import grid, save_gif, save_png, to_uint8
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.losses import (
@@ -27,6 +28,7 @@ from tessera.tokenizer.losses import (
     hinge_g_loss,
     reconstruction,
 )
+from tessera.world.scene import check_canvas
 
 
 @dataclass
@@ -59,6 +61,22 @@ class TokenizerTrainConfig:
     save_every: int = 500
     seed: int = 0
 
+    def validate(self) -> None:
+        self.tokenizer.validate()
+        at_least(self, 1, "steps", "batch_size", "video_batch_size", "video_every", "log_every", "sample_every")
+        at_least(self, 1, "save_every")
+        at_least(self, 0, "image_steps", "warmup", "weight_decay", "perceptual_weight", "gan_weight")
+        at_least(self, -1, "gan_start")
+        positive(self, "lr", "disc_lr", "grad_clip")
+        within(self, 0, 1, "min_lr_ratio")
+        check_canvas(self.canvas)
+        if self.crop and not 16 <= self.crop <= self.canvas:
+            raise ConfigError(f"crop must be 0 or from 16 to the canvas ({self.canvas}), got {self.crop}")
+        if self.recon not in ("l1", "l2"):
+            raise ConfigError(f"recon must be l1 or l2, got {self.recon!r}")
+        if not 0 <= self.ema < 1 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"ema and betas must lie in [0, 1), got ema={self.ema}, betas={list(self.betas)}")
+
     @property
     def uses_video(self) -> bool:
         return self.video or self.data == "shapes-video"
@@ -72,6 +90,7 @@ def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
 
 class TokenizerTrainer:
     def __init__(self, cfg: TokenizerTrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
+        cfg.validate()
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tessera.config import to_dict
+from tessera.config import at_least, positive, to_dict, within
 from tessera.data.prompts import prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
@@ -52,9 +52,10 @@ class IntrospectConfig:
     def validate(self) -> None:
         if not self.init:
             raise ConfigError("no model to start from: give --init CKPT")
-        for name in ("chains", "steps", "batch_size", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
+        at_least(self, 1, "chains", "steps", "batch_size", "log_every", "save_every")
+        at_least(self, 0, "warmup", "weight_decay")
+        positive(self, "lr", "grad_clip")
+        within(self, 0, 1, "min_lr_ratio")
 
 
 @torch.no_grad()

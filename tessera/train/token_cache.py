@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import track
 from safetensors.torch import load_file, save_file
 
 from tessera.config import to_dict
 from tessera.data.examples import WORLD_SOURCES, DataConfig, examples
+from tessera.engine.checkpoint import write_atomically
 from tessera.errors import ConfigError, InputError
 from tessera.pictures import to_tensor
 from tessera.sequence.tasks import Task
 from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, TextTokenizer, WorldTokenizer, from_dict
+
+console = Console(stderr=True)
 
 
 @dataclass
@@ -45,9 +50,17 @@ def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
     if cfg.source in WORLD_SOURCES or not Path(cfg.source).exists():
         return h.hexdigest()[:16]
     for p in sorted(Path(cfg.source).rglob("*")) if Path(cfg.source).is_dir() else [Path(cfg.source)]:
-        st = p.stat()
+        st = p.stat() if p.exists() else p.lstat()  # a dangling link counts as itself
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+def _read(codes_path: Path, meta_path: Path) -> Examples:
+    meta = json.loads(meta_path.read_text())
+    codes = load_file(str(codes_path))["codes"].long()
+    if len(meta["texts"]) != len(codes):
+        raise ValueError("texts and codes differ in number")
+    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"])
 
 
 @torch.no_grad()
@@ -59,10 +72,10 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     folder = Path(cfg.cache)
     codes_path, meta_path = folder / f"tokens-{key}.safetensors", folder / f"tokens-{key}.json"
     if codes_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        codes = load_file(str(codes_path))["codes"].long()
-        tasks, answers = meta.get("tasks", []), meta.get("answers", [])
-        return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, tasks, answers)
+        try:
+            return _read(codes_path, meta_path)
+        except Exception as e:  # a cache cut short or damaged: made again
+            console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
     stream, total = examples(cfg, seed, skipped)
     items, codes, batch = [], [], []  # items: (task, text, answer)
@@ -91,7 +104,9 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
         raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
     all_codes = torch.cat(codes)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"codes": all_codes}, str(codes_path))
+    partial = codes_path.with_name(codes_path.name + ".tmp")
+    save_file({"codes": all_codes}, str(partial))
+    os.replace(partial, codes_path)  # the codes whole, then their texts: a cache is there only when both are
     meta = {"texts": ids, "tasks": tasks, "answers": answers, "text": text_tok.to_dict(), "source": cfg.source}
-    meta_path.write_text(json.dumps(meta))
+    write_atomically(meta_path, json.dumps(meta))
     return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers)

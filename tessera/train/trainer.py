@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tessera.config import to_dict
+from tessera.config import at_least, positive, to_dict, within
 from tessera.data.examples import WORLD_SOURCES, DataConfig
 from tessera.engine.distributed import Processes
 from tessera.engine.ema import EMA
@@ -88,9 +88,12 @@ class TrainConfig:
             raise ConfigError(f"unknown order {self.order!r}; expected one of {', '.join(ORDERS)}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
-        for name in ("steps", "batch_size", "grad_accum", "log_every", "sample_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
+        at_least(self, 1, "steps", "batch_size", "grad_accum", "log_every", "sample_every", "save_every")
+        at_least(self, 0, "warmup", "weight_decay", "text_weight")
+        positive(self, "lr", "grad_clip")
+        within(self, 0, 1, "min_lr_ratio", "cond_dropout")
+        if not 0 <= self.ema < 1 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"ema and betas must lie in [0, 1), got ema={self.ema}, betas={list(self.betas)}")
         self.data.validate()
         self.sampling.validate()
 

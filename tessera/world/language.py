@@ -13,7 +13,15 @@ from dataclasses import replace
 import numpy as np
 
 from tessera.world.constraints import RELATIONS
-from tessera.world.grammar import DIRECTIONS, NUMBERS, PREFIXES, RELATION_PHRASES, SUFFIXES
+from tessera.world.grammar import (
+    DIRECTIONS,
+    NUMBERS,
+    PREFIXES,
+    RELATION_PHRASES,
+    SUFFIXES,
+    parse_description,
+    parse_question,
+)
 from tessera.world.scene import (
     COLOURS,
     SHAPES,
@@ -90,6 +98,18 @@ def distinct_prompts(category: str) -> list[str]:
 def judge_question(prompt: str) -> str:
     """The question that asks for a verdict on an image against a prompt."""
     return f"does this image show {prompt} ?"
+
+
+def check_question(text: str) -> None:
+    """PromptError unless the text is a reading task's question: the caption question, a judging question about
+    a description in the grammar, or a question the grammar parses."""
+    if text.strip() == CAPTION_QUESTION:
+        return
+    head, tail = "does this image show ", " ?"
+    if text.startswith(head) and text.endswith(tail):
+        parse_description(text[len(head) : -len(tail)])
+    else:
+        parse_question(text)
 
 
 def _join(clauses: list[str]) -> str:
