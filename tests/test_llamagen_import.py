@@ -1,12 +1,10 @@
 """A LlamaGen-layout VQ checkpoint, built here from LlamaGen's published layout (not from tessera's modules),
 imports into ConvVQ and decodes codes to the same pixels as a direct functional reading of that layout."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import one_line_error, run_cli
 
 from tessera.errors import TesseraError
 from tessera.tokenizer import build as tok
@@ -132,17 +130,25 @@ def test_mismatched_or_missing_keys_are_named(tmp_path):
         import_llamagen(tmp_path / "bad.pt", tmp_path / "out")
     assert "decoder.conv_out.bias" in str(err.value) and "decoder.conv_in.weight" in str(err.value)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tessera.cli",
-            "tokenizer",
-            "import-llamagen",
-            str(tmp_path / "junk.pt"),
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "junk.pt" in result.stderr
+    one_line_error(run_cli("tokenizer", "import-llamagen", str(tmp_path / "junk.pt"), str(tmp_path / "o")), "junk.pt")
+
+
+def test_files_without_levels_and_folders_of_other_files_are_refused(tmp_path):
+    sd = llamagen_state()
+    no_level = {k: v for k, v in sd.items() if not k.startswith("encoder.conv_blocks.1.res.0.conv1")}
+    torch.save({"model": no_level}, tmp_path / "gap.pt")
+    one_line_error(run_cli("tokenizer", "import-llamagen", str(tmp_path / "gap.pt"), str(tmp_path / "o")), "missing")
+    no_levels = {k: v for k, v in sd.items() if not k.startswith("encoder.conv_blocks.")}
+    torch.save({"model": no_levels}, tmp_path / "flat.pt")
+    one_line_error(run_cli("tokenizer", "import-llamagen", str(tmp_path / "flat.pt"), str(tmp_path / "o")), "levels")
+    torch.save({"model": sd}, tmp_path / "vq.pt")
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"x")
+    refused = run_cli("tokenizer", "import-llamagen", str(tmp_path / "vq.pt"), str(mine))
+    one_line_error(refused, "not a tessera checkpoint; refusing to replace it")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("photos")) == ["photos"]
+    assert [p.name for p in mine.iterdir()] == ["holiday.jpg"]
+    assert run_cli("tokenizer", "import-llamagen", str(tmp_path / "vq.pt"), str(tmp_path / "out")).returncode == 0
+    again = run_cli("tokenizer", "import-llamagen", str(tmp_path / "vq.pt"), str(tmp_path / "out"))
+    assert again.returncode == 0  # a tessera checkpoint may be replaced
