@@ -219,6 +219,10 @@ def test_checkpoints_that_do_not_fit_or_are_broken(t2i_ckpt, tmp_path, monkeypat
         (["crop=64"], "crop"),
         (["steps=0"], "steps"),
         (["tokenizer.conv.quantizer.codebook_size=0"], "codebook_size"),
+        (["tokenizer.conv.quantizer.kind=lfq", "tokenizer.conv.quantizer.codebook_size=100"], "power of two"),
+        (["tokenizer.conv.ch_mult=[]"], "ch_mult"),
+        (["tokenizer.conv.norm_groups=5"], "norm_groups"),
+        (["tokenizer.conv.ch=0"], "ch"),
     ],
 )
 def test_tokenizer_settings_out_of_range(args, named, tmp_path):
@@ -260,3 +264,12 @@ def test_images_are_written_as_they_are_drawn(t2i_ckpt, tmp_path, monkeypatch):
     result = run_cli("generate", "a red circle", "--ckpt", str(t2i_ckpt), "-n", "100", "--out", str(tmp_path / "g.png"))
     assert result.returncode == 1
     assert len(list((tmp_path / "g").glob("*.png"))) == 64  # the first batch is on disk
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["model.max_grid=2"], "max_grid"), (["model.dim=0"], "dim"), (["model.n_head=3"], "n_head"), (["ema=1"], "ema")],
+)
+def test_model_settings_out_of_range(tokenizer_dir, tmp_path, args, named):
+    out = tmp_path / "run"
+    one_line_error(run_cli(*train_args(tokenizer_dir, out, tmp_path / "c", *args)), named)

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tessera.config import at_least
 from tessera.errors import ConfigError
 
 
@@ -32,6 +33,8 @@ class ModelConfig:
     dropout: float = 0.0
 
     def validate(self) -> None:
+        at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
+                 "max_frames", prefix="model.")  # fmt: skip
         if self.vocab_size <= 0:
             raise ConfigError("model.vocab_size must be set (it comes from the text and image vocabularies)")
         if self.dim % self.n_head or self.n_head % self.n_kv_head:

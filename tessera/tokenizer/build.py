@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from tessera.config import at_least, to_dict
+from tessera.config import to_dict
 from tessera.engine import checkpoint
 from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
@@ -29,17 +29,12 @@ class TokenizerConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown tokenizer arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
-        quantizer = getattr(self, self.arch).quantizer
-        at_least(quantizer, 2, "codebook_size", prefix=f"tokenizer.{self.arch}.quantizer.")
-        at_least(quantizer, 1, "dim", prefix=f"tokenizer.{self.arch}.quantizer.")
+        getattr(self, self.arch).validate(f"tokenizer.{self.arch}.")
 
 
 def build(cfg: TokenizerConfig) -> nn.Module:
-    if cfg.arch == "conv":
-        return ConvVQ(cfg.conv)
-    if cfg.arch == "omni":
-        return OmniTok(cfg.omni)
-    raise ConfigError(f"unknown tokenizer arch {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
+    cfg.validate()
+    return ConvVQ(cfg.conv) if cfg.arch == "conv" else OmniTok(cfg.omni)
 
 
 def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=None, state=None) -> None:

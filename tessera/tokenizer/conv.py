@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tessera.config import at_least
 from tessera.errors import ConfigError
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, make_quantizer
 
@@ -25,6 +26,17 @@ class ConvVQConfig:
     encoder: str = "conv"  # conv (LlamaGen) | patch: each f x f patch coded alone, so equal patches get equal codes
     dropout: float = 0.0
     quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(codebook_size=16384, dim=8))
+
+    def validate(self, prefix: str = "conv.") -> None:
+        at_least(self, 1, "ch", "z_channels", "num_res_blocks", "norm_groups", prefix=prefix)
+        if not self.ch_mult or min(self.ch_mult) < 1:
+            raise ConfigError(f"{prefix}ch_mult must be one or more factors >= 1, got {list(self.ch_mult)}")
+        for c in (self.ch * m for m in self.ch_mult):
+            if c % min(self.norm_groups, c):
+                raise ConfigError(f"{prefix}norm_groups ({self.norm_groups}) must divide every width, not {c}")
+        if self.encoder not in ("conv", "patch"):
+            raise ConfigError(f"{prefix}encoder must be conv or patch, got {self.encoder!r}")
+        self.quantizer.validate(prefix + "quantizer.")
 
 
 def _norm(c: int, groups: int) -> nn.GroupNorm:
@@ -179,9 +191,8 @@ class ConvVQ(nn.Module):
 
     def __init__(self, cfg: ConvVQConfig):
         super().__init__()
+        cfg.validate()
         self.cfg = cfg
-        if cfg.encoder not in ("conv", "patch"):
-            raise ConfigError(f"conv.encoder must be conv or patch, got {cfg.encoder!r}")
         self.encoder = Encoder(cfg) if cfg.encoder == "conv" else PatchEncoder(cfg)
         self.decoder = Decoder(cfg)
         self.quantize = make_quantizer(cfg.quantizer)

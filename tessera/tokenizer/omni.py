@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from tessera.config import at_least
+from tessera.errors import ConfigError
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, make_quantizer
 
 
@@ -32,6 +34,15 @@ class OmniConfig:
     latent: str = "vq"  # vq | kl
     kl_weight: float = 1e-6
     quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(codebook_size=8192, dim=8))
+
+    def validate(self, prefix: str = "omni.") -> None:
+        at_least(self, 1, "patch", "temporal_patch", "width", "heads", "window", prefix=prefix)
+        at_least(self, 0, "window_blocks", "full_blocks", "temporal_blocks", prefix=prefix)
+        if self.width % self.heads:
+            raise ConfigError(f"{prefix}width ({self.width}) must divide by heads ({self.heads})")
+        if self.latent not in ("vq", "kl"):
+            raise ConfigError(f"{prefix}latent must be vq or kl, got {self.latent!r}")
+        self.quantizer.validate(prefix + "quantizer.")
 
 
 def sincos(n: int, dim: int, device) -> torch.Tensor:
@@ -102,6 +113,7 @@ class OmniTok(nn.Module):
 
     def __init__(self, cfg: OmniConfig):
         super().__init__()
+        cfg.validate()
         self.cfg = cfg
         p, tp, d = cfg.patch, cfg.temporal_patch, cfg.width
         self.embed_first = nn.Conv2d(3, d, p, p)

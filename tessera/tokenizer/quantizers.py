@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from tessera.config import at_least
 from tessera.errors import ConfigError
 
 
@@ -24,6 +25,16 @@ class QuantizerConfig:
     restart_below: float = 0.03  # vq: a code whose EMA use falls below this is restarted from the batch
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
     entropy_weight: float = 0.1  # lfq
+
+    def validate(self, prefix: str = "quantizer.") -> None:
+        if self.kind not in ("vq", "fsq", "lfq"):
+            raise ConfigError(f"{prefix}kind: unknown quantizer {self.kind!r}; expected vq, fsq or lfq")
+        at_least(self, 2, "codebook_size", prefix=prefix)
+        at_least(self, 1, "dim", prefix=prefix)
+        if self.kind == "lfq" and self.codebook_size & (self.codebook_size - 1):
+            raise ConfigError(f"{prefix}codebook_size must be a power of two for lfq, got {self.codebook_size}")
+        if self.kind == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise ConfigError(f"{prefix}fsq_levels must be levels of 2 or more, got {list(self.fsq_levels)}")
 
 
 @dataclass
@@ -153,8 +164,5 @@ class _Wrapped(nn.Module):
 
 
 def make_quantizer(cfg: QuantizerConfig) -> nn.Module:
-    if cfg.kind == "vq":
-        return VectorQuantizer(cfg)
-    if cfg.kind in ("fsq", "lfq"):
-        return _Wrapped(cfg)
-    raise ConfigError(f"unknown quantizer {cfg.kind!r}; expected vq, fsq or lfq")
+    cfg.validate()
+    return VectorQuantizer(cfg) if cfg.kind == "vq" else _Wrapped(cfg)

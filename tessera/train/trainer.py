@@ -150,6 +150,8 @@ class Trainer:
         )
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
+        if max(h, w) > cfg.model.max_grid:
+            raise ConfigError(f"images of {h}x{w} tokens need model.max_grid >= {max(h, w)}")
         space = IdSpace(examples.text_tokenizer.vocab_size, self.image_tokenizer.codebook_size)
         self.cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=space.size))
         bundle_cfg = bundles.BundleConfig(
