@@ -189,7 +189,7 @@ def test_demo_runs_and_reruns(tmp_path):
     first = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert first.returncode == 0, first.stderr
     stages = json.loads((out / "stages.json").read_text())
-    assert {"tokenizer", "model", "shapes_eval", "tokenizer_ceiling"} <= set(stages)
+    assert {"tokenizer", "model", "tokenizer_ceiling", "model_scores"} <= set(stages)
     assert all(stage["done"] for stage in stages.values())
     results = json.loads((out / "shapes_eval" / "results.json").read_text())
     rows = [json.loads(line) for line in (out / "shapes_eval" / "results.jsonl").read_text().splitlines()]
@@ -198,9 +198,12 @@ def test_demo_runs_and_reruns(tmp_path):
                                                          for c in {r["tag"] for r in rows}]))  # fmt: skip
     report = (out / "report.html").read_text()
     assert "ShapesEval" in report and "counting" in report and (out / "plot-model.png").exists()
-    assert {"rl", "shapes_eval_rl", "held_out"} <= set(stages)  # the RL stage and its evaluations
+    assert {"rl", "rl_scores"} <= set(stages)  # the RL stage and its evaluations
     after = json.loads((out / "rl" / "shapes_eval" / "results.json").read_text())
-    assert after["images"] == results["images"] and "model + RL, held-out prompts" in report
+    assert after["images"] == results["images"] and {"strict", "objects_per_image"} <= set(after)
+    for split in ("ShapesEval", "held-out", "compositional"):  # every split, before and after RL, beside its ceiling
+        for label in ("tokenizer ceiling", "model", "model + RL"):
+            assert f"{label}, {split}" in report, (label, split)
     assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
@@ -208,7 +211,7 @@ def test_demo_runs_and_reruns(tmp_path):
     assert again.stdout.count("finished earlier, reused") == len(stages)
     changed = run("demo", "--preset", "smoke", "--out", str(out), cache, "rl.steps=3")
     assert changed.returncode == 0, changed.stderr
-    assert changed.stdout.count("finished earlier, reused") == 4  # tokenizer, model, their ShapesEval, the ceiling
+    assert changed.stdout.count("finished earlier, reused") == 4  # tokenizer, model, the ceiling, their scores
     rl_steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert rl_steps == [0, 1, 2, 3]  # the RL stage started again from nothing
 

@@ -1,14 +1,17 @@
 """Rewards by name: the judge with GenEval's rules (strict and partial), text formats, a colour share."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tessera.errors import TesseraError
+from tessera.eval.clutter import add_clutter
 from tessera.eval.shapes_eval import load_metadata
 from tessera.rl.rewards import combine, make_reward, parse_spec
 from tessera.world.constraints import from_geneval, sample_scene_for
-from tessera.world.render import render_image
-from tessera.world.scene import PALETTE
+from tessera.world.render import render_image, render_labels
+from tessera.world.scene import PALETTE, boxes_apart, sample_scene
 
 
 def test_shapes_eval_rewards_follow_the_rules(judge):
@@ -23,6 +26,31 @@ def test_shapes_eval_rewards_follow_the_rules(judge):
     metas = [meta, one_wrong, meta]
     assert strict(metas, images, [""] * 3).tolist() == [1.0, 0.0, 0.0]
     assert partial(metas, images, [""] * 3).tolist() == [1.0, 0.5, 0.0]
+
+
+def test_a_policy_that_sprays_objects_scores_lower_than_one_that_draws_the_scene(judge):
+    """GenEval's rule only asks that the named objects be there, so clutter passes it; strict and shapes_eval_exact
+    pay for every object and mark beyond the scene."""
+    rng = np.random.default_rng(1)
+    lines = [m for m in load_metadata() if m["tag"] in ("single_object", "two_object", "colors")][::8][:12]
+    scenes = [sample_scene_for(from_geneval(m), rng) for m in lines]
+    drawn = np.stack([render_image(s) for s in scenes])
+    sprayed = []
+    for scene in scenes:  # the scene, then as many more objects and marks as fit around it
+        crowd = sample_scene(rng, n_objects=6)
+        extra = [o for o in crowd.objects if all(boxes_apart(o, p, 4.0) for p in scene.objects)]
+        image = render_image(replace(scene, objects=(*scene.objects, *extra)))
+        shape_map = np.where(render_labels(scene) > 0, 1, 0).astype(np.uint8)
+        add_clutter(image, shape_map, shape_map.copy(), 3, rng, 6)
+        sprayed.append(image)
+    sprayed = np.stack(sprayed)
+    texts = [""] * len(lines)
+    for name in ("strict", "shapes_eval_exact"):
+        reward = make_reward(name, judge=judge)
+        honest, spray = reward(lines, drawn, texts), reward(lines, sprayed, texts)
+        assert honest.mean() >= 0.9 and spray.mean() < 0.5 * honest.mean(), (name, honest, spray)
+    geneval = make_reward("shapes_eval", judge=judge)
+    assert geneval(lines, sprayed, texts).mean() >= 0.75  # the rule clutter fools
 
 
 def test_format_and_colour_share():

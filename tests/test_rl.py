@@ -68,7 +68,7 @@ def test_guided_rollouts_are_scored_with_guidance_and_resume(t2i_ckpt, tmp_path)
 
 
 def test_benchmark_prompts_are_held_out():
-    train, held = prompt_pools(0)
+    train, held = prompt_pools()
     benchmark = {m["prompt"] for m in load_metadata() if m["tag"] in HELD_OUT}
     for category in HELD_OUT:
         assert not benchmark & set(train[category]) and not set(held[category]) & set(train[category])

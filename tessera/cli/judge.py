@@ -21,16 +21,18 @@ def train(
     overrides: Overrides = None,
     seed: Seed = 0,
 ) -> None:
-    """Train the judge on renders (half corrupted) and report object precision/recall on held-out scenes."""
+    """Train the judge on renders (half corrupted, some with marks that are not objects) and report object
+    precision/recall on held-out scenes, clean, corrupted and with marks."""
     from tessera.config import load
     from tessera.engine.loop import finish
     from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer
 
     cfg = load(JudgeTrainConfig(), options={"seed": seed}, pairs=overrides)
     metrics = finish(JudgeTrainer(cfg, out, fresh=fresh)).metrics
-    table = Table("held-out renders", "precision", "recall")
-    for name in ("clean", "corrupted"):
-        table.add_row(name, f"{metrics[name]['precision']:.4f}", f"{metrics[name]['recall']:.4f}")
+    table = Table("held-out renders", "precision", "recall", "marks read as clutter")
+    for name in ("clean", "corrupted", "malformed"):
+        flagged = f"{metrics[name]['clutter_recall']:.4f}" if name == "malformed" else "-"
+        table.add_row(name, f"{metrics[name]['precision']:.4f}", f"{metrics[name]['recall']:.4f}", flagged)
     console.print(table)
     console.print(f"judge checkpoint in {out}/checkpoint")
 

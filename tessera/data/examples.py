@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tessera.data.folders import IMAGE_EXTS, fit, listed
+from tessera.data.prompts import may_train_on, prompt_pools
 from tessera.errors import ConfigError
+from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
 from tessera.sequence.tasks import MIXABLE, Task, tasks
@@ -25,7 +27,7 @@ from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
 from tessera.world.render import render_image
-from tessera.world.scene import COLOURS, SHAPES, check_canvas, sample_scene
+from tessera.world.scene import check_canvas, pick_pair, sample_scene
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
@@ -66,14 +68,22 @@ Example = tuple[str, str, str, np.ndarray]  # (task, text, answer, uint8 image);
 
 
 def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
-    """One (text, scene) pair: a ShapesEval-style prompt with a scene holding just what it names, or a random
-    scene with its full caption."""
+    """One (text, scene) pair: a training prompt (`prompts.prompt_pools`) with a scene holding just what it names,
+    or a random scene with its full caption (never one that says what a held-out prompt says)."""
     if rng.random() < prompt_share:
-        pool = lang.distinct_prompts(lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))])
+        pool = prompt_pools()[0][lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]]
         text = pool[rng.integers(len(pool))]
-        return text, sample_scene_for(parse_description(text), rng, canvas)
-    scene = sample_scene(rng, canvas)
-    return lang.caption(scene, rng), scene  # a whole description: partial ones would teach drawing unasked objects
+        return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
+    return described_scene(rng, canvas)
+
+
+def described_scene(rng: np.random.Generator, canvas: int):
+    """A random training scene and its whole caption (partial ones would teach drawing unasked objects)."""
+    while True:
+        scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
+        text = lang.caption(scene, rng)
+        if may_train_on(text):
+            return text, scene
 
 
 def understanding_example(task: str, rng: np.random.Generator, canvas: int):
@@ -81,14 +91,16 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
     drawn for it or for another prompt of its category; the answer is the verdict on the true scene."""
     if task == Task.JUDGE:
         category = lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]
-        pool = lang.distinct_prompts(category)
+        pool = prompt_pools()[0][category]
         prompt, drawn = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
-        scene = sample_scene_for(parse_description(prompt if rng.random() < 0.5 else drawn), rng, canvas)
+        chosen = parse_description(prompt if rng.random() < 0.5 else drawn)
+        scene = sample_scene_for(chosen, rng, canvas, avoid=UNSEEN_PAIRS)
         meta = to_geneval(parse_description(prompt), category, prompt)
         return lang.judge_question(prompt), verdict(truth(scene), meta), scene
-    scene = sample_scene(rng, canvas)
     if task == Task.CAPTION:
-        return lang.CAPTION_QUESTION, lang.caption(scene, rng), scene
+        caption, scene = described_scene(rng, canvas)
+        return lang.CAPTION_QUESTION, caption, scene
+    scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
     question, answer = lang.question_answer(scene, rng)
     return question, answer, scene
 
@@ -103,7 +115,8 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
             seen = ", ".join(f"data.{name} is {limit}, the shortest seen {n}" for name, (n, limit) in shortest.items())
             raise ConfigError(f"no world text fits its token budget ({seen}): raise it")
         if cfg.source == "shapes-classes":
-            text = f"{COLOURS[rng.integers(len(COLOURS))]} {SHAPES[rng.integers(len(SHAPES))]}"
+            shape, colour = pick_pair(None, None, rng, UNSEEN_PAIRS)
+            text = f"{colour} {shape}"
             scene = sample_scene_for(parse_description(f"a {text}"), rng, cfg.canvas)
             made += 1
             yield Task.T2I, text, "", render_image(scene)

@@ -15,6 +15,7 @@ from PIL import Image
 from tessera.data.shapes import ShapesSource
 from tessera.errors import InputError
 from tessera.pictures import load_image, to_tensor
+from tessera.world.scene import Pairs
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_EXTS = {".gif", ".mp4", ".webm", ".avi", ".mov", ".mkv"}
@@ -102,8 +103,8 @@ class VideoFolder(_Folder):
         return np.stack([fit(f if f.ndim == 3 else np.repeat(f[..., None], 3, -1), self.canvas) for f in clip])
 
 
-def source_for(data: str, canvas: int, video: bool):
-    """'shapes', 'shapes-video', or a folder path (images, or videos when `video`)."""
+def source_for(data: str, canvas: int, video: bool, avoid: Pairs = frozenset()):
+    """'shapes', 'shapes-video' (no object a pair of `avoid`), or a folder path (images, or videos when `video`)."""
     if data in ("shapes", "shapes-video"):
-        return ShapesSource(canvas, video=data == "shapes-video" or video)
+        return ShapesSource(canvas, video=data == "shapes-video" or video, avoid=avoid)
     return VideoFolder(data, canvas) if video else ImageFolder(data, canvas)

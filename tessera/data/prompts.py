@@ -1,38 +1,78 @@
-"""Training prompts from the world's grammar, with ShapesEval's prompts and a second held-out set kept out of training.
+"""What training may say: prompts from the world's grammar with every evaluation prompt kept out.
 
-In colors, position and color_attr the world has more distinct prompts than ShapesEval uses: those ShapesEval
-uses are held out, and so is a second seeded set of the same size or smaller, to test that a gain carries over
-to prompts RL never saw. single_object, two_object and counting have too few distinct prompts to hold any out.
+Kept out of every training text (prompts, captions, judging questions, RL and introspection prompts):
+- ShapesEval's own prompts of colors, position and color_attr, where the world has more distinct prompts than
+  the benchmark needs (single_object, two_object and counting have too few to hold any out: there the test is
+  new seeds);
+- a second held-out set of those categories, the same size or smaller, to test that a gain carries over;
+- the compositional split: every text naming one of the colour-shape pairs no training scene holds
+  (`shapes_eval.UNSEEN_PAIRS`).
+The split is fixed (seed 0), whatever the seed of a run, so runs of different seeds never train on each other's
+held-out prompts.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
-from tessera.eval.shapes_eval import load_metadata
+from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata
 from tessera.world.constraints import to_geneval
 from tessera.world.grammar import parse_description
 from tessera.world.language import CATEGORIES, distinct_prompts
 
 HELD_OUT = ("colors", "position", "color_attr")
+SPLIT_SEED = 0
 
 
-def prompt_pools(seed: int = 0) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(training prompts, second held-out prompts) per category."""
-    rng = np.random.default_rng(seed)
+def mentions_unseen(text: str) -> bool:
+    """Whether a description names a colour-shape pair of the compositional split."""
+    return any((s.shape, s.colour) in UNSEEN_PAIRS for s in parse_description(text).objects)
+
+
+def description_key(text: str) -> tuple:
+    """What a description asks for, whatever its wording or framing: its objects and relations."""
+    c = parse_description(text)
+    specs = [(s.shape or "", s.colour or "", s.size or "", s.count) for s in c.objects]
+    relations = sorted((specs[r.subject], r.relation, specs[r.target]) for r in c.relations)
+    return tuple(sorted(specs)), tuple(relations)
+
+
+@cache
+def held_out_pools() -> dict[str, list[str]]:
+    """The second held-out set per category: prompts of ShapesEval's held-out categories it does not use."""
+    rng = np.random.default_rng(SPLIT_SEED)
     benchmark = {m["prompt"] for m in load_metadata()}
-    train, held = {}, {}
-    for category in CATEGORIES:
+    held = {}
+    for category in HELD_OUT:
         pool = distinct_prompts(category)
-        if category not in HELD_OUT:
-            train[category] = pool
-            continue
         rest = [p for p in pool if p not in benchmark]
         rest = [rest[i] for i in rng.permutation(len(rest))]
-        used = len({p for p in pool if p in benchmark})
-        k = min(used, len(rest) // 2)
-        held[category], train[category] = rest[:k], rest[k:]
-    return train, held
+        held[category] = rest[: min(len({p for p in pool if p in benchmark}), len(rest) // 2)]
+    return held
+
+
+@cache
+def kept_out() -> frozenset[tuple]:
+    """The description keys no training text may have: ShapesEval's held-out categories, the second held-out
+    set and the compositional split."""
+    texts = [m["prompt"] for m in load_metadata() if m["tag"] in HELD_OUT]
+    texts += [p for pool in held_out_pools().values() for p in pool]
+    texts += [m["prompt"] for m in load_metadata(COMPOSITIONAL_PATH)]
+    return frozenset(description_key(t) for t in texts)
+
+
+def may_train_on(text: str) -> bool:
+    """Whether a description may be a training text: no held-out prompt in other words, no unseen pair."""
+    return not mentions_unseen(text) and description_key(text) not in kept_out()
+
+
+@cache
+def prompt_pools() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training prompts, second held-out prompts) per category."""
+    train = {c: [p for p in distinct_prompts(c) if may_train_on(p)] for c in CATEGORIES}
+    return train, held_out_pools()
 
 
 def metadata_for(prompts: list[str], category: str) -> list[dict]:

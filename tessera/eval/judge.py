@@ -31,6 +31,9 @@ def _unit_area(shape: str) -> float:
 
 # a component larger than the geometric mean of a small and a large object's area (at JUDGE_RES) reads as large
 SIZE_SPLIT_AREA = {s: _unit_area(s) * SIZE_FRACTION["small"] * SIZE_FRACTION["large"] * JUDGE_RES**2 for s in SHAPES}
+CLUTTER = "clutter"  # a mark that is none of the five shapes: a blob, a fragment, a smear
+CLASSES = (*SHAPES, CLUTTER)  # what the judge reads a component as
+SIZE_SPLIT_AREA[CLUTTER] = float(np.mean(list(SIZE_SPLIT_AREA.values())))
 WEIGHTS_DIR = resources.files("tessera.eval") / "data" / "judge"
 
 
@@ -38,7 +41,7 @@ WEIGHTS_DIR = resources.files("tessera.eval") / "data" / "judge"
 class JudgeConfig:
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     min_area: float = 8.0  # pixels at JUDGE_RES: smaller components are noise
-    version: str = "judge-v1"
+    version: str = "judge-v2"
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,15 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class JudgeNet(nn.Module):
-    """A four-level U-Net: (B, 3, 64, 64) in [-1, 1] -> shape logits (B, 6, H, W), colour logits (B, 9, H, W)."""
+    """A four-level U-Net: (B, 3, 64, 64) in [-1, 1] -> class logits (B, 7, H, W: background, five shapes,
+    clutter), colour logits (B, 9, H, W: background, eight colours)."""
 
     def __init__(self, cfg: JudgeConfig):
         super().__init__()
         w1, w2, w3, w4 = cfg.widths
         self.down = nn.ModuleList([_block(3, w1), _block(w1, w2, 2), _block(w2, w3, 2), _block(w3, w4, 2)])
         self.up = nn.ModuleList([_block(w4 + w3, w3), _block(w3 + w2, w2), _block(w2 + w1, w1)])
-        self.head = nn.Conv2d(w1, 1 + len(SHAPES) + 1 + len(COLOURS), 1)
+        self.head = nn.Conv2d(w1, 1 + len(CLASSES) + 1 + len(COLOURS), 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skips = []
@@ -91,7 +95,7 @@ class JudgeNet(nn.Module):
             skip = skips.pop()
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
         logits = self.head(x)
-        return logits[:, : 1 + len(SHAPES)], logits[:, 1 + len(SHAPES) :]
+        return logits[:, : 1 + len(CLASSES)], logits[:, 1 + len(CLASSES) :]
 
 
 def _conditional_mean(p: np.ndarray, fg: np.ndarray) -> np.ndarray:
@@ -127,7 +131,7 @@ class Judge:
 
     @torch.no_grad()
     def probabilities(self, images) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-pixel shape and colour probabilities at JUDGE_RES: (B, 6, 64, 64), (B, 9, 64, 64)."""
+        """Per-pixel class and colour probabilities at JUDGE_RES: (B, 7, 64, 64), (B, 9, 64, 64)."""
         x = to_batch(images)
         if x.shape[-1] != JUDGE_RES or x.shape[-2] != JUDGE_RES:
             x = F.interpolate(x, size=(JUDGE_RES, JUDGE_RES), mode="bilinear", antialias=True, align_corners=False)
@@ -158,11 +162,11 @@ class Judge:
             if area < self.cfg.min_area:
                 continue
             fg = 1 - p_shape[0][window][mask]  # (P,) foreground probability of each pixel
-            s = _conditional_mean(p_shape[(slice(1, None), *window)][:, mask], fg)  # (5,)
+            s = _conditional_mean(p_shape[(slice(1, None), *window)][:, mask], fg)  # (6,)
             c = _conditional_mean(p_colour[(slice(1, None), *window)][:, mask], 1 - p_colour[0][window][mask])  # (8,)
             rows, cols = window
             box = (cols.start * scale, rows.start * scale, cols.stop * scale, rows.stop * scale)
-            shape = SHAPES[int(s.argmax())]
+            shape = CLASSES[int(s.argmax())]
             found.append(
                 Detection(
                     shape=shape,

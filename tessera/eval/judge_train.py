@@ -1,4 +1,6 @@
-"""Train the judge on renders with exact masks, half of each batch corrupted; measure object precision/recall."""
+"""Train the judge on renders with exact masks, half of each batch corrupted, and marks that are not objects
+(blobs, fragments, smears: the class clutter) in some scenes; measure object precision/recall on clean, corrupted
+and malformed renders (those with marks), and how many marks it flags as clutter."""
 
 from __future__ import annotations
 
@@ -8,23 +10,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from tessera.config import at_least, positive, to_dict, within
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
+from tessera.eval.clutter import add_clutter
 from tessera.eval.corruptions import corrupt
-from tessera.eval.judge import Judge, JudgeConfig, JudgeNet, to_batch
+from tessera.eval.judge import CLASSES, CLUTTER, Judge, JudgeConfig, JudgeNet, to_batch
 from tessera.eval.metrics import Counts, object_counts
 from tessera.world.render import render_image, render_labels
-from tessera.world.scene import COLOURS, SHAPES, Scene, check_canvas, sample_scene
+from tessera.world.scene import COLOURS, Scene, check_canvas, sample_scene
 
 EVAL_SEED = 1_000_003  # held-out scenes come from this stream, never from a training seed
 
 
 @dataclass
 class JudgeTrainConfig:
-    steps: int = 900
+    steps: int = 2400
     batch_size: int = 32
     lr: float = 3e-3  # cosine down to 0, no warmup
     weight_decay: float = 1e-4
@@ -32,27 +36,35 @@ class JudgeTrainConfig:
     canvas: int = 64
     corrupt_p: float = 0.5
     negatives: int = 2  # object-free noise images added to each batch
+    clutter: float = 0.5  # share of training scenes with one to three marks that are not objects
     eval_scenes: int = 1000
     log_every: int = 25
-    save_every: int = 300
+    save_every: int = 600
     seed: int = 0
 
     def validate(self) -> None:
         at_least(self, 1, "steps", "batch_size", "scenes", "eval_scenes", "log_every", "save_every")
         at_least(self, 0, "negatives", "weight_decay")
         positive(self, "lr")
-        within(self, 0, 1, "corrupt_p")
+        within(self, 0, 1, "corrupt_p", "clutter")
         check_canvas(self.canvas)
 
 
-def labelled_renders(scenes: list[Scene]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (N, H, W, 3) uint8 with per-pixel shape and colour classes (N, H, W) uint8; 0 is background."""
+def labelled_renders(
+    scenes: list[Scene], clutter: float = 0.0, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (N, H, W, 3) uint8 with per-pixel class and colour labels (N, H, W) uint8, 0 background; a share
+    `clutter` of them (drawn with rng) also shows one to three marks that are not objects."""
     images = np.stack([render_image(s) for s in scenes])
     shape_maps, colour_maps = [], []
-    for s in scenes:
+    for image, s in zip(images, scenes, strict=True):
         labels = render_labels(s)
-        shape_maps.append(np.array([0] + [SHAPES.index(o.shape) + 1 for o in s.objects], np.uint8)[labels])
-        colour_maps.append(np.array([0] + [COLOURS.index(o.colour) + 1 for o in s.objects], np.uint8)[labels])
+        shape_map = np.array([0] + [CLASSES.index(o.shape) + 1 for o in s.objects], np.uint8)[labels]
+        colour_map = np.array([0] + [COLOURS.index(o.colour) + 1 for o in s.objects], np.uint8)[labels]
+        if clutter and rng.random() < clutter:
+            add_clutter(image, shape_map, colour_map, int(rng.integers(1, 4)), rng, CLASSES.index(CLUTTER) + 1)
+        shape_maps.append(shape_map)
+        colour_maps.append(colour_map)
     return images, np.stack(shape_maps), np.stack(colour_maps)
 
 
@@ -73,6 +85,18 @@ def evaluate(judge: Judge, scenes: list[Scene], corrupted: bool, seed: int = 0) 
         ]
         x = torch.cat(chunks)
     return object_counts(judge.read(x), [s.objects for s in scenes])
+
+
+def evaluate_malformed(judge: Judge, scenes: list[Scene], seed: int = 0) -> dict:
+    """Renders with marks: object precision/recall over the shapes the judge reads (a mark read as a shape is a
+    false object), and the share of marks it reads as clutter."""
+    images, shape_maps, _ = labelled_renders(scenes, clutter=1.0, rng=np.random.default_rng(seed))
+    found = judge.read(images)
+    shapes = [[d for d in f if d.shape != CLUTTER] for f in found]
+    marks = [ndimage.label(m == CLASSES.index(CLUTTER) + 1)[1] for m in shape_maps]
+    flagged = [min(sum(d.shape == CLUTTER for d in f), n) for f, n in zip(found, marks, strict=True)]
+    counts = object_counts(shapes, [s.objects for s in scenes]).to_dict()
+    return counts | {"marks": int(sum(marks)), "clutter_recall": sum(flagged) / max(sum(marks), 1)}
 
 
 def noise_images(n: int, canvas: int, rng: np.random.Generator) -> torch.Tensor:
@@ -111,7 +135,8 @@ class JudgeTrainer:
         )  # fmt: skip
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.data = labelled_renders([sample_scene(self.rng, cfg.canvas) for _ in range(cfg.scenes)])
+        scenes = [sample_scene(self.rng, cfg.canvas) for _ in range(cfg.scenes)]
+        self.data = labelled_renders(scenes, cfg.clutter, self.rng)
         self.net = JudgeNet(JudgeConfig())
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.metrics: dict = {}
@@ -141,16 +166,17 @@ class JudgeTrainer:
         return self.engine.fit(self.train_step, until)
 
     def evaluate(self) -> dict[str, float]:
-        """Object precision/recall on held-out renders, clean and corrupted (kept with the checkpoint)."""
+        """Object precision/recall on held-out renders, clean, corrupted and with marks, and the share of marks
+        read as clutter (kept with the checkpoint)."""
         judge = Judge(self.net.eval(), JudgeConfig())
         held_out = held_out_scenes(self.cfg.eval_scenes, self.cfg.canvas)
         self.metrics = {
             "clean": evaluate(judge, held_out, corrupted=False).to_dict(),
             "corrupted": evaluate(judge, held_out, corrupted=True, seed=self.cfg.seed + 1).to_dict(),
+            "malformed": evaluate_malformed(judge, held_out, seed=self.cfg.seed + 2),
         }
-        return {
-            f"{kind}/{k}": self.metrics[kind][k] for kind in ("clean", "corrupted") for k in ("precision", "recall")
-        }
+        out = {f"{kind}/{k}": v[k] for kind, v in self.metrics.items() for k in ("precision", "recall")}
+        return out | {"malformed/clutter_recall": self.metrics["malformed"]["clutter_recall"]}
 
 
 def save_judge(folder: Path, net: JudgeNet, cfg: JudgeConfig, trainer: dict | None, state: dict) -> None:

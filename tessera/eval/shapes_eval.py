@@ -1,4 +1,9 @@
-"""ShapesEval: GenEval's prompts, folder layout and scoring rules, on the Shapes world with the judge as detector."""
+"""ShapesEval: GenEval's prompts, folder layout and scoring rules, on the Shapes world with the judge as detector.
+
+Beside GenEval's rule (the named objects are there), a strict rule that clutter cannot fool: the objects the judge
+reads are exactly the prompt's scene, none missing and none extra, no mark that is not a clean shape, every object
+read with confidence. Each image also reports how many objects it holds against how many the prompt asks for.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,11 @@ from rich.progress import track
 
 from tessera.engine.checkpoint import write_atomically
 from tessera.errors import InputError
-from tessera.eval.judge import Detection, Judge
+from tessera.eval.judge import CLUTTER, Detection, Judge
 from tessera.pictures import grid, rgb8, save_png
 from tessera.world.constraints import RELATIONS, from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
-from tessera.world.language import CATEGORIES, distinct_prompts
+from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
 from tessera.world.render import render_image
 from tessera.world.scene import COLOURS, SHAPES, relative_position
 
@@ -38,6 +43,13 @@ CATEGORY_SIZES = {
 DISTINCT_USED = {"colors": 24, "position": 48}
 IMAGES_PER_PROMPT = 4
 METADATA_PATH = resources.files("tessera.eval") / "data" / f"shapes_eval_{VERSION}.jsonl"
+# The compositional split: colour-shape pairs that no training scene or text ever holds (each colour once, every
+# shape at least once). Its own prompts ask for them alone (colors) and beside a seen pair (color_attr).
+UNSEEN_PAIRS = frozenset(
+    {("star", "red"), ("square", "orange"), ("circle", "yellow"), ("diamond", "green"),
+     ("triangle", "blue"), ("circle", "purple"), ("star", "white"), ("diamond", "black")}
+)  # fmt: skip
+COMPOSITIONAL_PATH = resources.files("tessera.eval") / "data" / f"compositional_{VERSION}.jsonl"
 
 
 def make_metadata(seed: int = 0) -> list[dict]:
@@ -50,6 +62,19 @@ def make_metadata(seed: int = 0) -> list[dict]:
         for prompt in itertools.islice(itertools.cycle(pool), size):
             lines.append(to_geneval(parse_description(prompt), category, prompt))
     return lines
+
+
+def make_compositional(seed: int = 0, per_pair: int = 4) -> list[dict]:
+    """The compositional split's prompt lines: each unseen pair alone (colors), and beside `per_pair` seen pairs of
+    other shapes and colours, in either order (color_attr)."""
+    rng = np.random.default_rng(seed)
+    texts = [(noun_phrase((shape, colour, None)), "colors") for shape, colour in sorted(UNSEEN_PAIRS)]
+    for shape, colour in sorted(UNSEEN_PAIRS):
+        seen = [(s, c) for s in SHAPES for c in COLOURS if s != shape and c != colour and (s, c) not in UNSEEN_PAIRS]
+        for i in rng.permutation(len(seen))[:per_pair]:
+            pair = [noun_phrase((shape, colour, None)), noun_phrase((*seen[i], None))]
+            texts.append((" and ".join(pair[:: int(rng.choice([-1, 1]))]), "color_attr"))
+    return [to_geneval(parse_description(text), tag, text) for text, tag in texts]
 
 
 def load_metadata(path: str | Path | None = None) -> list[dict]:
@@ -72,6 +97,7 @@ class ScoreConfig:
     counting_threshold: float = 0.5
     max_objects: int = 16
     position_threshold: float = 0.1
+    strict_threshold: float = 0.5  # strict: every object the judge reads must be at least this confident
 
 
 def group_by_class(detections: Sequence[Detection], tag: str, cfg: ScoreConfig) -> dict[str, list[Detection]]:
@@ -116,6 +142,27 @@ def check_clauses(
         ok = have < req["count"]
         results.append((ok, "" if ok else f"expected {req['class']}<{req['count']}, found {have}"))
     return results
+
+
+def strict(detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None = None) -> tuple[bool, str]:
+    """The strict rule for one image: what the judge reads is exactly the prompt's scene (exact counts, the
+    relations, nothing else), with no clutter and no object below the strict confidence; (holds, why not)."""
+    cfg = cfg or ScoreConfig()
+    clutter = sum(d.shape == CLUTTER for d in detections)
+    if clutter:
+        return False, f"{clutter} marks that are not objects"
+    unclear = [d.shape for d in detections if d.confidence < cfg.strict_threshold]
+    if unclear:
+        return False, f"unclear {', '.join(unclear)}"
+    if not from_geneval(meta).holds(detections, exact=True, margin=cfg.position_threshold):
+        found = ", ".join(f"{d.colour} {d.shape}" for d in detections) or "nothing"
+        return False, f"not exactly the scene: found {found}"
+    return True, ""
+
+
+def asked(meta: dict) -> int:
+    """How many objects a prompt asks for."""
+    return sum(item["count"] for item in meta["include"])
 
 
 def score(detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None = None) -> tuple[bool, str]:
@@ -217,12 +264,16 @@ def score_images(
     rows = []
     for meta, dets in zip(metadata, judge.read(images), strict=True):
         ok, reason = score(dets, meta, cfg)
+        exact, why = strict(dets, meta, cfg)
         rows.append(
             {
                 "tag": meta["tag"],
                 "prompt": meta["prompt"],
                 "correct": ok,
                 "reason": reason,
+                "strict": exact,
+                "strict_reason": why,
+                "asked": asked(meta),
                 "objects": [d.to_dict() for d in dets],
             }
         )
@@ -266,12 +317,20 @@ def evaluate_folder(
 
 
 def summarize(rows: list[dict], problems: Sequence[str] = ()) -> dict:
-    """Per-category accuracy and overall = the mean of the category accuracies (GenEval's summary)."""
-    per_tag: dict[str, list[bool]] = {}
-    for r in rows:
-        per_tag.setdefault(r["tag"], []).append(r["correct"])
-    summary = {"overall": float(np.mean([np.mean(v) for v in per_tag.values()])) if per_tag else 0.0}
-    summary |= {tag: float(np.mean(per_tag[tag])) for tag in CATEGORIES if tag in per_tag}
+    """Per-category accuracy and overall = the mean of the category accuracies (GenEval's summary); the same for
+    the strict rule (strict, strict/<category>); objects read and asked for per image."""
+    tags = [tag for tag in CATEGORIES if any(r["tag"] == tag for r in rows)]
+
+    def mean_of(key: str, tag: str) -> float:
+        return float(np.mean([r[key] for r in rows if r["tag"] == tag]))
+
+    summary = {"overall": float(np.mean([mean_of("correct", t) for t in tags])) if tags else 0.0}
+    summary |= {tag: mean_of("correct", tag) for tag in tags}
+    if rows and "strict" in rows[0]:
+        summary["strict"] = float(np.mean([mean_of("strict", t) for t in tags]))
+        summary |= {f"strict/{tag}": mean_of("strict", tag) for tag in tags}
+        summary["objects_per_image"] = float(np.mean([len(r["objects"]) for r in rows]))
+        summary["objects_asked_per_image"] = float(np.mean([r["asked"] for r in rows]))
     summary["images"] = len(rows)
     summary["skipped"] = list(problems)
     return summary
@@ -325,8 +384,13 @@ def framed(row: dict | None, size: int = 64, border: int = 2) -> np.ndarray:
 
 
 def markdown_table(summary: dict) -> str:
+    """GenEval's rule and the strict one by category, and objects per image against those asked for."""
     cats = [c for c in CATEGORIES if c in summary]
-    head = "| overall | " + " | ".join(cats) + " |"
-    rule = "|---" * (len(cats) + 1) + "|"
-    body = f"| {summary['overall']:.3f} | " + " | ".join(f"{summary[c]:.3f}" for c in cats) + " |"
-    return "\n".join([head, rule, body])
+    lines = ["| rule | overall | " + " | ".join(cats) + " |", "|---" * (len(cats) + 2) + "|"]
+    lines.append(f"| GenEval | {summary['overall']:.3f} | " + " | ".join(f"{summary[c]:.3f}" for c in cats) + " |")
+    if "strict" in summary:
+        strict_cells = " | ".join(f"{summary[f'strict/{c}']:.3f}" for c in cats)
+        lines.append(f"| strict | {summary['strict']:.3f} | {strict_cells} |")
+        read, wanted = summary["objects_per_image"], summary["objects_asked_per_image"]
+        lines += ["", f"objects per image: {read:.2f} read, {wanted:.2f} asked for"]
+    return "\n".join(lines)

@@ -55,9 +55,7 @@ def tokenizer_ceiling(tokenizer, judge: Judge, metadata: list[dict], seed: int) 
     recon = np.concatenate(
         [to_uint8(tokenizer.decode(tokenizer.encode(x[i : i + 128]))) for i in range(0, len(x), 128)]
     )
-    found = judge.read(recon)
-    rows = [{"tag": m["tag"], "correct": shapes_eval.score(d, m)[0]} for d, m in zip(found, metadata, strict=True)]
-    return shapes_eval.summarize(rows)
+    return shapes_eval.summarize(shapes_eval.score_images(recon, metadata, judge))
 
 
 def category_grids(rows: list[dict], out: Path, per_category: int = 16, prefix: str = "") -> dict[str, str]:
@@ -102,34 +100,68 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
     )
     pipeline.stage("model", to_dict(model_cfg), lambda new: reached(Trainer(model_cfg, out / "model", fresh=new)))
     bundle = load_bundle(out / "model" / "checkpoint", device)
-    metadata = shapes_eval.first_prompts(cfg.prompts)
+    splits = _splits(cfg.prompts)
     generation = {"per_prompt": cfg.per_prompt, "prompts": cfg.prompts, "seed": seed}
-    summary = pipeline.stage(
-        "shapes_eval", generation, lambda new: _shapes_eval(bundle, out / "shapes_eval", metadata, judge, cfg, seed)
+
+    def ceiling(new: bool) -> dict:
+        return {name: tokenizer_ceiling(bundle.image_tokenizer, judge, meta, seed) for name, meta in splits.items()}
+
+    ceilings = pipeline.stage("tokenizer_ceiling", generation, ceiling)
+    scores = pipeline.stage(
+        "model_scores", generation, lambda new: _measure(bundle, out / "shapes_eval", splits, judge, cfg, seed)
     )
-    ceiling = pipeline.stage(
-        "tokenizer_ceiling", generation, lambda new: tokenizer_ceiling(bundle.image_tokenizer, judge, metadata, seed)
-    )
-    rows = shapes_eval.read_rows(out / "shapes_eval")
     sections = {
         "notes": [
-            f"ShapesEval overall {summary['overall']:.3f} over {summary['images']} generated images "
-            f"({len(metadata)} prompts x {cfg.per_prompt}).",
-            f"Tokenizer ceiling {ceiling['overall']:.3f}: true scenes passed through the tokenizer.",
+            f"{len(splits['ShapesEval'])} ShapesEval prompts, {len(splits['held-out'])} held-out prompts and "
+            f"{len(splits['compositional'])} compositional prompts, {cfg.per_prompt} images each; the tokenizer "
+            "ceiling is true scenes passed through the tokenizer.",
+            *_notes("model", scores, ceilings),
         ],
-        "shapes_eval": {"tokenizer reconstructions": ceiling, "model": summary},
-        "sample_grids": category_grids(rows, out),
+        "shapes_eval": {f"tokenizer ceiling, {n}": s for n, s in ceilings.items()}
+        | {f"model, {n}": s for n, s in scores.items()},
+        "sample_grids": category_grids(shapes_eval.read_rows(out / "shapes_eval"), out),
         "sample_sheet": "shapes_eval/samples.png",
         "curves": {"tokenizer": read_metrics(out / "tokenizer"), "model": read_metrics(out / "model")},
         "curve_keys": {"tokenizer": ["loss", "psnr", "usage"], "model": ["loss", "acc", "tokens_per_s"]},
     }
+    summary = scores["ShapesEval"]
     if cfg.rl.steps:
-        summary = _rl_stages(cfg, pipeline, bundle, metadata, judge, seed, sections)
+        summary = _rl_stages(cfg, pipeline, splits, judge, seed, sections)
     sections |= {"timings": pipeline.timings(), "config": {"demo": to_dict(cfg)}}
     report = write_report(out, sections)
     console.print(shapes_eval.markdown_table(summary), soft_wrap=True)
     console.print(f"report: {report}")
     return summary
+
+
+def _splits(prompts: int) -> dict[str, list[dict]]:
+    """The prompts every model is measured on: ShapesEval (the first n of each category, or all 553), the held-out
+    prompts no training saw, and the compositional split (pairs no training scene holds)."""
+    _, held_pools = prompt_pools()
+    held = [m for c, pool in held_pools.items() for m in metadata_for(pool[: prompts or len(pool)], c)]
+    compositional = shapes_eval.load_metadata(shapes_eval.COMPOSITIONAL_PATH)
+    return {"ShapesEval": shapes_eval.first_prompts(prompts), "held-out": held, "compositional": compositional}
+
+
+def _measure(bundle: Bundle, folder: Path, splits: dict, judge: Judge, cfg: DemoConfig, seed: int) -> dict:
+    """Summaries by split: ShapesEval generated into `folder` (kept for the grids), the other splits in memory."""
+    args = dict(per_prompt=cfg.per_prompt, seed=seed, batch_size=cfg.batch_size)
+    out = {"ShapesEval": _shapes_eval(bundle, folder, splits["ShapesEval"], judge, cfg, seed)}
+    return out | {
+        name: evaluate_model(bundle, meta, judge, **args)[0] for name, meta in splits.items() if name not in out
+    }
+
+
+def _notes(label: str, scores: dict, ceilings: dict | None = None) -> list[str]:
+    """One line per split: GenEval's rule, the strict rule, objects per image read and asked for."""
+    lines = []
+    for split, s in scores.items():
+        line = (f"{label}, {split}: GenEval {s['overall']:.3f}, strict {s['strict']:.3f}, objects per image "
+                f"{s['objects_per_image']:.2f} for {s['objects_asked_per_image']:.2f} asked")  # fmt: skip
+        if ceilings:
+            line += f" (tokenizer ceiling {ceilings[split]['overall']:.3f}, strict {ceilings[split]['strict']:.3f})"
+        lines.append(line + ".")
+    return lines
 
 
 def _shapes_eval(bundle: Bundle, folder: Path, metadata: list[dict], judge: Judge, cfg: DemoConfig, seed: int) -> dict:
@@ -141,44 +173,22 @@ def _shapes_eval(bundle: Bundle, folder: Path, metadata: list[dict], judge: Judg
     return summary
 
 
-def _rl_stages(
-    cfg: DemoConfig, pipeline: Pipeline, sft: Bundle, metadata: list[dict], judge: Judge, seed: int, sections: dict
-) -> dict:
-    """GRPO from the supervised model, then ShapesEval after RL, the held-out prompts before and after, and
-    before/after grids of the same prompts and seeds. Adds to `sections`; returns the summary after RL."""
+def _rl_stages(cfg: DemoConfig, pipeline: Pipeline, splits: dict, judge: Judge, seed: int, sections: dict) -> dict:
+    """GRPO from the supervised model, then every split again, and before/after grids of the same prompts and seeds.
+    Adds to `sections`; returns the ShapesEval summary after RL."""
     out = pipeline.folder
     rl_cfg = dataclasses.replace(cfg.rl, init=str(out / "model" / "checkpoint"), seed=seed)
     pipeline.stage("rl", to_dict(rl_cfg), lambda new: reached(RLTrainer(rl_cfg, out / "rl", fresh=new)))
-    tuned = load_bundle(out / "rl" / "checkpoint", sft.model.output.weight.device)
+    tuned = load_bundle(out / "rl" / "checkpoint", "cuda" if torch.cuda.is_available() else "cpu")
     generation = {"per_prompt": cfg.per_prompt, "prompts": cfg.prompts, "seed": seed}
     after = pipeline.stage(
-        "shapes_eval_rl",
-        generation,
-        lambda new: _shapes_eval(tuned, out / "rl" / "shapes_eval", metadata, judge, cfg, seed),
+        "rl_scores", generation, lambda new: _measure(tuned, out / "rl" / "shapes_eval", splits, judge, cfg, seed)
     )
-    _, held_pools = prompt_pools(rl_cfg.seed)
-    held = [m for c, pool in held_pools.items() for m in metadata_for(pool[: cfg.prompts or len(pool)], c)]
-
-    def held_out(new: bool) -> list[dict]:
-        args = dict(per_prompt=cfg.per_prompt, seed=seed, batch_size=cfg.batch_size)
-        return [evaluate_model(b, held, judge, **args)[0] for b in (sft, tuned)]
-
-    held_before, held_after = pipeline.stage("held_out", generation, held_out)
-    before = sections["shapes_eval"]["model"]
+    sections["notes"] += [f"After {rl_cfg.steps} GRPO steps (reward {rl_cfg.reward}):", *_notes("model + RL", after)]
+    sections["shapes_eval"] |= {f"model + RL, {n}": s for n, s in after.items()}
     rows = shapes_eval.read_rows(out / "rl" / "shapes_eval")
-    sections["notes"] += [
-        f"After {rl_cfg.steps} GRPO steps ({rl_cfg.reward}): ShapesEval overall {before['overall']:.3f} -> "
-        f"{after['overall']:.3f} ({100 * (after['overall'] - before['overall']):+.1f} points).",
-        f"Prompts RL never saw ({', '.join(held_pools)}; {len(held)} prompts): overall {held_before['overall']:.3f}"
-        f" -> {held_after['overall']:.3f} (overall here: the mean of these three categories).",
-    ]
-    sections["shapes_eval"] |= {
-        "model + RL": after,
-        "model, held-out prompts": held_before,
-        "model + RL, held-out prompts": held_after,
-    }
     sections["before_after"] = before_after_grids(shapes_eval.read_rows(out / "shapes_eval"), rows, out)
     sections["sample_grids"] = category_grids(rows, out, prefix="rl-")
     sections["curves"]["rl"] = read_metrics(out / "rl")
-    sections["curve_keys"]["rl"] = ["reward_mean", "kl", "entropy", "eval/overall", "held_out/overall"]
-    return after
+    sections["curve_keys"]["rl"] = ["reward_mean", "kl", "entropy", "eval/overall", "eval/strict", "held_out/overall"]
+    return after["ShapesEval"]

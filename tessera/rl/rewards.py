@@ -15,7 +15,7 @@ import numpy as np
 
 from tessera.errors import ConfigError, InputError
 from tessera.eval.judge import Judge
-from tessera.eval.shapes_eval import check_clauses
+from tessera.eval.shapes_eval import asked, check_clauses, strict
 from tessera.eval.verdicts import is_yes, truth
 from tessera.sequence.tasks import Task
 from tessera.understand.evaluate import caption_holds
@@ -43,27 +43,49 @@ def make_reward(name: str, **options) -> Reward:
     return FACTORIES[name](**options)
 
 
-def _judged(partial: bool, judge=None) -> Reward:
+def _judged(one: Callable[[list, dict], float], judge=None) -> Reward:
+    """A reward from a score of what the judge reads in one image against its prompt's metadata."""
     judge = judge or Judge.load()
 
     def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for meta, found in zip(metadata, judge.read(images), strict=True):
-            held = [ok for ok, _ in check_clauses(found, meta)]
-            out.append(float(np.mean(held)) if partial else float(all(held)))
-        return np.array(out, dtype=np.float32)
+        return np.array([one(found, m) for m, found in zip(metadata, judge.read(images), strict=True)], np.float32)
 
     return reward
 
 
+def _clauses(found: list, meta: dict) -> list[bool]:
+    return [ok for ok, _ in check_clauses(found, meta)]
+
+
 @register("shapes_eval")
 def shapes_eval(judge=None) -> Reward:
-    return _judged(partial=False, judge=judge)
+    """GenEval's rule: 1 when every clause holds. Clutter can satisfy it (it only asks that objects be there)."""
+    return _judged(lambda found, meta: float(all(_clauses(found, meta))), judge)
 
 
 @register("shapes_eval_partial")
 def shapes_eval_partial(judge=None) -> Reward:
-    return _judged(partial=True, judge=judge)
+    """The share of GenEval's clauses that hold: dense, and as easy to game by drawing more as the rule itself."""
+    return _judged(lambda found, meta: float(np.mean(_clauses(found, meta))), judge)
+
+
+@register("strict")
+def strict_reward(judge=None) -> Reward:
+    """1 when the judge reads exactly the prompt's scene: nothing missing, nothing extra, no clutter, all clear."""
+    return _judged(lambda found, meta: float(strict(found, meta)[0]), judge)
+
+
+@register("shapes_eval_exact")
+def shapes_eval_exact(judge=None) -> Reward:
+    """Dense and not raised by drawing more: 1 when the strict rule holds, else 3/4 of the share of clauses that hold,
+    times asked / max(asked, objects and marks read). Every object or mark beyond the asked ones costs."""
+
+    def one(found: list, meta: dict) -> float:
+        if strict(found, meta)[0]:
+            return 1.0
+        return 0.75 * float(np.mean(_clauses(found, meta))) * asked(meta) / max(asked(meta), len(found))
+
+    return _judged(one, judge)
 
 
 @register("format")

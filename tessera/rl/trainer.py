@@ -108,7 +108,7 @@ class RLTrainer:
         self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.pools, self.held_out = prompt_pools(cfg.seed)
+        self.pools, self.held_out = prompt_pools()
         self.judge: Judge | None = None  # loaded when first needed
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)

@@ -23,12 +23,17 @@ class QuantizerConfig:
     decay: float = 0.99
     commitment: float = 0.25
     restart_below: float = 0.03  # vq: a code whose EMA use falls below this is restarted from the batch
+    restart: str = "error"  # vq: initial and restarted codes are batch vectors drawn by their distance to the codebook
+    # (error: where the codebook fits worst, k-means++ style) or uniformly (uniform: on a flat background most
+    # draws are background vectors, and codes pile up there while objects share a few)
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
     entropy_weight: float = 0.1  # lfq
 
     def validate(self, prefix: str = "quantizer.") -> None:
         if self.kind not in ("vq", "fsq", "lfq"):
             raise ConfigError(f"{prefix}kind: unknown quantizer {self.kind!r}; expected vq, fsq or lfq")
+        if self.restart not in ("error", "uniform"):
+            raise ConfigError(f"{prefix}restart must be error or uniform, got {self.restart!r}")
         at_least(self, 2, "codebook_size", prefix=prefix)
         at_least(self, 1, "dim", prefix=prefix)
         if self.kind == "lfq" and self.codebook_size & (self.codebook_size - 1):
@@ -97,9 +102,23 @@ class VectorQuantizer(nn.Module):
         latent = torch.movedim(quant.reshape(*shape, -1), -1, 1)
         return Quantized(latent, codes.reshape(shape), loss, _perplexity(codes, self.codebook_size))
 
+    def _draw(self, flat: torch.Tensor, n: int, book: torch.Tensor | None) -> torch.Tensor:
+        """n batch vectors to (re)start codes from: uniformly, or by their squared distance to the nearest of
+        `book` (k-means++ seeding), so new codes go where the codebook fits worst."""
+        if self.cfg.restart == "uniform" or book is None:
+            return flat[torch.randint(0, flat.shape[0], (n,), device=flat.device)]
+        error = torch.cdist(flat, book).min(1).values.pow(2) + 1e-12  # (N,)
+        return flat[torch.multinomial(error, n, replacement=True)]
+
     @torch.no_grad()
     def _data_init(self, flat: torch.Tensor) -> None:
-        picks = flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)]
+        if self.cfg.restart == "uniform":
+            picks = self._draw(flat, self.codebook_size, None)
+        else:  # k-means++: each new centre drawn by its distance to those chosen so far
+            picks = flat[torch.randint(0, flat.shape[0], (1,), device=flat.device)]
+            while len(picks) < self.codebook_size:
+                more = min(len(picks), self.codebook_size - len(picks))
+                picks = torch.cat([picks, self._draw(flat, more, picks)])
         self.embedding.weight.data.copy_(picks)
         self.ema_sum.copy_(picks * 2 * self.cfg.restart_below)
         self.ema_count.fill_(2 * self.cfg.restart_below)  # unused codes are restarted within ~70 steps
@@ -116,7 +135,7 @@ class VectorQuantizer(nn.Module):
         self.embedding.weight.data.copy_(self.ema_sum / smoothed[:, None])
         dead = self.ema_count < self.cfg.restart_below
         if dead.any():
-            picks = flat[torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)]
+            picks = self._draw(flat, int(dead.sum()), self.codebook()[~dead] if (~dead).any() else None)
             self.embedding.weight.data[dead] = picks
             self.ema_sum[dead] = picks * 2 * self.cfg.restart_below
             self.ema_count[dead] = 2 * self.cfg.restart_below

@@ -18,6 +18,7 @@ from tessera.engine.ema import EMA
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
 from tessera.errors import ConfigError
+from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.pictures import grid, save_gif, save_png, to_uint8
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.losses import (
@@ -97,8 +98,9 @@ class TokenizerTrainer:
         self.model = tok.build(cfg.tokenizer)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.images = source_for("shapes" if cfg.data == "shapes-video" else cfg.data, cfg.canvas, video=False)
-        self.clips = source_for(cfg.data, cfg.canvas, video=True) if cfg.uses_video else None
+        image_data = "shapes" if cfg.data == "shapes-video" else cfg.data  # never the compositional split's pairs
+        self.images = source_for(image_data, cfg.canvas, video=False, avoid=UNSEEN_PAIRS)
+        self.clips = source_for(cfg.data, cfg.canvas, video=True, avoid=UNSEEN_PAIRS) if cfg.uses_video else None
         self.perceptual = Perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
         self.discs = torch.nn.ModuleDict()
         self.disc_opt = None

@@ -22,6 +22,7 @@ from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
 from tessera.errors import ConfigError
 from tessera.eval.judge import Judge
+from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.eval.verdicts import is_yes, verdict
 from tessera.generate.generator import generate
 from tessera.model import bundle as bundles
@@ -64,7 +65,7 @@ def build_chains(bundle: bundles.Bundle, judge: Judge, n: int, seed: int, batch_
     device = bundle.model.output.weight.device
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    pools, _ = prompt_pools(seed)
+    pools, _ = prompt_pools()
     metadata = sample_prompts(pools, n, rng)
     h, w = bundle.cfg.grid
     out: dict[str, list] = {"text": [], "ids": [], "order": [], "verdicts": [], "second": [], "second_order": []}
@@ -74,7 +75,8 @@ def build_chains(bundle: bundles.Bundle, judge: Judge, n: int, seed: int, batch_
         order = make_orders(bundle.cfg.order, len(meta), h, w, torch.Generator().manual_seed(seed + i))
         first = generate(bundle.model, bundle.space, text, (h, w), order, bundle.cfg.sampling, gen)
         found = judge.read(to_uint8(bundle.image_tokenizer.decode(first.codes)))
-        truth = np.stack([render_image(sample_scene_for(from_geneval(m), rng, bundle.cfg.canvas)) for m in meta])
+        scenes = [sample_scene_for(from_geneval(m), rng, bundle.cfg.canvas, avoid=UNSEEN_PAIRS) for m in meta]
+        truth = np.stack([render_image(s) for s in scenes])
         out["text"].append(text.cpu())
         out["ids"].append(first.ids.cpu())
         out["order"].append(first.order.cpu())

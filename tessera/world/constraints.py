@@ -10,12 +10,12 @@ import numpy as np
 
 from tessera.errors import InputError
 from tessera.world.scene import (
-    COLOURS,
-    SHAPES,
     SIZES,
+    Pairs,
     Scene,
     check_canvas,
     make_object,
+    pick_pair,
     place,
     relative_position,
 )
@@ -105,8 +105,11 @@ class Constraints:
         )
 
 
-def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 500) -> Scene:
-    """Draw a scene holding exactly the described objects, unspecified attributes at random.
+def sample_scene_for(
+    constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 500, avoid: Pairs = frozenset()
+) -> Scene:
+    """Draw a scene holding exactly the described objects, unspecified attributes at random (an unspecified colour
+    never makes a (shape, colour) pair of `avoid`).
 
     Relations are kept with a safety margin. Raises InputError when no such scene can be drawn.
     """
@@ -118,8 +121,7 @@ def sample_scene_for(constraints: Constraints, rng: np.random.Generator, canvas:
         objs = []
         for spec in constraints.objects:
             for _ in range(spec.count):
-                shape = spec.shape or SHAPES[rng.integers(len(SHAPES))]
-                colour = spec.colour or COLOURS[rng.integers(len(COLOURS))]
+                shape, colour = pick_pair(spec.shape, spec.colour, rng, avoid)
                 size = spec.size or SIZES[rng.integers(len(SIZES))]
                 placed = place(make_object(shape, colour, size, canvas), objs, canvas, rng)
                 if placed is None:

@@ -15,8 +15,11 @@ SEGMENT_PALETTE = np.array(  # background, then one colour per shape class, for 
 def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Whether unit-shape coordinates (u, v) lie inside the shape (even-odd rule for polygons)."""
     poly = POLYGONS[shape]
-    if poly is None:
-        return u * u + v * v <= 1.0
+    return u * u + v * v <= 1.0 if poly is None else _in_polygon(poly, u, v)
+
+
+def _in_polygon(poly: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Whether points (u, v) lie inside the polygon (V, 2), by the even-odd rule."""
     inside = np.zeros(u.shape, dtype=bool)
     for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
         crosses = (y1 > v) != (y2 > v)
@@ -39,6 +42,14 @@ def coverage(obj: Object, canvas: int) -> tuple[int, int, np.ndarray]:
     hit = _inside(obj.shape, *np.broadcast_arrays(u, v)).astype(np.float32)
     cov = hit.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3))
     return r0, c0, cov
+
+
+def polygon_coverage(points: np.ndarray, canvas: int) -> np.ndarray:
+    """Fraction of each pixel of a canvas x canvas image that a polygon (V, 2) in pixel coordinates covers."""
+    s = SUPERSAMPLE
+    centres = (np.arange(canvas * s) + 0.5) / s
+    hit = _in_polygon(points, *np.broadcast_arrays(centres[None, :], centres[:, None])).astype(np.float32)
+    return hit.reshape(canvas, s, canvas, s).mean(axis=(1, 3))
 
 
 def render_image(scene: Scene) -> np.ndarray:

@@ -172,13 +172,31 @@ def make_object(shape: str, colour: str, size: str, canvas: int) -> Object:
     return Object(shape, colour, size, canvas / 2, canvas / 2, SIZE_FRACTION[size] * canvas)
 
 
+Pairs = frozenset[tuple[str, str]]  # (shape, colour) pairs a scene may not hold
+
+
+def pick_pair(
+    shape: str | None, colour: str | None, rng: np.random.Generator, avoid: Pairs = frozenset()
+) -> tuple[str, str]:
+    """(shape, colour) with the unset ones drawn at random, again while the pair is one to avoid; InputError if
+    both are set to such a pair."""
+    if shape and colour and (shape, colour) in avoid:
+        raise InputError(f"a {colour} {shape} is held out of every training scene")
+    while True:
+        pair = (shape or SHAPES[rng.integers(len(SHAPES))], colour or COLOURS[rng.integers(len(COLOURS))])
+        if pair not in avoid:
+            return pair
+
+
 def sample_scene(
     rng: np.random.Generator,
     canvas: int = 64,
     n_objects: int | None = None,
     video: bool = False,
+    avoid: Pairs = frozenset(),
 ) -> Scene:
-    """Draw a random scene: 1-6 objects with uniform attributes, none overlapping."""
+    """Draw a random scene: 1-6 objects with uniform attributes (no (shape, colour) pair of `avoid`), none
+    overlapping."""
     check_canvas(canvas)
     n = int(rng.integers(1, MAX_OBJECTS + 1)) if n_objects is None else n_objects
     if not 1 <= n <= MAX_OBJECTS:
@@ -186,8 +204,7 @@ def sample_scene(
     while True:
         objs: list[Object] = []
         for _ in range(n):
-            shape = SHAPES[rng.integers(len(SHAPES))]
-            colour = COLOURS[rng.integers(len(COLOURS))]
+            shape, colour = pick_pair(None, None, rng, avoid)
             size = SIZES[rng.integers(len(SIZES))]
             placed = place(make_object(shape, colour, size, canvas), objs, canvas, rng)
             if placed is None:

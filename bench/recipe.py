@@ -1,0 +1,147 @@
+"""Find the recipe by measurement: at a fixed wall time on this machine, how well does a tokenizer or a model do on a
+fixed set of training-distribution prompts (never the benchmark's, the held-out or the compositional ones)?
+
+    python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
+    python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval and strict of the samples
+
+A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
+tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
+time given: a short run measures the time of a step first.
+"""
+
+import argparse
+import json
+import platform
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tessera.config import load
+from tessera.data.prompts import metadata_for, prompt_pools
+from tessera.data.shapes import ShapesSource
+from tessera.engine.loop import finish
+from tessera.eval.judge import Judge
+from tessera.generate.images import evaluate_model
+from tessera.model.bundle import load as load_bundle
+from tessera.pipelines.demo import tokenizer_ceiling
+from tessera.tokenizer import build as visual
+from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
+from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
+from tessera.train.trainer import TrainConfig, Trainer
+from tessera.world.language import CATEGORIES
+
+PRESETS = Path(str(resources.files("tessera") / "configs"))
+F4 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
+F8 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2, 4], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
+TOKENIZERS = {  # on the quick preset's training settings (conv-quick.yaml)
+    "f4-512-uniform": [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8, restart: uniform}"],
+    "f4-512": [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8}"],
+    "f8-1024": [F8, "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"],
+    "f8-4096": [F8, "tokenizer.conv.quantizer={codebook_size: 4096, dim: 8}"],
+    "f8-1024-conv": [F8.replace("patch", "conv"), "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"],
+}  # fmt: skip
+MODELS = {  # tokenizer variant, then overrides of the quick model preset (model/quick.yaml)
+    "f8-d256": ("f8-1024", []),
+    "f4-d256": ("f4-512", []),
+    "f8-d384": ("f8-1024", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
+    "f8-d256-b64": ("f8-1024", ["batch_size=64", "lr=0.001"]),
+    "f8-d256-prompts": ("f8-1024", ["data.prompt_share=1.0"]),
+}
+SUBSET_SEED, PER_CATEGORY = 12345, 24
+
+
+def subset() -> list[dict]:
+    """The fixed measuring set: PER_CATEGORY training prompts of each category, drawn with a seed of its own."""
+    rng = np.random.default_rng(SUBSET_SEED)
+    pools, _ = prompt_pools()
+    return [
+        m
+        for c in CATEGORIES
+        for m in metadata_for([pools[c][i] for i in rng.integers(len(pools[c]), size=PER_CATEGORY)], c)
+    ]
+
+
+def timed_steps(make, minutes: float, probe: int = 10) -> int:
+    """How many steps a trainer made by make(steps, run) takes in `minutes`, from a probe of `probe` steps."""
+    start = time.time()
+    make(probe, Path("runs/recipe/probe")).fit()
+    per_step = (time.time() - start) / probe
+    return max(probe, int(minutes * 60 / per_step))
+
+
+def tokenizer_run(name: str, minutes: float) -> Path:
+    """Train (or reuse) a tokenizer variant for `minutes`; its checkpoint folder."""
+    run = Path("runs/recipe") / f"tokenizer-{name}"
+    if (run / "checkpoint" / "model.safetensors").exists():
+        return run / "checkpoint"
+    base = load(TokenizerTrainConfig(), PRESETS / "tokenizer" / "conv-quick.yaml", pairs=TOKENIZERS[name])
+
+    def make(steps: int, out: Path) -> TokenizerTrainer:
+        cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
+        return TokenizerTrainer(cfg, out, progress=False, fresh=True)
+
+    finish(make(timed_steps(make, minutes), run))
+    return run / "checkpoint"
+
+
+def bench_tokenizer(name: str, minutes: float) -> dict:
+    ckpt = tokenizer_run(name, minutes)
+    model, _ = visual.load(ckpt)
+    judge = Judge.load()
+    metrics = evaluate_tokenizer(model, ShapesSource(64), n=256, seed=1, judge=judge, progress=False)
+    ceiling = tokenizer_ceiling(model, judge, subset(), seed=0)
+    steps = json.loads((ckpt / "state.json").read_text())["step"]
+    return {
+        "variant": name, "steps": steps, "psnr": round(metrics["psnr"], 2),
+        "codebook_usage": round(metrics["codebook_usage"], 3), "perplexity": round(metrics["perplexity"], 1),
+        "ceiling": round(ceiling["overall"], 3), "ceiling_strict": round(ceiling["strict"], 3),
+    }  # fmt: skip
+
+
+def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
+    tok_name, pairs = MODELS[name]
+    tok = tokenizer_run(tok_name, tokenizer_minutes)
+    base = load(TrainConfig(), PRESETS / "model" / "quick.yaml", {"tokenizer": str(tok)}, pairs)
+    run = Path("runs/recipe") / f"model-{name}"
+
+    def make(steps: int, out: Path) -> Trainer:
+        cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
+        return Trainer(cfg, out, progress=False, fresh=True)
+
+    steps = timed_steps(make, minutes)
+    start = time.time()
+    finish(make(steps, run))
+    trained = time.time() - start
+    summary, _, _ = evaluate_model(load_bundle(run / "checkpoint"), subset(), Judge.load(), per_prompt=2, seed=0)
+    return {
+        "variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained),
+        "geneval": round(summary["overall"], 3), "strict": round(summary["strict"], 3),
+        **{c: round(summary[c], 3) for c in CATEGORIES},
+        "objects_per_image": round(summary["objects_per_image"], 2),
+        "asked": round(summary["objects_asked_per_image"], 2),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["tokenizer", "model"])
+    parser.add_argument("variant")
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    result = (
+        bench_tokenizer(args.variant, args.minutes)
+        if args.what == "tokenizer"
+        else bench_model(args.variant, args.minutes, args.tokenizer_minutes)
+    )
+    print(
+        json.dumps({"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"} | result)
+    )
+
+
+if __name__ == "__main__":
+    main()

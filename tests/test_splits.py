@@ -1,0 +1,58 @@
+"""Honest splits: no training text says what an evaluation prompt says, and no training scene holds a pair of the
+compositional split."""
+
+import numpy as np
+import pytest
+
+from tessera.data.examples import understanding_example, world_text
+from tessera.data.prompts import HELD_OUT, description_key, kept_out, may_train_on, mentions_unseen, prompt_pools
+from tessera.data.shapes import ShapesSource
+from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata, make_compositional
+from tessera.sequence.tasks import Task
+from tessera.world.grammar import parse_description
+from tessera.world.language import CAPTION_QUESTION, CATEGORIES, distinct_prompts
+
+HEAD, TAIL = "does this image show ", " ?"
+
+
+def scene_pairs(scene) -> set[tuple[str, str]]:
+    return {(o.shape, o.colour) for o in scene.objects}
+
+
+def test_the_kept_out_prompts_cover_every_evaluation():
+    benchmark = [m["prompt"] for m in load_metadata() if m["tag"] in HELD_OUT]
+    train, held = prompt_pools()
+    compositional = [m["prompt"] for m in load_metadata(COMPOSITIONAL_PATH)]
+    for text in benchmark + [p for pool in held.values() for p in pool] + compositional:
+        assert not may_train_on(text), text
+    assert load_metadata(COMPOSITIONAL_PATH) == make_compositional(seed=0)  # the shipped file is the seeded one
+    assert all(mentions_unseen(p) for p in compositional)
+    for category in CATEGORIES:  # what is left to train on is every other distinct prompt of the world
+        allowed = [p for p in distinct_prompts(category) if may_train_on(p)]
+        assert sorted(train[category]) == sorted(allowed), category
+    assert len(train["color_attr"]) > 400 and len(train["position"]) >= 16 and len(train["colors"]) >= 6
+
+
+def test_no_training_text_or_scene_is_held_out():
+    rng = np.random.default_rng(0)
+    kept = kept_out()
+    for _ in range(1500):
+        text, scene = world_text(rng, 64, prompt_share=0.5)
+        assert description_key(text) not in kept and not mentions_unseen(text), text
+        assert not scene_pairs(scene) & UNSEEN_PAIRS, text
+    for task in (Task.CAPTION, Task.QA, Task.JUDGE):
+        for _ in range(400):
+            question, answer, scene = understanding_example(task, rng, 64)
+            assert not scene_pairs(scene) & UNSEEN_PAIRS
+            if task == Task.JUDGE:
+                assert question.startswith(HEAD) and may_train_on(question[len(HEAD) : -len(TAIL)]), question
+            elif task == Task.CAPTION:
+                assert question == CAPTION_QUESTION and may_train_on(answer), answer
+    images = ShapesSource(64, avoid=UNSEEN_PAIRS).scenes(300, rng)
+    assert not set().union(*map(scene_pairs, images)) & UNSEEN_PAIRS
+
+
+@pytest.mark.parametrize("text", ["a photo of a red star", "two red stars", "a red star left of a blue circle"])
+def test_a_text_naming_an_unseen_pair_may_not_be_trained_on(text):
+    assert mentions_unseen(text) and not may_train_on(text)
+    assert ("star", "red") in UNSEEN_PAIRS and parse_description(text).objects[0].colour == "red"
