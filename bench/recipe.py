@@ -36,19 +36,24 @@ from tessera.world.language import CATEGORIES
 PRESETS = Path(str(resources.files("tessera") / "configs"))
 F4 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
 F8 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2, 4], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
-TOKENIZERS = {  # on the quick preset's training settings (conv-quick.yaml)
-    "f4-512-uniform": [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8, restart: uniform}"],
-    "f4-512": [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8}"],
-    "f8-1024": [F8, "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"],
-    "f8-4096": [F8, "tokenizer.conv.quantizer={codebook_size: 4096, dim: 8}"],
-    "f8-1024-conv": [F8.replace("patch", "conv"), "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"],
+TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
+    "f4-512-uniform": ("conv-quick", [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8, restart: uniform}"]),
+    "f4-512": ("conv-quick", [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8}"]),
+    "f8-1024": ("conv-quick", [F8, "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"]),
+    "f8-4096": ("conv-quick", [F8, "tokenizer.conv.quantizer={codebook_size: 4096, dim: 8}"]),
+    "f8-1024-conv": ("conv-quick", [F8.replace("patch", "conv"), "tokenizer.conv.quantizer.codebook_size=1024"]),
+    "patch4-2048": ("patch-quick", []),
+    "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
+    "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
 }  # fmt: skip
 MODELS = {  # tokenizer variant, then overrides of the quick model preset (model/quick.yaml)
-    "f8-d256": ("f8-1024", []),
+    "patch4-d256": ("patch4-2048", []),
+    "patch4-d384": ("patch4-2048", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
+    "patch4-d256-b64": ("patch4-2048", ["batch_size=64", "lr=0.001"]),
+    "patch4-d256-prompts": ("patch4-2048", ["data.prompt_share=1.0"]),
+    "patch4-d128": ("patch4-2048", ["model.dim=128", "model.n_head=4", "model.n_kv_head=2", "lr=0.003"]),
     "f4-d256": ("f4-512", []),
-    "f8-d384": ("f8-1024", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
-    "f8-d256-b64": ("f8-1024", ["batch_size=64", "lr=0.001"]),
-    "f8-d256-prompts": ("f8-1024", ["data.prompt_share=1.0"]),
+    "patch8-d256": ("patch8-4096", []),
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
@@ -66,8 +71,9 @@ def subset() -> list[dict]:
 
 def timed_steps(make, minutes: float, probe: int = 10) -> int:
     """How many steps a trainer made by make(steps, run) takes in `minutes`, from a probe of `probe` steps."""
+    trainer = make(probe, Path("runs/recipe/probe"))  # (building it, and its token cache, is not timed)
     start = time.time()
-    make(probe, Path("runs/recipe/probe")).fit()
+    trainer.fit()
     per_step = (time.time() - start) / probe
     return max(probe, int(minutes * 60 / per_step))
 
@@ -77,7 +83,8 @@ def tokenizer_run(name: str, minutes: float) -> Path:
     run = Path("runs/recipe") / f"tokenizer-{name}"
     if (run / "checkpoint" / "model.safetensors").exists():
         return run / "checkpoint"
-    base = load(TokenizerTrainConfig(), PRESETS / "tokenizer" / "conv-quick.yaml", pairs=TOKENIZERS[name])
+    preset, pairs = TOKENIZERS[name]
+    base = load(TokenizerTrainConfig(), PRESETS / "tokenizer" / f"{preset}.yaml", pairs=pairs)
 
     def make(steps: int, out: Path) -> TokenizerTrainer:
         cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})

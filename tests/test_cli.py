@@ -139,7 +139,7 @@ def test_help(command):
 
 def test_tokenizer_smoke_presets_train_and_evaluate(tmp_path):
     """The smoke presets run the whole tokenizer chain: train, checkpoint, samples, eval JSON."""
-    for arch, data in (("conv", "shapes"), ("omni", "shapes-video")):
+    for arch, data in (("conv", "shapes"), ("omni", "shapes-video"), ("patch", "shapes")):
         run_dir = tmp_path / arch
         result = run("tokenizer", "train", "--arch", arch, "--data", data, "--preset", "smoke", "--out", str(run_dir))
         assert result.returncode == 0, result.stderr

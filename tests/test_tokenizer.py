@@ -13,6 +13,7 @@ from tessera.errors import TesseraError
 from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
+from tessera.tokenizer.patch import PatchVQ
 from tessera.tokenizer.quantizers import QuantizerConfig, VectorQuantizer, make_quantizer
 from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 
@@ -198,7 +199,8 @@ def test_presets_load():
 
     root = Path(str(resources.files("tessera") / "configs" / "tokenizer"))
     names = sorted(p.stem for p in root.glob("*.yaml"))
-    assert {"conv-quick", "conv-full", "omni-quick", "omni-video-quick", "conv-smoke", "omni-smoke"} <= set(names)
+    expected = {"conv-quick", "conv-full", "omni-quick", "omni-video-quick", "conv-smoke", "omni-smoke", "patch-smoke"}
+    assert expected <= set(names)
     for p in root.glob("*.yaml"):
         cfg = load(TokenizerTrainConfig(), p)
         quantizer = getattr(cfg.tokenizer, cfg.tokenizer.arch).quantizer
@@ -231,3 +233,33 @@ def test_video_folder_reads_gifs_and_frame_folders_and_skips_bad_ones(tmp_path):
     clips = source.sample(6, np.random.default_rng(1))
     assert clips.shape == (6, 3, 9, 32, 32) and clips.min() >= -1 and clips.max() <= 1
     assert set(source.skipped) == {str(tmp_path / "short.gif"), str(tmp_path / "broken.mp4")}
+
+
+def test_a_patch_codebook_is_fitted_by_online_kmeans(tmp_path):
+    """PatchVQ: no network; codes are the nearest codebook patches, and fitting makes them match the world."""
+    x = ShapesSource(32).sample(64, np.random.default_rng(9))
+
+    def fitted(steps: int) -> tuple[PatchVQ, float]:
+        cfg = override(
+            TokenizerTrainConfig(),
+            {"tokenizer": {"arch": "patch", "patch": {"patch": 4, "quantizer": {"codebook_size": 256, "dim": 48,
+             "l2_norm": False, "commitment": 0.0, "restart_below": 0.003}}}, "canvas": 32, "steps": steps,
+             "batch_size": 16, "warmup": 0, "log_every": 1, "sample_every": 1000, "save_every": steps},
+        )  # fmt: skip
+        trainer = TokenizerTrainer(cfg, tmp_path / str(steps), progress=False)
+        trainer.fit()
+        assert not any(p.requires_grad for p in trainer.model.parameters())
+        model, _ = tok.load(tmp_path / str(steps) / "checkpoint")
+        mse = ((model.decode(model.encode(x)) - x) ** 2).mean()
+        return model, float(10 * torch.log10(4 / mse))
+
+    _, seeded = fitted(1)  # the codebook as seeded from the first batch
+    model, psnr = fitted(30)
+    assert psnr > seeded + 1.0 and psnr > 29  # held-out images, not the training batches
+    codes = model.encode(x[:4])
+    assert codes.shape == (4, 8, 8) and model.grid((32, 32)) == (8, 8)
+    assert torch.equal(model.encode(model.decode(codes)), codes)  # a decoded code is its own patch: it codes back
+    clips = model.encode(ShapesSource(32, video=True).sample(2, np.random.default_rng(3)))
+    assert clips.shape == (2, 9, 8, 8)
+    with pytest.raises(TesseraError, match="dim = 3 x patch"):
+        tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": {"quantizer": {"dim": 8}}}))

@@ -19,7 +19,10 @@ Video = Annotated[bool, typer.Option(help="Treat a --data folder as videos.")]
 @app.command("train")
 def train(
     arch: Annotated[
-        str, typer.Option(help="conv (ConvVQ, LlamaGen layout) | omni (OmniTok, images and video)")
+        str,
+        typer.Option(
+            help="conv (ConvVQ, LlamaGen layout) | omni (OmniTok, images and video) | patch (PatchVQ, k-means)"
+        ),
     ] = "conv",
     data: Data = "shapes",
     preset_name: Annotated[

@@ -16,8 +16,9 @@ from tessera.engine import checkpoint
 from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
+from tessera.tokenizer.patch import PatchVQ, PatchVQConfig
 
-ARCHS = ("conv", "omni")
+ARCHS = ("conv", "omni", "patch")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class TokenizerConfig:
     arch: str = "conv"  # conv | omni
     conv: ConvVQConfig = field(default_factory=ConvVQConfig)
     omni: OmniConfig = field(default_factory=OmniConfig)
+    patch: PatchVQConfig = field(default_factory=PatchVQConfig)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -34,7 +36,7 @@ class TokenizerConfig:
 
 def build(cfg: TokenizerConfig) -> nn.Module:
     cfg.validate()
-    return ConvVQ(cfg.conv) if cfg.arch == "conv" else OmniTok(cfg.omni)
+    return {"conv": ConvVQ, "omni": OmniTok, "patch": PatchVQ}[cfg.arch](getattr(cfg, cfg.arch))
 
 
 def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=None, state=None) -> None:

@@ -73,6 +73,8 @@ class TokenizerTrainConfig:
         check_canvas(self.canvas)
         if self.crop and not 16 <= self.crop <= self.canvas:
             raise ConfigError(f"crop must be 0 or from 16 to the canvas ({self.canvas}), got {self.crop}")
+        if self.tokenizer.arch == "patch" and (self.gan_start >= 0 or self.perceptual_weights):
+            raise ConfigError("a patch tokenizer has no decoder to train: leave gan_start and perceptual_weights unset")
         if self.recon not in ("l1", "l2"):
             raise ConfigError(f"recon must be l1 or l2, got {self.recon!r}")
         if not 0 <= self.ema < 1 or not all(0 <= b < 1 for b in self.betas):
@@ -159,11 +161,13 @@ class TokenizerTrainer:
             weight = adaptive_weight(rec, g_loss, self.model.last_layer()) * cfg.gan_weight
             loss = loss + weight * g_loss
             out |= {"g_loss": g_loss.item(), "gan_weight": float(weight)}
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.engine.check_finite(loss=loss, gradient_norm=norm)
-        self.opt.step()
+        self.engine.check_finite(loss=loss)
+        if loss.requires_grad:  # (a patch codebook is fitted by its EMA alone: nothing to step)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.engine.check_finite(gradient_norm=norm)
+            self.opt.step()
         if gan:
             disc.train()
             d_loss = hinge_d_loss(disc(x), disc(recon.detach()))

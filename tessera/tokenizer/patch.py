@@ -1,0 +1,96 @@
+"""PatchVQ: the codebook is of f x f pixel patches themselves, fitted by online k-means; no network.
+
+A patch is coded as its nearest codebook patch and decoded as that patch, side by side (image GPT quantised
+colours by k-means clusters; this quantises patches the same way). The VQ's EMA update is the k-means step and
+its restarts seed new centres where the codebook fits worst, so a few hundred batches fit thousands of codes.
+On the Shapes world, 4 x 4 patches and 2048 codes keep every shape the judge reads (bench/RESULTS.md), at a
+fraction of a learned tokenizer's cost; for photographs a learned one (conv, omni) is the better choice.
+Videos are coded frame by frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from tessera.config import at_least
+from tessera.errors import ConfigError
+from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer
+
+
+@dataclass
+class PatchVQConfig:
+    patch: int = 4  # side of a patch in pixels: 64 x 64 images -> 16 x 16 codes
+    quantizer: QuantizerConfig = field(
+        default_factory=lambda: QuantizerConfig(codebook_size=2048, dim=48, l2_norm=False, commitment=0.0)
+    )
+
+    def validate(self, prefix: str = "patch.") -> None:
+        at_least(self, 1, "patch", prefix=prefix)
+        q = self.quantizer
+        if q.kind != "vq" or q.l2_norm or not q.ema or q.dim != 3 * self.patch**2:
+            raise ConfigError(
+                f"{prefix}quantizer must be vq with ema, no l2_norm, and dim = 3 x patch^2 = {3 * self.patch**2}"
+            )
+        q.validate(prefix + "quantizer.")
+
+
+class PatchVQ(nn.Module):
+    """Images (B, 3, H, W) in [-1, 1] <-> codes (B, H/f, W/f); videos (B, 3, T, H, W) <-> (B, T, H/f, W/f)."""
+
+    def __init__(self, cfg: PatchVQConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.quantize = VectorQuantizer(cfg.quantizer)
+        self.quantize.embedding.weight.requires_grad_(False)  # fitted by its EMA alone
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantize.codebook_size
+
+    def grid(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Code grid for pixels of shape (H, W) or (T, H, W)."""
+        *t, h, w = shape
+        return (*t, h // self.cfg.patch, w // self.cfg.patch)
+
+    def _patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3 f f, h, w): each patch's pixels as one vector."""
+        f = self.cfg.patch
+        return rearrange(pixels, "b c (h p) (w q) -> b (c p q) h w", p=f, q=f)
+
+    def _pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        f = self.cfg.patch
+        return rearrange(latent, "b (c p q) h w -> b c (h p) (w q)", p=f, q=f)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
+        """Reconstruction and the quantizer's output (fitting the codebook in training mode)."""
+        if pixels.dim() == 5:
+            b, _, t = pixels.shape[:3]
+            recon, q = self(pixels.transpose(1, 2).flatten(0, 1))
+            codes = q.codes.reshape(b, t, *q.codes.shape[1:])
+            return recon.reshape(b, t, *recon.shape[1:]).transpose(1, 2), Quantized(
+                q.latent, codes, q.loss, q.perplexity
+            )
+        q = self.quantize(self._patches(pixels))
+        return self._pixels(q.latent), q
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, h, w) codes; (B, 3, T, H, W) -> (B, T, h, w)."""
+        if pixels.dim() == 5:
+            b, t = pixels.shape[0], pixels.shape[2]
+            return self.encode(pixels.transpose(1, 2).flatten(0, 1)).reshape(b, t, *self.grid(pixels.shape[-2:]))
+        return self.quantize(self._patches(pixels)).codes
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) codes -> (B, 3, H, W) pixels; (B, T, h, w) -> (B, 3, T, H, W)."""
+        if codes.dim() == 4:
+            b, t = codes.shape[:2]
+            frames = self.decode(codes.flatten(0, 1))
+            return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
+        return self._pixels(self.quantize.lookup(codes)).clamp(-1, 1)
