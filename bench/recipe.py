@@ -3,6 +3,7 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
 
     python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
     python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval and strict of the samples
+    python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
 
 A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
@@ -26,6 +27,7 @@ from tessera.engine.loop import finish
 from tessera.eval.judge import Judge
 from tessera.generate.images import evaluate_model
 from tessera.model.bundle import load as load_bundle
+from tessera.model.sampling import SamplingConfig
 from tessera.pipelines.demo import tokenizer_ceiling
 from tessera.tokenizer import build as visual
 from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
@@ -42,6 +44,7 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "f8-1024": ("conv-quick", [F8, "tokenizer.conv.quantizer={codebook_size: 1024, dim: 8}"]),
     "f8-4096": ("conv-quick", [F8, "tokenizer.conv.quantizer={codebook_size: 4096, dim: 8}"]),
     "f8-1024-conv": ("conv-quick", [F8.replace("patch", "conv"), "tokenizer.conv.quantizer.codebook_size=1024"]),
+    "patch4-512": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=512"]),
     "patch4-2048": ("patch-quick", []),
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
@@ -51,9 +54,16 @@ MODELS = {  # tokenizer variant, then overrides of the quick model preset (model
     "patch4-d384": ("patch4-2048", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
     "patch4-d256-b64": ("patch4-2048", ["batch_size=64", "lr=0.001"]),
     "patch4-d256-prompts": ("patch4-2048", ["data.prompt_share=1.0"]),
+    "patch4-512-d256": ("patch4-512", []),
     "patch4-d128": ("patch4-2048", ["model.dim=128", "model.n_head=4", "model.n_kv_head=2", "lr=0.003"]),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
+}
+SAMPLERS = {  # name -> sampling of the measured images (the presets sample at temperature 1, guidance 3)
+    "t1-cfg3": SamplingConfig(cfg_scale=3.0),
+    "t0.6-cfg3": SamplingConfig(temperature=0.6, cfg_scale=3.0),
+    "top20-cfg3": SamplingConfig(top_k=20, cfg_scale=3.0),
+    "t0.6-cfg6": SamplingConfig(temperature=0.6, cfg_scale=6.0),
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
@@ -112,7 +122,7 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
     tok_name, pairs = MODELS[name]
     tok = tokenizer_run(tok_name, tokenizer_minutes)
     base = load(TrainConfig(), PRESETS / "model" / "quick.yaml", {"tokenizer": str(tok)}, pairs)
-    run = Path("runs/recipe") / f"model-{name}"
+    run = model_run(name, minutes)
 
     def make(steps: int, out: Path) -> Trainer:
         cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
@@ -122,9 +132,14 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
     start = time.time()
     finish(make(steps, run))
     trained = time.time() - start
-    summary, _, _ = evaluate_model(load_bundle(run / "checkpoint"), subset(), Judge.load(), per_prompt=2, seed=0)
+    score = scored(load_bundle(run / "checkpoint"), Judge.load())
+    return {"variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained)} | score
+
+
+def scored(bundle, judge: Judge, sampling: SamplingConfig | None = None) -> dict:
+    """The measuring set, two samples per prompt: GenEval's rule, strict, per category, objects per image."""
+    summary, _, _ = evaluate_model(bundle, subset(), judge, per_prompt=2, sampling=sampling, seed=0)
     return {
-        "variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained),
         "geneval": round(summary["overall"], 3), "strict": round(summary["strict"], 3),
         **{c: round(summary[c], 3) for c in CATEGORIES},
         "objects_per_image": round(summary["objects_per_image"], 2),
@@ -132,22 +147,33 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
     }  # fmt: skip
 
 
+def model_run(name: str, minutes: float) -> Path:
+    return Path("runs/recipe") / f"model-{name}-{minutes:g}min"
+
+
+def bench_sampling(name: str, minutes: float) -> list[dict]:
+    """A model variant trained by `model` for `minutes`, scored under each of SAMPLERS."""
+    bundle, judge = load_bundle(model_run(name, minutes) / "checkpoint"), Judge.load()
+    return [{"variant": name, "sampler": s} | scored(bundle, judge, cfg) for s, cfg in SAMPLERS.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["tokenizer", "model"])
+    parser.add_argument("what", choices=["tokenizer", "model", "sampling"])
     parser.add_argument("variant")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
     args = parser.parse_args()
     torch.manual_seed(0)
-    result = (
-        bench_tokenizer(args.variant, args.minutes)
-        if args.what == "tokenizer"
-        else bench_model(args.variant, args.minutes, args.tokenizer_minutes)
-    )
-    print(
-        json.dumps({"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"} | result)
-    )
+    if args.what == "tokenizer":
+        results = [bench_tokenizer(args.variant, args.minutes)]
+    elif args.what == "model":
+        results = [bench_model(args.variant, args.minutes, args.tokenizer_minutes)]
+    else:
+        results = bench_sampling(args.variant, args.minutes)
+    machine = {"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"}
+    for result in results:
+        print(json.dumps(machine | result))
 
 
 if __name__ == "__main__":

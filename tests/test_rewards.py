@@ -11,7 +11,7 @@ from tessera.eval.shapes_eval import load_metadata
 from tessera.rl.rewards import combine, make_reward, parse_spec
 from tessera.world.constraints import from_geneval, sample_scene_for
 from tessera.world.render import render_image, render_labels
-from tessera.world.scene import PALETTE, boxes_apart, sample_scene
+from tessera.world.scene import BACKGROUND, PALETTE, boxes_apart, sample_scene
 
 
 def test_shapes_eval_rewards_follow_the_rules(judge):
@@ -51,6 +51,15 @@ def test_a_policy_that_sprays_objects_scores_lower_than_one_that_draws_the_scene
         assert honest.mean() >= 0.9 and spray.mean() < 0.5 * honest.mean(), (name, honest, spray)
     geneval = make_reward("shapes_eval", judge=judge)
     assert geneval(lines, sprayed, texts).mean() >= 0.75  # the rule clutter fools
+
+
+def test_an_empty_canvas_earns_nothing(judge):
+    """A counting prompt's exclude clause ("fewer than 4") holds when nothing is drawn; the dense reward must not
+    pay for that, or RL learns to leave counting prompts blank."""
+    lines = [m for m in load_metadata() if m["tag"] == "counting"][:6] + load_metadata()[:2]
+    blank = np.broadcast_to(np.array(BACKGROUND, dtype=np.uint8), (len(lines), 64, 64, 3)).copy()
+    for name in ("strict", "shapes_eval_exact"):
+        assert make_reward(name, judge=judge)(lines, blank, [""] * len(lines)).max() == 0.0, name
 
 
 def test_format_and_colour_share():

@@ -6,6 +6,7 @@ Both route logits through `sampling.log_distribution`, so the two agree (RL reli
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -120,8 +121,10 @@ def score(
         logits = torch.cat([forward(slice(0, batch)), uncond_logits])
     cond, uncond = _split(logits, batch, cfg)
     allowed = space.allowed(IMAGE, ids.device)
-    out = []
-    for i in range(n):
-        logp = log_distribution(cond[:, i], None if uncond is None else uncond[:, i], allowed, cfg, cfg.guides(i, n))
-        out.append(logp.gather(1, ids[:, i : i + 1]).squeeze(1))
-    return torch.stack(out, dim=1).clamp(min=LOGP_FLOOR)
+    out, start = [], 0
+    for guide, run in itertools.groupby(cfg.guides(i, n) for i in range(n)):  # runs of positions guided alike
+        part = slice(start, start + len(list(run)))
+        logp = log_distribution(cond[:, part], None if uncond is None else uncond[:, part], allowed, cfg, guide)
+        out.append(logp.gather(2, ids[:, part, None]).squeeze(2))  # (B, run)
+        start = part.stop
+    return torch.cat(out, dim=1).clamp(min=LOGP_FLOOR)

@@ -77,13 +77,15 @@ def strict_reward(judge=None) -> Reward:
 
 @register("shapes_eval_exact")
 def shapes_eval_exact(judge=None) -> Reward:
-    """Dense and not raised by drawing more: 1 when the strict rule holds, else 3/4 of the share of clauses that hold,
-    times asked / max(asked, objects and marks read). Every object or mark beyond the asked ones costs."""
+    """Dense and not raised by drawing more, nor by drawing nothing: 1 when the strict rule holds, else 3/4 of the
+    share of include clauses that hold (an exclude clause, "fewer than 4 stars", holds on an empty canvas), times
+    asked / max(asked, objects and marks read). Every object or mark beyond the asked ones costs."""
 
     def one(found: list, meta: dict) -> float:
         if strict(found, meta)[0]:
             return 1.0
-        return 0.75 * float(np.mean(_clauses(found, meta))) * asked(meta) / max(asked(meta), len(found))
+        included = _clauses(found, meta)[: len(meta.get("include", []))] or [False]
+        return 0.75 * float(np.mean(included)) * asked(meta) / max(asked(meta), len(found))
 
     return _judged(one, judge)
 
