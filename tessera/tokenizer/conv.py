@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from tessera.config import at_least
 from tessera.errors import ConfigError
+from tessera.tokenizer.frames import FrameByFrame
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, make_quantizer
 
 
@@ -186,7 +187,7 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
-class ConvVQ(nn.Module):
+class ConvVQ(FrameByFrame):
     """Images (B, 3, H, W) in [-1, 1] <-> codes (B, H/f, W/f), f = 2 ** (len(ch_mult) - 1); videos frame by frame."""
 
     def __init__(self, cfg: ConvVQConfig):
@@ -215,33 +216,14 @@ class ConvVQ(nn.Module):
     def quantized(self, pixels: torch.Tensor) -> Quantized:
         return self.quantize(self.quant_conv(self.encoder(pixels)))
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
-        """Reconstruction and the quantizer's output; videos (B, 3, T, H, W) are coded frame by frame."""
-        if pixels.dim() == 5:
-            b, _, t = pixels.shape[:3]
-            recon, q = self(pixels.transpose(1, 2).flatten(0, 1))
-            codes = q.codes.reshape(b, t, *q.codes.shape[1:])
-            return recon.reshape(b, t, *recon.shape[1:]).transpose(1, 2), Quantized(
-                q.latent, codes, q.loss, q.perplexity
-            )
+    def forward_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
         q = self.quantized(pixels)
         return self.decoder(self.post_quant_conv(q.latent)), q
 
-    @torch.no_grad()
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, h, w) codes; (B, 3, T, H, W) -> (B, T, h, w)."""
-        if pixels.dim() == 5:
-            b, t = pixels.shape[0], pixels.shape[2]
-            return self.encode(pixels.transpose(1, 2).flatten(0, 1)).reshape(b, t, *self.grid(pixels.shape[-2:]))
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.quantized(pixels).codes
 
-    @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) codes -> (B, 3, H, W) pixels; (B, T, h, w) -> (B, 3, T, H, W)."""
-        if codes.dim() == 4:
-            b, t = codes.shape[:2]
-            frames = self.decode(codes.flatten(0, 1))
-            return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
+    def decode_image(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(self.quantize.lookup(codes)))
 
     def last_layer(self) -> torch.Tensor:

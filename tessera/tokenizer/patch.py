@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn as nn
 from einops import rearrange
 
 from tessera.config import at_least
 from tessera.errors import ConfigError
+from tessera.tokenizer.frames import FrameByFrame
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer
 
 
@@ -38,7 +38,7 @@ class PatchVQConfig:
         q.validate(prefix + "quantizer.")
 
 
-class PatchVQ(nn.Module):
+class PatchVQ(FrameByFrame):
     """Images (B, 3, H, W) in [-1, 1] <-> codes (B, H/f, W/f); videos (B, 3, T, H, W) <-> (B, T, H/f, W/f)."""
 
     def __init__(self, cfg: PatchVQConfig):
@@ -66,31 +66,13 @@ class PatchVQ(nn.Module):
         f = self.cfg.patch
         return rearrange(latent, "b (c p q) h w -> b c (h p) (w q)", p=f, q=f)
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
+    def forward_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
         """Reconstruction and the quantizer's output (fitting the codebook in training mode)."""
-        if pixels.dim() == 5:
-            b, _, t = pixels.shape[:3]
-            recon, q = self(pixels.transpose(1, 2).flatten(0, 1))
-            codes = q.codes.reshape(b, t, *q.codes.shape[1:])
-            return recon.reshape(b, t, *recon.shape[1:]).transpose(1, 2), Quantized(
-                q.latent, codes, q.loss, q.perplexity
-            )
         q = self.quantize(self._patches(pixels))
         return self._pixels(q.latent), q
 
-    @torch.no_grad()
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, h, w) codes; (B, 3, T, H, W) -> (B, T, h, w)."""
-        if pixels.dim() == 5:
-            b, t = pixels.shape[0], pixels.shape[2]
-            return self.encode(pixels.transpose(1, 2).flatten(0, 1)).reshape(b, t, *self.grid(pixels.shape[-2:]))
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.quantize(self._patches(pixels)).codes
 
-    @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) codes -> (B, 3, H, W) pixels; (B, T, h, w) -> (B, 3, T, H, W)."""
-        if codes.dim() == 4:
-            b, t = codes.shape[:2]
-            frames = self.decode(codes.flatten(0, 1))
-            return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
+    def decode_image(self, codes: torch.Tensor) -> torch.Tensor:
         return self._pixels(self.quantize.lookup(codes)).clamp(-1, 1)
