@@ -23,7 +23,7 @@ ARCHS = ("conv", "omni", "patch")
 
 @dataclass
 class TokenizerConfig:
-    arch: str = "conv"  # conv | omni
+    arch: str = "conv"  # conv | omni | patch
     conv: ConvVQConfig = field(default_factory=ConvVQConfig)
     omni: OmniConfig = field(default_factory=OmniConfig)
     patch: PatchVQConfig = field(default_factory=PatchVQConfig)
