@@ -79,6 +79,11 @@ def subset() -> list[dict]:
     ]
 
 
+def with_steps(base, steps: int):
+    """A trainer config of `steps` steps: warmup at most a tenth of them, samples at the end."""
+    return load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
+
+
 def timed_steps(make, minutes: float, probe: int = 10) -> int:
     """How many steps a trainer made by make(steps, run) takes in `minutes`, from a probe of `probe` steps."""
     trainer = make(probe, Path("runs/recipe/probe"))  # (building it, and its token cache, is not timed)
@@ -97,8 +102,7 @@ def tokenizer_run(name: str, minutes: float) -> Path:
     base = load(TokenizerTrainConfig(), PRESETS / "tokenizer" / f"{preset}.yaml", pairs=pairs)
 
     def make(steps: int, out: Path) -> TokenizerTrainer:
-        cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
-        return TokenizerTrainer(cfg, out, progress=False, fresh=True)
+        return TokenizerTrainer(with_steps(base, steps), out, progress=False, fresh=True)
 
     finish(make(timed_steps(make, minutes), run))
     return run / "checkpoint"
@@ -125,8 +129,7 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
     run = model_run(name, minutes)
 
     def make(steps: int, out: Path) -> Trainer:
-        cfg = load(base, options={"steps": steps, "warmup": min(base.warmup, steps // 10), "sample_every": steps})
-        return Trainer(cfg, out, progress=False, fresh=True)
+        return Trainer(with_steps(base, steps), out, progress=False, fresh=True)
 
     steps = timed_steps(make, minutes)
     start = time.time()

@@ -126,7 +126,7 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
     }
     summary = scores["ShapesEval"]
     if cfg.rl.steps:
-        summary = _rl_stages(cfg, pipeline, splits, judge, seed, sections)
+        summary = _rl_stages(cfg, pipeline, splits, judge, seed, device, sections)
     sections |= {"timings": pipeline.timings(), "config": {"demo": to_dict(cfg)}}
     report = write_report(out, sections)
     console.print(shapes_eval.markdown_table(summary), soft_wrap=True)
@@ -173,13 +173,15 @@ def _shapes_eval(bundle: Bundle, folder: Path, metadata: list[dict], judge: Judg
     return summary
 
 
-def _rl_stages(cfg: DemoConfig, pipeline: Pipeline, splits: dict, judge: Judge, seed: int, sections: dict) -> dict:
+def _rl_stages(
+    cfg: DemoConfig, pipeline: Pipeline, splits: dict, judge: Judge, seed: int, device: str, sections: dict
+) -> dict:
     """GRPO from the supervised model, then every split again, and before/after grids of the same prompts and seeds.
     Adds to `sections`; returns the ShapesEval summary after RL."""
     out = pipeline.folder
     rl_cfg = dataclasses.replace(cfg.rl, init=str(out / "model" / "checkpoint"), seed=seed)
     pipeline.stage("rl", to_dict(rl_cfg), lambda new: reached(RLTrainer(rl_cfg, out / "rl", fresh=new)))
-    tuned = load_bundle(out / "rl" / "checkpoint", "cuda" if torch.cuda.is_available() else "cpu")
+    tuned = load_bundle(out / "rl" / "checkpoint", device)
     generation = {"per_prompt": cfg.per_prompt, "prompts": cfg.prompts, "seed": seed}
     after = pipeline.stage(
         "rl_scores", generation, lambda new: _measure(tuned, out / "rl" / "shapes_eval", splits, judge, cfg, seed)

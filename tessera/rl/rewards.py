@@ -84,7 +84,7 @@ def shapes_eval_exact(judge=None) -> Reward:
     def one(found: list, meta: dict) -> float:
         if strict(found, meta)[0]:
             return 1.0
-        included = _clauses(found, meta)[: len(meta.get("include", []))] or [False]
+        included = _clauses(found, meta)[: len(meta["include"])]  # (the exclude clauses follow)
         return 0.75 * float(np.mean(included)) * asked(meta) / max(asked(meta), len(found))
 
     return _judged(one, judge)
