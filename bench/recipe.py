@@ -49,13 +49,18 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
 }  # fmt: skip
+D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
 MODELS = {  # tokenizer variant, then overrides of the quick model preset (model/quick.yaml)
     "patch4-d256": ("patch4-2048", []),
+    "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
     "patch4-d384": ("patch4-2048", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
     "patch4-d256-b64": ("patch4-2048", ["batch_size=64", "lr=0.001"]),
     "patch4-d256-prompts": ("patch4-2048", ["data.prompt_share=1.0"]),
     "patch4-512-d256": ("patch4-512", []),
-    "patch4-d128": ("patch4-2048", ["model.dim=128", "model.n_head=4", "model.n_kv_head=2", "lr=0.003"]),
+    "patch4-d128": ("patch4-2048", [*D128, "lr=0.003"]),
+    "patch4-d128-codes": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true"]),
+    "patch4-d128-codes-b16": ("patch4-2048", [*D128, "lr=0.002", "batch_size=16", "code_vectors=true"]),
+    "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }

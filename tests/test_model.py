@@ -85,3 +85,42 @@ def test_config_errors_name_the_problem():
         Transformer(ModelConfig(vocab_size=10, dim=64, n_head=4, n_kv_head=3))
     with pytest.raises(ValueError, match="max_seq_len"):
         tiny()(*inputs(b=1, t=65))
+
+
+def with_code_vectors(vectors: torch.Tensor | None) -> Transformer:
+    """A tiny model whose last 10 ids are image codes, embedded from `vectors` too when given."""
+    torch.manual_seed(0)
+    code_dim = 0 if vectors is None else vectors.shape[1]
+    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2, image_codes=10,
+                                    code_dim=code_dim))  # fmt: skip
+    if vectors is not None:
+        model.code_vectors.copy_(vectors)
+    return model
+
+
+def taught_code_40(model: Transformer) -> torch.Tensor:
+    """Mean logits after five SGD steps that teach the model to say id 40 everywhere."""
+    ids, pos, target = inputs(b=4, t=8)
+    assert torch.equal(model(ids, pos, target), torch.zeros(4, 8, 50))  # uniform at the start
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(model(ids, pos, target).flatten(0, 1), torch.full((32,), 40))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return model(ids, pos, target).mean((0, 1))
+
+
+def test_code_vectors_share_what_is_learned_between_codes_that_look_alike():
+    vectors = torch.randn(10, 6, generator=torch.Generator().manual_seed(0))  # ids 40..49
+    vectors[1] = vectors[0]  # codes 40 and 41 look alike; 42 does not
+    shared = taught_code_40(with_code_vectors(vectors))
+    assert shared[41] - shared[42] > 1.0, shared[40:]  # the untaught look-alike rose with it
+    free = taught_code_40(with_code_vectors(None))
+    assert free[40] - free[42] > 1.0 and abs(free[41] - free[42]) < 1e-4, free[40:]  # free codes learn alone
+
+
+def test_code_vectors_need_image_codes():
+    with pytest.raises(TesseraError, match="image_codes"):
+        Transformer(ModelConfig(vocab_size=50, dim=64, n_head=4, n_kv_head=2, code_dim=6))

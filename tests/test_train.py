@@ -41,10 +41,10 @@ def config(tokenizer_dir, tmp_path, **kw) -> TrainConfig:
     return override(TrainConfig(), items)
 
 
-def test_training_lowers_the_loss(tokenizer_dir, tmp_path):
-    trainer = Trainer(
-        config(tokenizer_dir, tmp_path, steps=40, lr=3e-3, **{"data.examples": 16}), tmp_path / "run", progress=False
-    )
+@pytest.mark.parametrize("code_vectors", [False, True])
+def test_training_lowers_the_loss(tokenizer_dir, tmp_path, code_vectors):
+    cfg = config(tokenizer_dir, tmp_path, steps=40, lr=3e-3, code_vectors=code_vectors, **{"data.examples": 16})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
     rows = trainer.fit()
     assert trainer.texts.shape == (16, 16) and trainer.codes.shape == (16, 4, 4)
     first, last = rows[0]["loss"], np.mean([r["loss"] for r in rows[-5:]])
@@ -53,6 +53,8 @@ def test_training_lowers_the_loss(tokenizer_dir, tmp_path):
     b = bundles.load(tmp_path / "run" / "checkpoint")
     assert b.cfg.grid == (4, 4) and b.space.n_image == 32
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in b.model.state_dict().items())
+    if code_vectors:  # the checkpoint carries the tokenizer's code vectors with it
+        assert torch.equal(b.model.code_vectors, visual.code_vectors(visual.load(tokenizer_dir)[0]))
 
 
 def test_resume_continues_exactly(tokenizer_dir, tmp_path):

@@ -3,7 +3,9 @@
 RMSNorm, SwiGLU, rotary positions over the stream index, grouped-query attention through
 `scaled_dot_product_attention`, and a zero-initialised output head. Image tokens add learned embeddings of
 their own (frame, row, col) and of the target position, the cell the next token fills, so one model draws
-in raster, random or any other order.
+in raster, random or any other order. Optionally (code_dim), the image rows of the input and output tables
+also carry a learned projection of each code's vector in the visual tokenizer, so codes that look alike start
+alike: what the model learns of one red patch it knows of every red patch.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ModelConfig:
     max_grid: int = 32  # rows and columns an image may have, in tokens
     max_frames: int = 16
     dropout: float = 0.0
+    image_codes: int = 0  # the last image_codes ids are image codes; with code_dim, embedded from their vectors
+    code_dim: int = 0  # width of the visual tokenizer's code vectors (0: image codes are free embeddings alone)
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -39,6 +43,8 @@ class ModelConfig:
             raise ConfigError("model.vocab_size must be set (it comes from the text and image vocabularies)")
         if self.dim % self.n_head or self.n_head % self.n_kv_head:
             raise ConfigError("model.dim must divide by model.n_head, and model.n_head by model.n_kv_head")
+        if self.code_dim and not 0 < self.image_codes <= self.vocab_size:
+            raise ConfigError("model.code_dim needs model.image_codes, the image ids at the end of the vocabulary")
         if (self.dim // self.n_head) % 2:
             raise ConfigError("model.dim / model.n_head must be even (rotary positions rotate pairs)")
 
@@ -162,11 +168,18 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = nn.RMSNorm(cfg.dim, eps=1e-5)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.code_in = self.code_out = None
+        if cfg.code_dim:
+            self.register_buffer("code_vectors", torch.zeros(cfg.image_codes, cfg.code_dim))  # set by the trainer
+            self.code_in = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
+            self.code_out = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
         cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init)
         nn.init.zeros_(self.output.weight)
+        if self.code_out is not None:
+            nn.init.zeros_(self.code_out.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -185,11 +198,25 @@ class Transformer(nn.Module):
         t = ids.shape[1]
         if start + t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
-        x = self.drop(self.tok_embeddings(ids) + self.here(pos) + self.next(target_pos))  # (B, T, D)
+        x = self.tok_embeddings(ids)  # (B, T, D)
+        if self.code_in is not None:
+            code = ids - self.image_start  # (B, T), negative for non-image ids
+            x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
+        x = self.drop(x + self.here(pos) + self.next(target_pos))
         cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, i, start)
-        return self.output(self.norm(x)).float()
+        x = self.norm(x)
+        logits = self.output(x)  # (B, T, vocab)
+        if self.code_out is not None:
+            image = logits[..., self.image_start :] + x @ self.code_out(self.code_vectors).T  # (B, T, image_codes)
+            logits = torch.cat([logits[..., : self.image_start], image], dim=-1)
+        return logits.float()
+
+    @property
+    def image_start(self) -> int:
+        """The first image id: image codes are the last cfg.image_codes ids."""
+        return self.cfg.vocab_size - self.cfg.image_codes
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         w = self.output.weight

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from tessera.config import to_dict
@@ -49,3 +50,14 @@ def load(folder: str | Path) -> tuple[nn.Module, TokenizerConfig]:
     model = build(cfg)
     checkpoint.load_into(model, checkpoint.load_weights(folder), str(folder))
     return model.eval(), cfg
+
+
+def code_vectors(model: nn.Module) -> torch.Tensor:
+    """(codebook_size, dim) every code's vector in the quantizer's latent space, scaled to unit variance."""
+    if getattr(model, "quantize", None) is None:
+        raise ConfigError("code_vectors needs a visual tokenizer with a codebook (a vq, fsq or lfq latent)")
+    device = next(iter(model.state_dict().values())).device
+    codes = torch.arange(model.codebook_size, device=device)[None]  # (1, K)
+    with torch.no_grad():
+        vectors = model.quantize.lookup(codes)[0].T.float()  # (K, dim)
+    return vectors / vectors.std().clamp(min=1e-6)

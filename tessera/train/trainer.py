@@ -73,6 +73,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     cond_dropout: float = 0.1  # share of examples trained with the empty prompt (for guidance)
     text_weight: float = 1.0  # multi-task: the text tokens' mean loss relative to the image tokens' (see masked_loss)
+    code_vectors: bool = False  # image codes embedded from the visual tokenizer's code vectors too
     ema: float = 0.0  # EMA decay of the weights; 0: off
     amp: str = "auto"  # auto (bf16 on GPU) | bf16 | off
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
@@ -153,7 +154,10 @@ class Trainer:
         if max(h, w) > cfg.model.max_grid:
             raise ConfigError(f"images of {h}x{w} tokens need model.max_grid >= {max(h, w)}")
         space = IdSpace(examples.text_tokenizer.vocab_size, self.image_tokenizer.codebook_size)
-        self.cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=space.size))
+        vectors = visual.code_vectors(self.image_tokenizer) if cfg.code_vectors else None  # (n_image, code_dim)
+        code_dim = 0 if vectors is None else vectors.shape[1]
+        model_cfg = dataclasses.replace(cfg.model, vocab_size=space.size, image_codes=space.n_image, code_dim=code_dim)
+        self.cfg = dataclasses.replace(cfg, model=model_cfg)
         bundle_cfg = bundles.BundleConfig(
             model=self.cfg.model,
             n_text=space.n_text,
@@ -169,6 +173,8 @@ class Trainer:
         )
         torch.manual_seed(cfg.seed)
         self.model = Transformer(self.cfg.model).to(self.device)
+        if vectors is not None:
+            self.model.code_vectors.copy_(vectors)
         self.bundle = bundles.Bundle(bundle_cfg, self.model, examples.text_tokenizer, self.image_tokenizer)
         self.ddp = self.processes.wrap(self.model)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
