@@ -49,8 +49,9 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
 }  # fmt: skip
+BASE = ["model.dim=256", "model.n_head=8", "model.n_kv_head=4", "lr=0.002", "code_vectors=false"]
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
-MODELS = {  # tokenizer variant, then overrides of the quick model preset (model/quick.yaml)
+MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
     "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
     "patch4-d384": ("patch4-2048", ["model.dim=384", "model.n_layer=6", "model.n_head=6", "model.n_kv_head=3"]),
@@ -130,7 +131,7 @@ def bench_tokenizer(name: str, minutes: float) -> dict:
 def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
     tok_name, pairs = MODELS[name]
     tok = tokenizer_run(tok_name, tokenizer_minutes)
-    base = load(TrainConfig(), PRESETS / "model" / "quick.yaml", {"tokenizer": str(tok)}, pairs)
+    base = load(TrainConfig(), PRESETS / "model" / "quick.yaml", {"tokenizer": str(tok)}, BASE + pairs)
     run = model_run(name, minutes)
 
     def make(steps: int, out: Path) -> Trainer:
