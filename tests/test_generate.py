@@ -34,7 +34,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"t{c.temperature}-k{c.top_k}-p{c.top_p}-s{c.cfg_scale}")
-@pytest.mark.parametrize("order", ["raster", "random"])
+@pytest.mark.parametrize("order", ["raster", "random", "spanning-tree"])
 def test_rescored_logprobs_equal_sampled(model, cfg, order):
     """The log-prob of token t comes from position t-1, under the same guidance, temperature and truncation."""
     text = pad_text(SPACE, [[1, 2, 3], [4], [5, 6]], 4)

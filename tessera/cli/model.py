@@ -59,7 +59,7 @@ def generate(
     temperature: Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature (> 0).")] = None,
     top_k: Annotated[int | None, typer.Option(min=0, help="Keep the k most likely codes (0: all).")] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus mass (1: all).")] = None,
-    order: Annotated[str | None, typer.Option(help="raster | random (default: the order it was trained in).")] = None,
+    order: Annotated[str | None, typer.Option(help="raster | random | spanning-tree (default: as trained).")] = None,
     introspect: Annotated[
         bool,
         typer.Option(

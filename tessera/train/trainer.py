@@ -61,7 +61,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: str = ""  # a visual tokenizer checkpoint folder
-    order: str = "raster"  # raster | random (a fresh order per example)
+    order: str = "raster"  # raster | random | spanning-tree (a fresh order per example)
     steps: int = 3000
     batch_size: int = 64  # per process, per micro-step
     grad_accum: int = 1
