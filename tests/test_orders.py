@@ -17,7 +17,7 @@ def edges_of(tree: list[list[int]]) -> frozenset[tuple[int, int]]:
 
 def test_wilson_draws_every_spanning_tree_of_3x3_equally_often():
     rng = random.Random(0)
-    counts = Counter(edges_of(spanning_tree(3, 3, rng)) for _ in range(192 * 40))
+    counts = Counter(edges_of(spanning_tree(lattice(3, 3), rng)) for _ in range(192 * 40))
     assert len(counts) == 192  # the 3 x 3 lattice has 192 spanning trees, and each was drawn
     assert all(len(tree) == 8 for tree in counts)  # n - 1 edges
     assert chisquare(list(counts.values())).pvalue > 1e-3, sorted(counts.values())
@@ -59,7 +59,7 @@ def test_every_tree_order_is_a_permutation_that_stays_connected(h, w, seed):
 
 def test_orders_are_breadth_first_over_the_tree():
     rng = random.Random(3)
-    tree = spanning_tree(6, 7, rng)
+    tree = spanning_tree(lattice(6, 7), rng)
     order = tree_order(tree, 17, rng)
     depth = {17: 0}
     for cell in order[1:]:

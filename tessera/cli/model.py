@@ -130,3 +130,58 @@ def caption(
     bundle = load_bundle(ckpt, device(device_name))
     check_reads(bundle, Task.CAPTION)
     console.print(ask_model(bundle, read_picture(bundle, image), [CAPTION_QUESTION])[0])
+
+
+def _box(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise InputError(f"a box is x0,y0,x1,y1 in pixels, got {text!r}")
+    x0, y0, x1, y1 = (int(p) for p in parts)
+    return x0, y0, x1, y1
+
+
+def edit(
+    image: Annotated[Path, typer.Argument(help="The image to edit (a PNG at the model's canvas).")],
+    prompt: Annotated[str, typer.Argument(help="The whole scene after the edit, e.g. 'a red circle'.")],
+    ckpt: Annotated[Path, typer.Option(help="A model checkpoint folder (best: trained with order=spanning-tree).")],
+    keep: Annotated[Path | None, typer.Option(help="A mask PNG: white pixels are kept, the rest redrawn.")] = None,
+    keep_box: Annotated[str | None, typer.Option(help="Keep this box x0,y0,x1,y1 and redraw the rest.")] = None,
+    erase_box: Annotated[str | None, typer.Option(help="Redraw this box x0,y0,x1,y1 and keep the rest.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder: sheet.png (original | kept | edits) and edit-<i>.png.")] = Path(
+        "edits"
+    ),
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=64, help="How many edits.")] = 4,
+    method: Annotated[
+        str, typer.Option(help="root: the kept region as the tree's root | reject: draw trees until it is a prefix.")
+    ] = "root",
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Redraw part of an image for a prompt, keeping the rest token for token (inpaint, outpaint, erase)."""
+    import numpy as np
+
+    from tessera.generate.edit import box_mask
+    from tessera.generate.edit import edit as edit_image
+    from tessera.model.bundle import load as load_bundle
+    from tessera.pictures import grid, load_image, save_png
+
+    if sum(x is not None for x in (keep, keep_box, erase_box)) != 1:
+        raise InputError("give exactly one of --keep MASK.png, --keep-box or --erase-box")
+    bundle = load_bundle(ckpt, device(device_name))
+    picture, canvas = load_image(image), bundle.cfg.canvas
+    if keep is not None:
+        mask = load_image(keep).mean(axis=-1) >= 128
+    else:
+        mask = box_mask(_box(keep_box or erase_box), canvas, inside=keep_box is not None)
+    result = edit_image(bundle, picture, mask, prompt, n, method=method, seed=seed)
+    h, w = bundle.cfg.grid
+    shown = np.repeat(np.repeat(result.keep.numpy(), canvas // h, 0), canvas // w, 1)
+    kept = np.where(shown[..., None], picture, (picture // 3 + 170).astype(np.uint8))  # the redrawn area pale
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(grid([picture, kept, *result.images], cols=n + 2), out / "sheet.png", scale=2)
+    for i, im in enumerate(result.images):
+        save_png(im, out / f"edit-{i}.png")
+    draws = "" if method == "root" else f"; trees drawn per order: {result.draws}"
+    console.print(f"kept {int(result.keep.sum())} of {h * w} tokens; {n} edits in {out}/ (sheet.png){draws}")

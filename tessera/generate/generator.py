@@ -56,6 +56,7 @@ def generate(
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
     text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
+    given: torch.Tensor | None = None,  # (B, K) image ids taken as the first K tokens of the order (editing)
 ) -> Drawn:
     cfg.validate()
     device = model.output.weight.device
@@ -76,7 +77,7 @@ def generate(
     for i in range(n):
         cond, uncond = _split(logits, batch, cfg)
         logp = log_distribution(cond, uncond, allowed, cfg, cfg.guides(i, n))
-        token = sample_token(logp, generator)  # (B,)
+        token = given[:, i].to(device) if given is not None and i < given.shape[1] else sample_token(logp, generator)
         ids.append(token)
         logps.append(logp.gather(1, token[:, None]).squeeze(1))
         if i == n - 1:

@@ -3,7 +3,7 @@
 raster: row by row. random: a fresh uniform permutation per row of the batch. spanning-tree (STAR): a uniform
 spanning tree of the 4-neighbour lattice (Wilson's algorithm: loop-erased random walks), traversed breadth-first
 from a uniformly drawn root, each node's children queued in a random order; every token after the first touches
-one drawn before it.
+one drawn before it. For editing, `prefix_order` puts a kept region first and grows the rest from it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def make_orders(kind: str, batch: int, h: int, w: int, generator: torch.Generato
     if kind == "spanning-tree":
         seed = int(torch.randint(2**62, (1,), generator=generator))
         rng = random.Random(seed)
-        return torch.tensor([tree_order(spanning_tree(h, w, rng), rng.randrange(n), rng) for _ in range(batch)])
+        return torch.tensor([spanning_tree_order(h, w, rng) for _ in range(batch)])
     raise ConfigError(f"unknown order {kind!r}; expected one of {', '.join(ORDERS)}")
 
 
@@ -40,10 +40,10 @@ def lattice(h: int, w: int) -> list[list[int]]:
     ]
 
 
-def spanning_tree(h: int, w: int, rng: random.Random) -> list[list[int]]:
-    """A uniformly random spanning tree of the h x w lattice (Wilson's algorithm), as each cell's tree neighbours."""
-    neighbours = lattice(h, w)
-    n = h * w
+def spanning_tree(neighbours: list[list[int]], rng: random.Random) -> list[list[int]]:
+    """A uniformly random spanning tree of a connected graph (Wilson's algorithm), as each node's tree neighbours.
+    `neighbours` lists each node's neighbours, once per edge (a multigraph repeats them)."""
+    n = len(neighbours)
     in_tree, step = [False] * n, [-1] * n
     in_tree[rng.randrange(n)] = True
     for start in range(n):
@@ -72,3 +72,38 @@ def tree_order(edges: list[list[int]], root: int, rng: random.Random) -> list[in
         seen.update(children)
         order.extend(children)
     return order
+
+
+def spanning_tree_order(h: int, w: int, rng: random.Random) -> list[int]:
+    """One STAR order: a uniform spanning tree of the h x w lattice, breadth-first from a uniform root."""
+    return tree_order(spanning_tree(lattice(h, w), rng), rng.randrange(h * w), rng)
+
+
+def prefix_order(keep: list[bool], h: int, w: int, rng: random.Random) -> list[int]:
+    """A tree order whose prefix is exactly the kept cells (raster among themselves): the kept region, connected or
+    not, is contracted to one root node, and the rest is the breadth-first traversal of a uniform spanning tree of
+    the contracted lattice from that root. With nothing kept, a plain spanning-tree order."""
+    kept = [c for c in range(h * w) if keep[c]]
+    if not kept:
+        return spanning_tree_order(h, w, rng)
+    free = [c for c in range(h * w) if not keep[c]]
+    node = {c: i + 1 for i, c in enumerate(free)}  # the kept region is node 0
+    contracted: list[list[int]] = [[] for _ in range(len(free) + 1)]
+    for cell, near in enumerate(lattice(h, w)):
+        for other in near:
+            a, b = node.get(cell, 0), node.get(other, 0)
+            if a != b:
+                contracted[a].append(b)
+    drawn = tree_order(spanning_tree(contracted, rng), 0, rng)[1:]
+    return kept + [free[i - 1] for i in drawn]
+
+
+def rejected_order(keep: list[bool], h: int, w: int, rng: random.Random, tries: int) -> tuple[list[int] | None, int]:
+    """STAR's editing by rejection: spanning-tree orders drawn until the kept cells are exactly a prefix;
+    (the order or None, the draws it took). A kept region that is not connected is never a prefix."""
+    n_kept = sum(keep)
+    for attempt in range(1, tries + 1):
+        order = spanning_tree_order(h, w, rng)
+        if all(keep[c] for c in order[:n_kept]):
+            return order, attempt
+    return None, tries

@@ -1,0 +1,98 @@
+"""Editing by prefix (STAR): the kept tokens of an image go first in a tree order, the model draws the rest.
+
+Inpainting keeps the outside of a region, outpainting the inside, erasing keeps everything but an object's box and
+prompts without it. A token is kept only if every one of its pixels is kept, so nothing of an erased area survives.
+The kept region, connected or not, is contracted to one root (`orders.prefix_order`); `rejected_order` is STAR's
+other way, drawing whole trees until the kept region happens to be a prefix, and works for connected regions only.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tessera.errors import InputError
+from tessera.generate.generator import generate
+from tessera.model.bundle import Bundle
+from tessera.model.orders import prefix_order, rejected_order
+from tessera.model.sampling import SamplingConfig
+from tessera.pictures import to_tensor, to_uint8
+
+METHODS = ("root", "reject")
+
+
+@dataclass
+class Edit:
+    images: np.ndarray  # (n, H, W, 3) uint8 edited images
+    codes: torch.Tensor  # (n, h, w) their codes
+    source: torch.Tensor  # (h, w) the source image's codes
+    keep: torch.Tensor  # (h, w) bool: the tokens kept
+    draws: list[int]  # per image, the trees drawn for its order (1 for the root method)
+
+
+def token_mask(pixels_kept: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
+    """(H, W) bool pixels -> (h, w) bool tokens: a token is kept when all of its pixels are."""
+    h, w = grid
+    ph, pw = pixels_kept.shape[0] // h, pixels_kept.shape[1] // w
+    return torch.from_numpy(pixels_kept.reshape(h, ph, w, pw).all(axis=(1, 3)))
+
+
+def box_mask(box: tuple[int, int, int, int], canvas: int, inside: bool) -> np.ndarray:
+    """(canvas, canvas) bool: True inside the pixel box x0, y0, x1, y1 (x1, y1 excluded), or outside it."""
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= canvas and 0 <= y0 < y1 <= canvas):
+        raise InputError(f"box {x0},{y0},{x1},{y1} must satisfy 0 <= x0 < x1 <= {canvas} and 0 <= y0 < y1 <= {canvas}")
+    mask = np.zeros((canvas, canvas), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask if inside else ~mask
+
+
+@torch.no_grad()
+def edit(
+    bundle: Bundle,
+    image: np.ndarray,  # (H, W, 3) uint8 at the model's canvas
+    keep: np.ndarray,  # (H, W) bool: the pixels to keep
+    prompt: str,
+    n: int = 4,
+    sampling: SamplingConfig | None = None,
+    method: str = "root",
+    seed: int = 0,
+    tries: int = 10000,
+) -> Edit:
+    """n edits of `image` that keep its tokens under `keep` exactly and draw the rest for `prompt`."""
+    canvas = bundle.cfg.canvas
+    if image.shape[:2] != (canvas, canvas) or keep.shape != image.shape[:2]:
+        raise InputError(f"the image and its mask must be {canvas}x{canvas} pixels (the model's canvas), got "
+                         f"{image.shape[1]}x{image.shape[0]} and {keep.shape[1]}x{keep.shape[0]}")  # fmt: skip
+    if method not in METHODS:
+        raise InputError(f"unknown edit method {method!r}; expected one of {', '.join(METHODS)}")
+    sampling = sampling or bundle.cfg.sampling
+    device = bundle.model.output.weight.device
+    h, w = bundle.cfg.grid
+    source = bundle.image_tokenizer.encode(to_tensor(image[None]).to(device))[0].cpu()  # (h, w)
+    kept = token_mask(keep, (h, w))
+    if kept.all():
+        raise InputError("the mask keeps every token: there is nothing to draw")
+    flat = kept.flatten().tolist()
+    rng = random.Random(seed)
+    orders, draws = [], []
+    for _ in range(n):
+        if method == "root":
+            order, used = prefix_order(flat, h, w, rng), 1
+        else:
+            order, used = rejected_order(flat, h, w, rng, tries)
+            if order is None:
+                raise InputError(f"no spanning-tree order in {tries} draws has the kept region as its prefix (a "
+                                 "kept region that is not connected never is); use method root")  # fmt: skip
+        orders.append(order)
+        draws.append(used)
+    order = torch.tensor(orders)  # (n, h*w)
+    given = bundle.space.image(source.flatten()[order[:, : int(kept.sum())]])  # (n, K) kept ids in order
+    text = bundle.encode_prompts([prompt] * n)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    drawn = generate(bundle.model, bundle.space, text, (h, w), order, sampling, gen, given=given)
+    codes = drawn.codes.cpu()
+    return Edit(to_uint8(bundle.image_tokenizer.decode(drawn.codes)), codes, source, kept, draws)
