@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tessera.errors import InputError
-from tessera.generate.edit import box_mask, edit, token_mask
+from tessera.eval.edits import EDIT_KINDS, edit_cases, reads_as
+from tessera.generate.edit import box_mask, edit, edit_success, token_mask
 from tessera.model.bundle import load as load_bundle
 from tessera.model.orders import lattice, prefix_order, rejected_order
 from tessera.pictures import load_image, save_png
@@ -107,3 +108,30 @@ def test_edit_command_writes_the_sheet_and_each_edit(cli, t2i_ckpt, picture_and_
     one_line_error(both, "exactly one")
     bad = cli("edit", str(tmp_path / "in.png"), "a red circle", "--ckpt", str(t2i_ckpt), "--keep-box", "0,0,8")
     one_line_error(bad, "x0,y0,x1,y1")
+
+
+def test_the_edit_set_changes_one_object_of_its_kind_inside_the_redrawn_box():
+    cases = edit_cases(5, 64, seed=0)
+    assert [c.kind for c in cases] == [k for k in EDIT_KINDS for _ in range(5)]
+    for c in cases:
+        gone, new = set(c.before.objects) - set(c.after.objects), set(c.after.objects) - set(c.before.objects)
+        assert (len(gone), len(new)) == {"remove": (1, 0), "add": (0, 1), "recolour": (1, 1)}[c.kind]
+        x0, y0, x1, y1 = c.erase
+        assert all(x0 <= o.box[0] and y0 <= o.box[1] and o.box[2] <= x1 and o.box[3] <= y1 for o in gone | new)
+        assert len(c.prompt.split()) <= 16
+
+
+def test_the_judge_reads_the_target_scene_and_not_the_source(judge):
+    cases = edit_cases(10, 64, seed=1)
+    after = judge.read([render_image(c.after) for c in cases])
+    before = judge.read([render_image(c.before) for c in cases])
+    target = [reads_as(d, c.after) for d, c in zip(after, cases, strict=True)]
+    source = [reads_as(d, c.after) for d, c in zip(before, cases, strict=True)]
+    assert np.mean(target) >= 0.9 and not any(source), (target, source)
+
+
+def test_edit_success_scores_each_kind(t2i_ckpt, judge):
+    bundle = load_bundle(t2i_ckpt)
+    scores = edit_success(bundle, judge, edit_cases(2, bundle.cfg.canvas, seed=0, max_words=14))
+    assert set(scores) == set(EDIT_KINDS)
+    assert all(set(s) == {"edited", "ceiling", "unedited"} and s["unedited"] == 0 for s in scores.values())

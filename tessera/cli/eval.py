@@ -1,4 +1,4 @@
-"""tessera eval: ShapesEval on a folder, a checkpoint or the ground truth; reading on held-out scenes."""
+"""tessera eval: ShapesEval on a folder, a checkpoint or the ground truth; reading on held-out scenes; edits."""
 
 from __future__ import annotations
 
@@ -87,3 +87,25 @@ def understanding(
         write_results(out, summary, rows)
     for key, value in summary.items():
         console.print(f"{key:14s} {value:.3f}")
+
+
+@app.command("edits")
+def edits(
+    ckpt: Annotated[Path, typer.Option(help="A text-to-image model checkpoint.")],
+    per_kind: Annotated[int, typer.Option(min=1, max=1000, help="Edits of each kind (remove, add, recolour).")] = 20,
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """The world's edit set: per kind, how often the judge reads exactly the scene the edit must leave."""
+    from tessera.eval.edits import edit_cases
+    from tessera.eval.judge import Judge
+    from tessera.generate.edit import edit_success
+    from tessera.model.bundle import load as load_bundle
+
+    bundle = load_bundle(ckpt, device(device_name))
+    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, max_words=bundle.cfg.text_len)
+    scores = edit_success(bundle, Judge.load(), cases, seed=seed)
+    header = f"{'kind':10s} {'edited':>7s} {'ceiling':>8s} {'unedited':>9s}"
+    console.print(f"{header}  ({per_kind} each, a model trained in {bundle.cfg.order} order)")
+    for kind, s in scores.items():
+        console.print(f"{kind:10s} {s['edited']:7.3f} {s['ceiling']:8.3f} {s['unedited']:9.3f}")

@@ -15,11 +15,14 @@ import numpy as np
 import torch
 
 from tessera.errors import InputError
+from tessera.eval.edits import EDIT_KINDS, EditCase, reads_as
+from tessera.eval.judge import Judge
 from tessera.generate.generator import generate
 from tessera.model.bundle import Bundle
 from tessera.model.orders import prefix_order, rejected_order
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import to_tensor, to_uint8
+from tessera.world.render import render_image
 
 METHODS = ("root", "reject")
 
@@ -96,3 +99,20 @@ def edit(
     drawn = generate(bundle.model, bundle.space, text, (h, w), order, sampling, gen, given=given)
     codes = drawn.codes.cpu()
     return Edit(to_uint8(bundle.image_tokenizer.decode(drawn.codes)), codes, source, kept, draws)
+
+
+def edit_success(bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per edit kind, the share of cases the judge reads as exactly the scene the edit must leave: the model's
+    edit (one per case, root method), the target scene through the tokenizer (the ceiling), and the unedited
+    source (what an edit that changes nothing scores)."""
+    canvas = bundle.cfg.canvas
+    rows: dict[str, dict[str, list[bool]]] = {k: {"edited": [], "ceiling": [], "unedited": []} for k in EDIT_KINDS}
+    for i, case in enumerate(cases):
+        source = render_image(case.before)
+        keep = box_mask(case.erase, canvas, inside=False)
+        edited = edit(bundle, source, keep, case.prompt, n=1, seed=seed + i).images[0]
+        pixels = to_tensor(np.stack([render_image(case.after), source])).to(bundle.model.output.weight.device)
+        ceiling, unedited = to_uint8(bundle.image_tokenizer.decode(bundle.image_tokenizer.encode(pixels)))
+        for name, image in (("edited", edited), ("ceiling", ceiling), ("unedited", unedited)):
+            rows[case.kind][name].append(reads_as(judge.read(image[None])[0], case.after))
+    return {kind: {name: float(np.mean(v)) for name, v in r.items()} for kind, r in rows.items()}
