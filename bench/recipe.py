@@ -4,6 +4,7 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
     python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
     python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval and strict of the samples
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
+    python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
 
 A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
@@ -61,6 +62,8 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128": ("patch4-2048", [*D128, "lr=0.003"]),
     "patch4-d128-codes": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true"]),
     "patch4-d128-codes-b16": ("patch4-2048", [*D128, "lr=0.002", "batch_size=16", "code_vectors=true"]),
+    "patch4-d128-codes-random": ("patch4-2048", [*D128, "lr=0.003", "order=random", "code_vectors=true"]),
+    "patch4-d128-codes-tree": ("patch4-2048", [*D128, "lr=0.003", "order=spanning-tree", "code_vectors=true"]),
     "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
@@ -128,16 +131,17 @@ def bench_tokenizer(name: str, minutes: float) -> dict:
     }  # fmt: skip
 
 
-def bench_model(name: str, minutes: float, tokenizer_minutes: float) -> dict:
+def bench_model(name: str, minutes: float, tokenizer_minutes: float, steps: int | None = None) -> dict:
+    """Train a model variant for `minutes` (or exactly `steps` steps) and score it on the measuring set."""
     tok_name, pairs = MODELS[name]
     tok = tokenizer_run(tok_name, tokenizer_minutes)
     base = load(TrainConfig(), PRESETS / "model" / "quick.yaml", {"tokenizer": str(tok)}, BASE + pairs)
-    run = model_run(name, minutes)
+    run = model_run(name, minutes, steps)
 
     def make(steps: int, out: Path) -> Trainer:
         return Trainer(with_steps(base, steps), out, progress=False, fresh=True)
 
-    steps = timed_steps(make, minutes)
+    steps = steps or timed_steps(make, minutes)
     start = time.time()
     finish(make(steps, run))
     trained = time.time() - start
@@ -156,13 +160,13 @@ def scored(bundle, judge: Judge, sampling: SamplingConfig | None = None) -> dict
     }  # fmt: skip
 
 
-def model_run(name: str, minutes: float) -> Path:
-    return Path("runs/recipe") / f"model-{name}-{minutes:g}min"
+def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
+    return Path("runs/recipe") / (f"model-{name}-{steps}steps" if steps else f"model-{name}-{minutes:g}min")
 
 
-def bench_sampling(name: str, minutes: float) -> list[dict]:
+def bench_sampling(name: str, minutes: float, steps: int | None = None) -> list[dict]:
     """A model variant trained by `model` for `minutes`, scored under each of SAMPLERS."""
-    bundle, judge = load_bundle(model_run(name, minutes) / "checkpoint"), Judge.load()
+    bundle, judge = load_bundle(model_run(name, minutes, steps) / "checkpoint"), Judge.load()
     return [{"variant": name, "sampler": s} | scored(bundle, judge, cfg) for s, cfg in SAMPLERS.items()]
 
 
@@ -172,14 +176,15 @@ def main() -> None:
     parser.add_argument("variant")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, help="model: train exactly this many steps (equal compute across orders)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.what == "tokenizer":
         results = [bench_tokenizer(args.variant, args.minutes)]
     elif args.what == "model":
-        results = [bench_model(args.variant, args.minutes, args.tokenizer_minutes)]
+        results = [bench_model(args.variant, args.minutes, args.tokenizer_minutes, args.steps)]
     else:
-        results = bench_sampling(args.variant, args.minutes)
+        results = bench_sampling(args.variant, args.minutes, args.steps)
     machine = {"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"}
     for result in results:
         print(json.dumps(machine | result))

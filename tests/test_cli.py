@@ -206,12 +206,14 @@ def test_demo_runs_and_reruns(tmp_path):
             assert f"{label}, {split}" in report, (label, split)
     assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert "edits" in stages and "Editing by prefix" in report and (out / "edits-recolour.png").exists()
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("finished earlier, reused") == len(stages)
     changed = run("demo", "--preset", "smoke", "--out", str(out), cache, "rl.steps=3")
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.count("finished earlier, reused") == 4  # tokenizer, model, the ceiling, their scores
+    assert "edits" in json.loads((out / "stages.json").read_text())  # redone on the new final model
     rl_steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert rl_steps == [0, 1, 2, 3]  # the RL stage started again from nothing
 

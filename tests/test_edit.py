@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tessera.errors import InputError
 from tessera.eval.edits import EDIT_KINDS, edit_cases, reads_as
-from tessera.generate.edit import box_mask, edit, edit_success, token_mask
+from tessera.generate.edit import box_mask, edit, edit_sheet, edit_success, token_mask
 from tessera.model.bundle import load as load_bundle
 from tessera.model.orders import lattice, prefix_order, rejected_order
 from tessera.pictures import load_image, save_png
@@ -132,6 +132,8 @@ def test_the_judge_reads_the_target_scene_and_not_the_source(judge):
 
 def test_edit_success_scores_each_kind(t2i_ckpt, judge):
     bundle = load_bundle(t2i_ckpt)
-    scores = edit_success(bundle, judge, edit_cases(2, bundle.cfg.canvas, seed=0, max_words=14))
+    cases = edit_cases(2, bundle.cfg.canvas, seed=0, max_words=14)
+    scores, edited = edit_success(bundle, judge, cases)
+    assert edited.shape == (6, 32, 32, 3) and edit_sheet(cases, edited, (4, 4)).shape == (6 * 34 + 2, 4 * 34 + 2, 3)
     assert set(scores) == set(EDIT_KINDS)
     assert all(set(s) == {"edited", "ceiling", "unedited"} and s["unedited"] == 0 for s in scores.values())

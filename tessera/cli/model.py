@@ -160,9 +160,7 @@ def edit(
     seed: Seed = 0,
 ) -> None:
     """Redraw part of an image for a prompt, keeping the rest token for token (inpaint, outpaint, erase)."""
-    import numpy as np
-
-    from tessera.generate.edit import box_mask
+    from tessera.generate.edit import box_mask, kept_view
     from tessera.generate.edit import edit as edit_image
     from tessera.model.bundle import load as load_bundle
     from tessera.pictures import grid, load_image, save_png
@@ -177,10 +175,9 @@ def edit(
         mask = box_mask(_box(keep_box or erase_box), canvas, inside=keep_box is not None)
     result = edit_image(bundle, picture, mask, prompt, n, method=method, seed=seed)
     h, w = bundle.cfg.grid
-    shown = np.repeat(np.repeat(result.keep.numpy(), canvas // h, 0), canvas // w, 1)
-    kept = np.where(shown[..., None], picture, (picture // 3 + 170).astype(np.uint8))  # the redrawn area pale
     out.mkdir(parents=True, exist_ok=True)
-    save_png(grid([picture, kept, *result.images], cols=n + 2), out / "sheet.png", scale=2)
+    sheet = grid([picture, kept_view(picture, result.keep), *result.images], cols=n + 2)
+    save_png(sheet, out / "sheet.png", scale=2)
     for i, im in enumerate(result.images):
         save_png(im, out / f"edit-{i}.png")
     draws = "" if method == "root" else f"; trees drawn per order: {result.draws}"

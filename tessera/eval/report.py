@@ -24,6 +24,10 @@ pre { background: #f4f4f4; padding: 0.7em; overflow-x: auto; }
 """
 SHEET_CAPTION = "green: judged correct, red: wrong"
 BEFORE_AFTER = "The same prompts and seeds: top row before RL, bottom row after; green: judged correct, red: wrong."
+EDITS = (
+    "Each row: the source scene, the tokens kept (the redrawn ones pale), the model's edit, and the scene the "
+    "edit must leave. The kept tokens are copied exactly; the model draws the rest after them in a tree order."
+)
 
 
 def write_report(run: Path, sections: dict) -> Path:
@@ -31,8 +35,9 @@ def write_report(run: Path, sections: dict) -> Path:
 
     Keys: notes (list of str), shapes_eval (label -> `shapes_eval.summarize` dict), sample_grids (category -> PNG
     path relative to run), sample_sheet (PNG path relative to run), before_after (category -> PNG path: the same
-    prompts before and after RL), curves (name -> metric rows) with curve_keys (name -> keys to plot), timings
-    (stage -> seconds), config (name -> plain dict), tables (title -> {"head": [...], "rows": [[str, ...]]}).
+    prompts before and after RL), edits (edit kind -> PNG path), curves (name -> metric rows) with curve_keys
+    (name -> keys to plot), timings (stage -> seconds), config (name -> plain dict), tables (title -> {"head":
+    [...], "rows": [[str, ...]]}).
     """
     run = Path(run)
     body = [f"<h1>tessera demo report</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
@@ -48,6 +53,9 @@ def write_report(run: Path, sections: dict) -> Path:
     if "before_after" in sections:
         figures = "\n".join(_figure(str(path), category) for category, path in sections["before_after"].items())
         body.append(_section("Before and after RL", f"<p>{BEFORE_AFTER}</p>\n{figures}"))
+    if "edits" in sections:
+        figures = "\n".join(_figure(str(path), kind) for kind, path in sections["edits"].items())
+        body.append(_section("Editing by prefix", f"<p>{EDITS}</p>\n{figures}"))
     if "curves" in sections:
         body.append(_section("Training curves", _curves(run, sections["curves"], sections.get("curve_keys", {}))))
     if "timings" in sections:

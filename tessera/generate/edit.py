@@ -21,7 +21,7 @@ from tessera.generate.generator import generate
 from tessera.model.bundle import Bundle
 from tessera.model.orders import prefix_order, rejected_order
 from tessera.model.sampling import SamplingConfig
-from tessera.pictures import to_tensor, to_uint8
+from tessera.pictures import grid, to_tensor, to_uint8
 from tessera.world.render import render_image
 
 METHODS = ("root", "reject")
@@ -101,12 +101,15 @@ def edit(
     return Edit(to_uint8(bundle.image_tokenizer.decode(drawn.codes)), codes, source, kept, draws)
 
 
-def edit_success(bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int = 0) -> dict[str, dict[str, float]]:
+def edit_success(
+    bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int = 0
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Per edit kind, the share of cases the judge reads as exactly the scene the edit must leave: the model's
     edit (one per case, root method), the target scene through the tokenizer (the ceiling), and the unedited
-    source (what an edit that changes nothing scores)."""
+    source (what an edit that changes nothing scores); and the edited images, (len(cases), H, W, 3)."""
     canvas = bundle.cfg.canvas
     rows: dict[str, dict[str, list[bool]]] = {k: {"edited": [], "ceiling": [], "unedited": []} for k in EDIT_KINDS}
+    edits = []
     for i, case in enumerate(cases):
         source = render_image(case.before)
         keep = box_mask(case.erase, canvas, inside=False)
@@ -115,4 +118,23 @@ def edit_success(bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int 
         ceiling, unedited = to_uint8(bundle.image_tokenizer.decode(bundle.image_tokenizer.encode(pixels)))
         for name, image in (("edited", edited), ("ceiling", ceiling), ("unedited", unedited)):
             rows[case.kind][name].append(reads_as(judge.read(image[None])[0], case.after))
-    return {kind: {name: float(np.mean(v)) for name, v in r.items()} for kind, r in rows.items()}
+        edits.append(edited)
+    scores = {kind: {name: float(np.mean(v)) for name, v in r.items()} for kind, r in rows.items() if r["edited"]}
+    return scores, np.stack(edits)
+
+
+def kept_view(image: np.ndarray, kept: torch.Tensor) -> np.ndarray:
+    """The image with its redrawn tokens pale: (H, W, 3) uint8, kept (h, w) bool."""
+    h, w = kept.shape
+    shown = np.repeat(np.repeat(kept.numpy(), image.shape[0] // h, 0), image.shape[1] // w, 1)
+    return np.where(shown[..., None], image, (image // 3 + 170).astype(np.uint8))
+
+
+def edit_sheet(cases: list[EditCase], edited: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
+    """One row per case: the source, its kept tokens (the redrawn ones pale), the edit, the scene asked for."""
+    tiles = []
+    for case, image in zip(cases, edited, strict=True):
+        source = render_image(case.before)
+        kept = token_mask(box_mask(case.erase, case.before.canvas, inside=False), grid_shape)
+        tiles += [source, kept_view(source, kept), image, render_image(case.after)]
+    return grid(tiles, cols=4)

@@ -1,7 +1,8 @@
 """The end-to-end demo: tokenizer -> text-to-image model -> ShapesEval -> GRPO (optional) -> report.html.
 
 Stages (`pipelines.stages`): the tokenizer, the model, ShapesEval of the model, the tokenizer's own ceiling, and
-with RL: GRPO, ShapesEval after it, and the held-out prompts before and after. A rerun reuses finished stages.
+with RL: GRPO, ShapesEval after it, and the held-out prompts before and after; then the edit set on the final
+model. A rerun reuses finished stages.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from tessera.config import to_dict
 from tessera.data.prompts import metadata_for, prompt_pools
 from tessera.engine.runlog import read_metrics
 from tessera.eval import shapes_eval
+from tessera.eval.edits import EDIT_KINDS, edit_cases
 from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
+from tessera.generate.edit import edit_sheet, edit_success
 from tessera.generate.images import evaluate_model, write_shapes_eval
 from tessera.model.bundle import Bundle
 from tessera.model.bundle import load as load_bundle
@@ -44,6 +47,7 @@ class DemoConfig:
     prompts: int = 0  # use only the first n ShapesEval prompts of each category (0: all 553)
     batch_size: int = 128  # generation batch
     rl: RLConfig = field(default_factory=lambda: RLConfig(steps=0))  # GRPO after supervised training; 0 steps: none
+    edits_per_kind: int = 0  # the world's edit set on the final model (remove, add, recolour); 0: none
 
 
 @torch.no_grad()
@@ -127,11 +131,35 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
     summary = scores["ShapesEval"]
     if cfg.rl.steps:
         summary = _rl_stages(cfg, pipeline, splits, judge, seed, device, sections)
+    if cfg.edits_per_kind:
+        final = out / ("rl" if cfg.rl.steps else "model") / "checkpoint"
+        _edit_stage(load_bundle(final, device), cfg.edits_per_kind, pipeline, judge, seed, sections)
     sections |= {"timings": pipeline.timings(), "config": {"demo": to_dict(cfg)}}
     report = write_report(out, sections)
     console.print(shapes_eval.markdown_table(summary), soft_wrap=True)
     console.print(f"report: {report}")
     return summary
+
+
+def _edit_stage(bundle: Bundle, per_kind: int, pipeline: Pipeline, judge: Judge, seed: int, sections: dict) -> None:
+    """The edit set on the final model: success per kind in a table, and a sheet of each kind's edits."""
+    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, max_words=bundle.cfg.text_len)
+
+    def run(new: bool) -> dict:
+        scores, edited = edit_success(bundle, judge, cases, seed=seed)
+        for kind in EDIT_KINDS:
+            rows = [i for i, c in enumerate(cases) if c.kind == kind][:4]
+            sheet = edit_sheet([cases[i] for i in rows], edited[rows], bundle.cfg.grid)
+            save_png(sheet, pipeline.folder / f"edits-{kind}.png", scale=2)
+        return scores
+
+    scores = pipeline.stage("edits", {"per_kind": per_kind, "seed": seed}, run)
+    rows = [[k, f"{s['edited']:.3f}", f"{s['ceiling']:.3f}", f"{s['unedited']:.3f}"] for k, s in scores.items()]
+    sections.setdefault("tables", {})[f"Editing ({per_kind} per kind, model trained in {bundle.cfg.order} order)"] = {
+        "head": ["edit", "edited", "ceiling (target through the tokenizer)", "unedited source"],
+        "rows": rows,
+    }
+    sections["edits"] = {kind: f"edits-{kind}.png" for kind in EDIT_KINDS}
 
 
 def _splits(prompts: int) -> dict[str, list[dict]]:
