@@ -118,7 +118,8 @@ def test_the_edit_set_changes_one_object_of_its_kind_inside_the_redrawn_box():
         assert (len(gone), len(new)) == {"remove": (1, 0), "add": (0, 1), "recolour": (1, 1)}[c.kind]
         x0, y0, x1, y1 = c.erase
         assert all(x0 <= o.box[0] and y0 <= o.box[1] and o.box[2] <= x1 and o.box[3] <= y1 for o in gone | new)
-        assert len(c.prompt.split()) <= 16
+    short = edit_cases(3, 64, seed=0, fits=lambda prompt: len(prompt.split()) <= 6)
+    assert len(short) == 9 and all(len(c.prompt.split()) <= 6 for c in short)  # only captions the model can read
 
 
 def test_the_judge_reads_the_target_scene_and_not_the_source(judge):
@@ -132,7 +133,7 @@ def test_the_judge_reads_the_target_scene_and_not_the_source(judge):
 
 def test_edit_success_scores_each_kind(t2i_ckpt, judge):
     bundle = load_bundle(t2i_ckpt)
-    cases = edit_cases(2, bundle.cfg.canvas, seed=0, max_words=14)
+    cases = edit_cases(2, bundle.cfg.canvas, seed=0, fits=bundle.fits)
     scores, edited = edit_success(bundle, judge, cases)
     assert edited.shape == (6, 32, 32, 3) and edit_sheet(cases, edited, (4, 4)).shape == (6 * 34 + 2, 4 * 34 + 2, 3)
     assert set(scores) == set(EDIT_KINDS)

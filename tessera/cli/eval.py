@@ -103,7 +103,7 @@ def edits(
     from tessera.model.bundle import load as load_bundle
 
     bundle = load_bundle(ckpt, device(device_name))
-    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, max_words=bundle.cfg.text_len)
+    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, fits=bundle.fits)
     scores, _ = edit_success(bundle, Judge.load(), cases, seed=seed)
     header = f"{'kind':10s} {'edited':>7s} {'ceiling':>8s} {'unedited':>9s}"
     console.print(f"{header}  ({per_kind} each, a model trained in {bundle.cfg.order} order)")

@@ -5,6 +5,7 @@ unchanged in shape, colour and place, nothing extra)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +38,10 @@ def _changed_box(before: Scene, after: Scene) -> tuple[int, int, int, int]:
     return max(0, math.floor(x0) - 1), max(0, math.floor(y0) - 1), min(c, math.ceil(x1) + 2), min(c, math.ceil(y1) + 2)
 
 
-def edit_cases(per_kind: int, canvas: int = 64, seed: int = 0, max_words: int = 16) -> list[EditCase]:
-    """per_kind cases of each kind on scenes of 1-3 objects, whose captions after the edit fit max_words."""
+def edit_cases(
+    per_kind: int, canvas: int = 64, seed: int = 0, fits: Callable[[str], bool] = lambda prompt: True
+) -> list[EditCase]:
+    """per_kind cases of each kind on scenes of 1-3 objects, whose captions after the edit a model `fits`."""
     rng = np.random.default_rng(seed)
     cases: list[EditCase] = []
     for kind in EDIT_KINDS:
@@ -50,7 +53,7 @@ def edit_cases(per_kind: int, canvas: int = 64, seed: int = 0, max_words: int = 
             except ValueError:  # the edit does not apply to this scene
                 continue
             prompt = lang.caption(after, rng)
-            if len(prompt.split()) > max_words:
+            if not fits(prompt):
                 continue
             cases.append(EditCase(kind, before, after, prompt, _changed_box(before, after)))
             made += 1

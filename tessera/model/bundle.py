@@ -61,6 +61,10 @@ class Bundle:
         ids = [self.text_tokenizer.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
 
+    def fits(self, prompt: str) -> bool:
+        """Whether a prompt's tokens fit the model's text length."""
+        return len(self.text_tokenizer.encode(prompt)) <= self.cfg.text_len
+
     def encode_questions(self, questions: list[str]) -> torch.Tensor:
         """(B, question_len) sequence ids; InputError on a question outside the grammar or too long."""
         for question in questions:

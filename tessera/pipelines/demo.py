@@ -143,7 +143,7 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
 
 def _edit_stage(bundle: Bundle, per_kind: int, pipeline: Pipeline, judge: Judge, seed: int, sections: dict) -> None:
     """The edit set on the final model: success per kind in a table, and a sheet of each kind's edits."""
-    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, max_words=bundle.cfg.text_len)
+    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, fits=bundle.fits)
 
     def run(new: bool) -> dict:
         scores, edited = edit_success(bundle, judge, cases, seed=seed)
