@@ -56,7 +56,7 @@ def picture_and_bundle(t2i_ckpt):
     return image, bundle
 
 
-@pytest.mark.parametrize("method", ["root", "reject"])
+@pytest.mark.parametrize("method", ["root", "reject", "raster"])
 def test_edits_keep_the_kept_tokens_exactly(picture_and_bundle, method):
     image, bundle = picture_and_bundle
     keep = box_mask((0, 0, 32, 16), 32, inside=True)  # keep the top half, redraw the bottom

@@ -93,6 +93,9 @@ def understanding(
 def edits(
     ckpt: Annotated[Path, typer.Option(help="A text-to-image model checkpoint.")],
     per_kind: Annotated[int, typer.Option(min=1, max=1000, help="Edits of each kind (remove, add, recolour).")] = 20,
+    method: Annotated[
+        str, typer.Option(help="root: kept tokens, then a tree grown from them | raster: then the rest row by row.")
+    ] = "root",
     device_name: Device = "auto",
     seed: Seed = 0,
 ) -> None:
@@ -104,8 +107,10 @@ def edits(
 
     bundle = load_bundle(ckpt, device(device_name))
     cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, fits=bundle.fits)
-    scores, _ = edit_success(bundle, Judge.load(), cases, seed=seed)
+    if method not in ("root", "raster"):
+        raise InputError(f"--method must be root or raster, got {method!r}")
+    scores, _ = edit_success(bundle, Judge.load(), cases, seed=seed, method=method)
     header = f"{'kind':10s} {'edited':>7s} {'ceiling':>8s} {'unedited':>9s}"
-    console.print(f"{header}  ({per_kind} each, a model trained in {bundle.cfg.order} order)")
+    console.print(f"{header}  ({per_kind} each, {method} edits, a model trained in {bundle.cfg.order} order)")
     for kind, s in scores.items():
         console.print(f"{kind:10s} {s['edited']:7.3f} {s['ceiling']:8.3f} {s['unedited']:9.3f}")

@@ -154,7 +154,11 @@ def edit(
     ),
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=64, help="How many edits.")] = 4,
     method: Annotated[
-        str, typer.Option(help="root: the kept region as the tree's root | reject: draw trees until it is a prefix.")
+        str,
+        typer.Option(
+            help="root: the kept region as the tree's root | reject: draw trees until it is a prefix | raster: "
+            "the kept tokens, then the rest row by row (a raster-trained model's order)."
+        ),
     ] = "root",
     device_name: Device = "auto",
     seed: Seed = 0,
@@ -180,5 +184,5 @@ def edit(
     save_png(sheet, out / "sheet.png", scale=2)
     for i, im in enumerate(result.images):
         save_png(im, out / f"edit-{i}.png")
-    draws = "" if method == "root" else f"; trees drawn per order: {result.draws}"
+    draws = f"; trees drawn per order: {result.draws}" if method == "reject" else ""
     console.print(f"kept {int(result.keep.sum())} of {h * w} tokens; {n} edits in {out}/ (sheet.png){draws}")

@@ -24,7 +24,7 @@ from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, to_tensor, to_uint8
 from tessera.world.render import render_image
 
-METHODS = ("root", "reject")
+METHODS = ("root", "reject", "raster")  # raster: kept tokens, then the rest row by row (a raster model's only order)
 
 
 @dataclass
@@ -85,6 +85,8 @@ def edit(
     for _ in range(n):
         if method == "root":
             order, used = prefix_order(flat, h, w, rng), 1
+        elif method == "raster":
+            order, used = [c for c in range(h * w) if flat[c]] + [c for c in range(h * w) if not flat[c]], 1
         else:
             order, used = rejected_order(flat, h, w, rng, tries)
             if order is None:
@@ -102,10 +104,10 @@ def edit(
 
 
 def edit_success(
-    bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int = 0
+    bundle: Bundle, judge: Judge, cases: list[EditCase], seed: int = 0, method: str = "root"
 ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Per edit kind, the share of cases the judge reads as exactly the scene the edit must leave: the model's
-    edit (one per case, root method), the target scene through the tokenizer (the ceiling), and the unedited
+    edit (one per case, by `method`), the target scene through the tokenizer (the ceiling), and the unedited
     source (what an edit that changes nothing scores); and the edited images, (len(cases), H, W, 3)."""
     canvas = bundle.cfg.canvas
     rows: dict[str, dict[str, list[bool]]] = {k: {"edited": [], "ceiling": [], "unedited": []} for k in EDIT_KINDS}
@@ -113,7 +115,7 @@ def edit_success(
     for i, case in enumerate(cases):
         source = render_image(case.before)
         keep = box_mask(case.erase, canvas, inside=False)
-        edited = edit(bundle, source, keep, case.prompt, n=1, seed=seed + i).images[0]
+        edited = edit(bundle, source, keep, case.prompt, n=1, method=method, seed=seed + i).images[0]
         pixels = to_tensor(np.stack([render_image(case.after), source])).to(bundle.model.output.weight.device)
         ceiling, unedited = to_uint8(bundle.image_tokenizer.decode(bundle.image_tokenizer.encode(pixels)))
         for name, image in (("edited", edited), ("ceiling", ceiling), ("unedited", unedited)):
