@@ -105,10 +105,10 @@ def edits(
     from tessera.generate.edit import edit_success
     from tessera.model.bundle import load as load_bundle
 
-    bundle = load_bundle(ckpt, device(device_name))
-    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, fits=bundle.fits)
     if method not in ("root", "raster"):
         raise InputError(f"--method must be root or raster, got {method!r}")
+    bundle = load_bundle(ckpt, device(device_name))
+    cases = edit_cases(per_kind, bundle.cfg.canvas, seed=seed, fits=bundle.fits)
     scores, _ = edit_success(bundle, Judge.load(), cases, seed=seed, method=method)
     header = f"{'kind':10s} {'edited':>7s} {'ceiling':>8s} {'unedited':>9s}"
     console.print(f"{header}  ({per_kind} each, {method} edits, a model trained in {bundle.cfg.order} order)")

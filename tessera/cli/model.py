@@ -178,11 +178,12 @@ def edit(
     else:
         mask = box_mask(_box(keep_box or erase_box), canvas, inside=keep_box is not None)
     result = edit_image(bundle, picture, mask, prompt, n, method=method, seed=seed)
-    h, w = bundle.cfg.grid
     out.mkdir(parents=True, exist_ok=True)
     sheet = grid([picture, kept_view(picture, result.keep), *result.images], cols=n + 2)
     save_png(sheet, out / "sheet.png", scale=2)
     for i, im in enumerate(result.images):
         save_png(im, out / f"edit-{i}.png")
     draws = f"; trees drawn per order: {result.draws}" if method == "reject" else ""
-    console.print(f"kept {int(result.keep.sum())} of {h * w} tokens; {n} edits in {out}/ (sheet.png){draws}")
+    console.print(
+        f"kept {int(result.keep.sum())} of {result.keep.numel()} tokens; {n} edits in {out}/ (sheet.png){draws}"
+    )

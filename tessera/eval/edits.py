@@ -29,9 +29,7 @@ class EditCase:
 
 def _changed_box(before: Scene, after: Scene) -> tuple[int, int, int, int]:
     """The box around every object that differs between the scenes, one pixel wider, within the canvas."""
-    changed = [o for o in before.objects if o not in after.objects] + [
-        o for o in after.objects if o not in before.objects
-    ]
+    changed = set(before.objects) ^ set(after.objects)
     x0, y0 = min(o.box[0] for o in changed), min(o.box[1] for o in changed)
     x1, y1 = max(o.box[2] for o in changed), max(o.box[3] for o in changed)
     c = before.canvas

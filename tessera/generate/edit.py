@@ -19,11 +19,12 @@ from tessera.eval.edits import EDIT_KINDS, EditCase, reads_as
 from tessera.eval.judge import Judge
 from tessera.generate.generator import generate
 from tessera.model.bundle import Bundle
-from tessera.model.orders import prefix_order, rejected_order
+from tessera.model.orders import prefix_order, raster_prefix_order, rejected_order
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, to_tensor, to_uint8
 from tessera.world.render import render_image
 
+EDIT_PARTS = ("edited", "ceiling", "unedited")  # what edit_success scores per kind
 METHODS = ("root", "reject", "raster")  # raster: kept tokens, then the rest row by row (a raster model's only order)
 
 
@@ -86,7 +87,7 @@ def edit(
         if method == "root":
             order, used = prefix_order(flat, h, w, rng), 1
         elif method == "raster":
-            order, used = [c for c in range(h * w) if flat[c]] + [c for c in range(h * w) if not flat[c]], 1
+            order, used = raster_prefix_order(flat), 1
         else:
             order, used = rejected_order(flat, h, w, rng, tries)
             if order is None:
@@ -110,19 +111,24 @@ def edit_success(
     edit (one per case, by `method`), the target scene through the tokenizer (the ceiling), and the unedited
     source (what an edit that changes nothing scores); and the edited images, (len(cases), H, W, 3)."""
     canvas = bundle.cfg.canvas
-    rows: dict[str, dict[str, list[bool]]] = {k: {"edited": [], "ceiling": [], "unedited": []} for k in EDIT_KINDS}
-    edits = []
-    for i, case in enumerate(cases):
-        source = render_image(case.before)
+    sources = np.stack([render_image(c.before) for c in cases])  # (n, H, W, 3)
+    edited = []
+    for i, (case, source) in enumerate(zip(cases, sources, strict=True)):
         keep = box_mask(case.erase, canvas, inside=False)
-        edited = edit(bundle, source, keep, case.prompt, n=1, method=method, seed=seed + i).images[0]
-        pixels = to_tensor(np.stack([render_image(case.after), source])).to(bundle.model.output.weight.device)
-        ceiling, unedited = to_uint8(bundle.image_tokenizer.decode(bundle.image_tokenizer.encode(pixels)))
-        for name, image in (("edited", edited), ("ceiling", ceiling), ("unedited", unedited)):
-            rows[case.kind][name].append(reads_as(judge.read(image[None])[0], case.after))
-        edits.append(edited)
-    scores = {kind: {name: float(np.mean(v)) for name, v in r.items()} for kind, r in rows.items() if r["edited"]}
-    return scores, np.stack(edits)
+        edited.append(edit(bundle, source, keep, case.prompt, n=1, method=method, seed=seed + i).images[0])
+    edited = np.stack(edited)  # (n, H, W, 3)
+    pixels = to_tensor(np.concatenate([np.stack([render_image(c.after) for c in cases]), sources]))
+    tokenizer = bundle.image_tokenizer
+    coded = to_uint8(tokenizer.decode(tokenizer.encode(pixels.to(bundle.model.output.weight.device))))
+    readings = judge.read(np.concatenate([edited, coded]))  # edited, targets, sources: n each
+    passed = np.array([reads_as(r, cases[i % len(cases)].after) for i, r in enumerate(readings)]).reshape(3, -1)
+    kinds = np.array([c.kind for c in cases])
+    scores = {
+        kind: {name: float(passed[part, kinds == kind].mean()) for part, name in enumerate(EDIT_PARTS)}
+        for kind in EDIT_KINDS
+        if (kinds == kind).any()
+    }
+    return scores, edited
 
 
 def kept_view(image: np.ndarray, kept: torch.Tensor) -> np.ndarray:

@@ -27,7 +27,8 @@ def make_orders(kind: str, batch: int, h: int, w: int, generator: torch.Generato
     if kind == "spanning-tree":
         seed = int(torch.randint(2**62, (1,), generator=generator))
         rng = random.Random(seed)
-        return torch.tensor([spanning_tree_order(h, w, rng) for _ in range(batch)])
+        near = lattice(h, w)
+        return torch.tensor([spanning_tree_order(near, rng) for _ in range(batch)])
     raise ConfigError(f"unknown order {kind!r}; expected one of {', '.join(ORDERS)}")
 
 
@@ -74,23 +75,23 @@ def tree_order(edges: list[list[int]], root: int, rng: random.Random) -> list[in
     return order
 
 
-def spanning_tree_order(h: int, w: int, rng: random.Random) -> list[int]:
-    """One STAR order: a uniform spanning tree of the h x w lattice, breadth-first from a uniform root."""
-    return tree_order(spanning_tree(lattice(h, w), rng), rng.randrange(h * w), rng)
+def spanning_tree_order(near: list[list[int]], rng: random.Random) -> list[int]:
+    """One STAR order: a uniform spanning tree of a lattice (`lattice(h, w)`), breadth-first from a uniform root."""
+    return tree_order(spanning_tree(near, rng), rng.randrange(len(near)), rng)
 
 
 def prefix_order(keep: list[bool], h: int, w: int, rng: random.Random) -> list[int]:
     """A tree order whose prefix is exactly the kept cells (raster among themselves): the kept region, connected or
     not, is contracted to one root node, and the rest is the breadth-first traversal of a uniform spanning tree of
     the contracted lattice from that root. With nothing kept, a plain spanning-tree order."""
-    kept = [c for c in range(h * w) if keep[c]]
+    near = lattice(h, w)
+    kept, free = _split(keep)
     if not kept:
-        return spanning_tree_order(h, w, rng)
-    free = [c for c in range(h * w) if not keep[c]]
+        return spanning_tree_order(near, rng)
     node = {c: i + 1 for i, c in enumerate(free)}  # the kept region is node 0
     contracted: list[list[int]] = [[] for _ in range(len(free) + 1)]
-    for cell, near in enumerate(lattice(h, w)):
-        for other in near:
+    for cell, cells in enumerate(near):
+        for other in cells:
             a, b = node.get(cell, 0), node.get(other, 0)
             if a != b:
                 contracted[a].append(b)
@@ -101,9 +102,20 @@ def prefix_order(keep: list[bool], h: int, w: int, rng: random.Random) -> list[i
 def rejected_order(keep: list[bool], h: int, w: int, rng: random.Random, tries: int) -> tuple[list[int] | None, int]:
     """STAR's editing by rejection: spanning-tree orders drawn until the kept cells are exactly a prefix;
     (the order or None, the draws it took). A kept region that is not connected is never a prefix."""
-    n_kept = sum(keep)
+    n_kept, near = sum(keep), lattice(h, w)
     for attempt in range(1, tries + 1):
-        order = spanning_tree_order(h, w, rng)
+        order = spanning_tree_order(near, rng)
         if all(keep[c] for c in order[:n_kept]):
             return order, attempt
     return None, tries
+
+
+def raster_prefix_order(keep: list[bool]) -> list[int]:
+    """The kept cells, then the rest, each in raster order: the only edit order a raster-trained model knows."""
+    kept, free = _split(keep)
+    return kept + free
+
+
+def _split(keep: list[bool]) -> tuple[list[int], list[int]]:
+    """(kept cells, the rest), each in raster order."""
+    return [c for c, k in enumerate(keep) if k], [c for c, k in enumerate(keep) if not k]
