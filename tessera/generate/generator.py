@@ -14,8 +14,17 @@ import torch
 from tessera.generate.sampling import log_distribution, sample_token
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import Transformer
-from tessera.sequence.ids import IMAGE, IdSpace
-from tessera.sequence.layouts import NO_POS, grid_positions, prefix, unconditional
+from tessera.sequence.ids import IMAGE, TEXT, IdSpace
+from tessera.sequence.layouts import (
+    CONTENT,
+    NO_POS,
+    TEXT_PART,
+    Batch,
+    blank,
+    condition_prompt,
+    grid_positions,
+    stack,
+)
 
 LOGP_FLOOR = -1e4  # a token outside today's support scores this, not -inf: its ratio is 0 and its KL finite
 
@@ -28,22 +37,45 @@ class Drawn:
     logprobs: torch.Tensor  # (B, N) log-prob of each under the distribution it was drawn from
 
 
-def _rows(space: IdSpace, text: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
-    """The prompts the model runs: [cond; uncond] when guiding, else cond alone. (B or 2B, L + 1)."""
-    rows = prefix(space, text)
-    return torch.cat([rows, prefix(space, unconditional(space, text))]) if cfg.guided else rows
+def _rows(
+    space: IdSpace,
+    text: torch.Tensor,  # (B, L)
+    cfg: SamplingConfig,
+    text_pos: torch.Tensor | None,  # (B, L, 3) or None
+    conditions: torch.Tensor | None,  # (B, K, h, w) visual conditions' codes or None
+) -> Batch:
+    """The prompts the model runs, each ending in <boi>: the conditioned rows, then with guidance the rows with
+    the text dropped (where there are visual conditions) and the unconditional rows. (R, P) with R = k B."""
+    if conditions is None:
+        pos = torch.full((*text.shape, 3), NO_POS, dtype=torch.long, device=text.device)
+        if text_pos is not None:
+            pos = text_pos.to(text.device)
+        head = Batch(text, pos, torch.full_like(text, TEXT), torch.zeros_like(text, dtype=torch.bool))
+    else:
+        head = condition_prompt(space, text, conditions.to(text.device))
+    rows = [head]
+    if cfg.guided:
+        if conditions is not None:
+            rows.append(blank(space, head, (TEXT_PART,)))
+        rows.append(blank(space, head))
+    both = stack(rows, space)
+    boi = torch.full_like(both.ids[:, :1], space.special("<boi>"))
+    part = None if both.part is None else torch.cat([both.part, torch.full_like(boi, CONTENT)], 1)
+    return Batch(
+        torch.cat([both.ids, boi], 1),
+        torch.cat([both.pos, torch.full_like(both.pos[:, :1], NO_POS)], 1),
+        torch.cat([both.slot, torch.full_like(boi, TEXT)], 1),
+        torch.cat([both.loss, torch.zeros_like(boi, dtype=torch.bool)], 1),
+        part,
+    )
 
 
-def _split(logits: torch.Tensor, batch: int, cfg: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return (logits[:batch], logits[batch:]) if cfg.guided else (logits, None)
-
-
-def _prompt_positions(rows: int, p: int, text_pos: torch.Tensor | None, device) -> torch.Tensor:
-    """(R, P, 3): NO_POS, except the conditional rows' own prompt positions when given."""
-    pos = torch.full((rows, p, 3), NO_POS, dtype=torch.long, device=device)
-    if text_pos is not None:
-        pos[: len(text_pos), : p - 1] = text_pos.to(device)
-    return pos
+def _split(logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(R, ..) logits -> (conditioned, unconditional or None, text dropped or None)."""
+    rows = logits.split(batch)
+    if len(rows) == 1:
+        return rows[0], None, None
+    return rows[0], rows[-1], rows[1] if len(rows) == 3 else None
 
 
 @torch.no_grad()
@@ -57,26 +89,26 @@ def generate(
     generator: torch.Generator | None = None,
     text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
     given: torch.Tensor | None = None,  # (B, K) image ids taken as the first K tokens of the order (editing)
+    conditions: torch.Tensor | None = None,  # (B, C, h, w) codes of visual conditions (any-to-image)
 ) -> Drawn:
     cfg.validate()
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
     batch, (h, w) = text.shape[0], grid
     n = h * w
-    rows = _rows(space, text, cfg)  # (R, P)
-    r, p = rows.shape
-    k = r // batch  # 2 with guidance, else 1
+    rows = _rows(space, text, cfg, text_pos, conditions)
+    r, p = rows.ids.shape
+    k = r // batch  # 1, 2 with guidance, 3 with guidance of visual conditions
     target = grid_positions(order, w).repeat(k, 1, 1)  # (R, N, 3)
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
 
-    pos = _prompt_positions(r, p, text_pos, device)
-    tpos = torch.cat([pos[:, 1:], target[:, :1]], dim=1)  # <boi> is told where the first image token goes
-    logits = model(rows, pos, tpos, cache, 0)[:, -1]  # (R, V)
+    tpos = torch.cat([rows.pos[:, 1:], target[:, :1]], dim=1)  # <boi> is told where the first image token goes
+    logits = model(rows.ids, rows.pos, tpos, cache, 0, rows.part)[:, -1]  # (R, V)
     ids, logps = [], []
     for i in range(n):
-        cond, uncond = _split(logits, batch, cfg)
-        logp = log_distribution(cond, uncond, allowed, cfg, cfg.guides(i, n))
+        cond, uncond, image_only = _split(logits, batch)
+        logp = log_distribution(cond, uncond, allowed, cfg, cfg.guides(i, n), image_only)
         token = given[:, i].to(device) if given is not None and i < given.shape[1] else sample_token(logp, generator)
         ids.append(token)
         logps.append(logp.gather(1, token[:, None]).squeeze(1))
@@ -99,33 +131,40 @@ def score(
     cfg: SamplingConfig,
     train_unconditional: bool = True,
     text_pos: torch.Tensor | None = None,
+    conditions: torch.Tensor | None = None,  # (B, C, h, w)
 ) -> torch.Tensor:
     """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
     a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
-    train_unconditional=False the unconditional rows run without grad: the same values, gradients through the
+    train_unconditional=False the guidance rows run without grad: the same values, gradients through the
     conditional rows alone."""
     batch, n = ids.shape
-    rows = _rows(space, text, cfg)  # (R, P)
-    r, p = rows.shape
+    rows = _rows(space, text, cfg, text_pos, conditions)
+    r, p = rows.ids.shape
     k = r // batch
-    seq = torch.cat([rows, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
-    pos = torch.cat([_prompt_positions(r, p, text_pos, ids.device), grid_positions(order, width).repeat(k, 1, 1)], 1)
+    seq = torch.cat([rows.ids, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
+    pos = torch.cat([rows.pos, grid_positions(order, width).repeat(k, 1, 1)], 1)
+    parts = None if rows.part is None else torch.cat([rows.part, torch.zeros_like(seq[:, p:])], 1)
 
-    def forward(part: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t
-        return model(seq[part], pos[part, :-1], pos[part, 1:])[:, p - 1 :]
+    def forward(rows: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t
+        part = None if parts is None else parts[rows]
+        return model(seq[rows], pos[rows, :-1], pos[rows, 1:], segment=part)[:, p - 1 :]
 
     if k == 1 or train_unconditional:
         logits = forward(slice(None))
     else:
         with torch.no_grad():
-            uncond_logits = forward(slice(batch, None))
-        logits = torch.cat([forward(slice(0, batch)), uncond_logits])
-    cond, uncond = _split(logits, batch, cfg)
+            guidance_logits = forward(slice(batch, None))
+        logits = torch.cat([forward(slice(0, batch)), guidance_logits])
+    cond, uncond, image_only = _split(logits, batch)
     allowed = space.allowed(IMAGE, ids.device)
     out, start = [], 0
+
+    def cut(x: torch.Tensor | None, part: slice) -> torch.Tensor | None:
+        return None if x is None else x[:, part]
+
     for guide, run in itertools.groupby(cfg.guides(i, n) for i in range(n)):  # runs of positions guided alike
         part = slice(start, start + len(list(run)))
-        logp = log_distribution(cond[:, part], None if uncond is None else uncond[:, part], allowed, cfg, guide)
+        logp = log_distribution(cond[:, part], cut(uncond, part), allowed, cfg, guide, cut(image_only, part))
         out.append(logp.gather(2, ids[:, part, None]).squeeze(2))  # (B, run)
         start = part.stop
     return torch.cat(out, dim=1).clamp(min=LOGP_FLOOR)

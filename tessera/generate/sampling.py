@@ -22,9 +22,17 @@ def log_distribution(
     allowed: torch.Tensor,  # (V,) or (B, V) bool: ids this slot may emit
     cfg: SamplingConfig,
     guide: bool,
+    image_only: torch.Tensor | None = None,  # (B, V) logits with the text dropped and the visual conditions kept
 ) -> torch.Tensor:
-    """(B, V) log-probabilities of the distribution a token is drawn from; -inf outside its support."""
-    logits = uncond + cfg.cfg_scale * (cond - uncond) if guide and uncond is not None else cond
+    """(B, V) log-probabilities of the distribution a token is drawn from; -inf outside its support. Guidance is
+    u + s (c - u), or with visual conditions u + s_image (c_image - u) + s (c - c_image), each scale on its own
+    condition (as instruction editing needs)."""
+    logits = cond
+    if guide and uncond is not None:
+        if image_only is None:
+            logits = uncond + cfg.cfg_scale * (cond - uncond)
+        else:
+            logits = uncond + cfg.image_scale * (image_only - uncond) + cfg.cfg_scale * (cond - image_only)
     logits = logits.masked_fill(~allowed, float("-inf")) / cfg.temperature
     if cfg.top_k > 0:
         kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[..., -1:]

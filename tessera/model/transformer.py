@@ -6,6 +6,10 @@ their own (frame, row, col) and of the target position, the cell the next token 
 in raster, random or any other order. Optionally (code_dim), the image rows of the input and output tables
 also carry a learned projection of each code's vector in the visual tokenizer, so codes that look alike start
 alike: what the model learns of one red patch it knows of every red patch.
+
+With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
+visual condition) attends only within itself, while content attends causally to everything before it: a
+condition is read the same whatever the other conditions say, so no condition leaks into how another is read.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.0
     image_codes: int = 0  # the last image_codes ids are image codes; with code_dim, embedded from their vectors
     code_dim: int = 0  # width of the visual tokenizer's code vectors (0: image codes are free embeddings alone)
+    dca: bool = False  # disentangled causal attention between condition parts (needs the layouts' segments)
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -88,7 +93,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_head * self.head_dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, cache: KVCache | None, layer: int, start: int) -> torch.Tensor:
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int, start: int, mask=None) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.wk(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, kv, T, hd)
@@ -103,10 +108,9 @@ class Attention(nn.Module):
             y = torch.einsum("bkgs,bksd->bkgd", att, v).reshape(b, 1, -1)  # (B, 1, H * hd)
             return self.wo(y)
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        mask, causal = None, True
-        if k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
+        if mask is None and k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
             mask = torch.arange(k.shape[2], device=x.device) <= start + torch.arange(t, device=x.device)[:, None]
-            causal = False
+        causal = mask is None
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=drop)
         return self.wo(y.transpose(1, 2).reshape(b, t, -1))
@@ -135,9 +139,17 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, cache, layer, start):
-        x = x + self.drop(self.attention(self.attention_norm(x), cos, sin, cache, layer, start))
+    def forward(self, x, cos, sin, cache, layer, start, mask=None):
+        x = x + self.drop(self.attention(self.attention_norm(x), cos, sin, cache, layer, start, mask))
         return x + self.drop(self.feed_forward(self.ffn_norm(x)))
+
+
+def dca_mask(segment: torch.Tensor) -> torch.Tensor:
+    """(B, T) parts -> (B, 1, T, T) bool: causal, and a condition token (part > 0) sees only its own part."""
+    t = segment.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=segment.device).tril()
+    same = segment[:, :, None] == segment[:, None, :]  # (B, T, T)
+    return (causal & (same | (segment == 0)[:, :, None]))[:, None]
 
 
 class GridEmbedding(nn.Module):
@@ -193,11 +205,17 @@ class Transformer(nn.Module):
         target_pos: torch.Tensor,  # (B, T, 3) positions of the tokens to predict
         cache: KVCache | None = None,
         start: int = 0,
+        segment: torch.Tensor | None = None,  # (B, T) layouts' parts: CONTENT (0) or a condition part (1, 2, ..)
     ) -> torch.Tensor:
         """Logits (B, T, vocab) in float32; with a cache, the tokens sit at stream positions start.."""
         t = ids.shape[1]
         if start + t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
+        mask = None
+        if self.cfg.dca and segment is not None and t > 1:
+            if start:
+                raise ValueError("disentangled attention reads a whole prompt at once, from stream position 0")
+            mask = dca_mask(segment)
         x = self.tok_embeddings(ids)  # (B, T, D)
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
@@ -205,7 +223,7 @@ class Transformer(nn.Module):
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, i, start)
+            x = layer(x, cos, sin, cache, i, start, mask)
         x = self.norm(x)
         logits = self.output(x)  # (B, T, vocab)
         if self.code_out is not None:

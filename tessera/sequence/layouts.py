@@ -4,6 +4,9 @@ Text-to-image:  <pad>.. text <boi> image tokens (in generation order) <eoi>
 Class-to-image: the same, with the class name as a one-token text.
 Image-to-text:  <pad>.. question <boi> image tokens (raster) <eoi> <sep> answer <eos> <pad>..
                 (captioning, question answering and judging differ only in the question)
+Conditioned:    <pad>.. text <boi> condition (raster) <eoi> <boi> image tokens (in generation order) <eoi>
+                (any-to-image: a segmentation or edge map, or a source image with an edit instruction; the
+                condition sits on the same grid cells as the image it conditions)
 Text is left-padded to a fixed length, so every example of a task has one length and the image starts at
 one place; the unconditional prompt (for classifier-free guidance) is all <pad>.
 """
@@ -18,6 +21,7 @@ from tessera.errors import InputError
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 
 NO_POS = -1  # the position of a token that is not an image token
+CONTENT, TEXT_PART = 0, 1  # parts of a sequence for disentangled attention; visual condition k is part 2 + k
 
 
 @dataclass
@@ -26,6 +30,10 @@ class Batch:
     pos: torch.Tensor  # (B, T, 3) (frame, row, col) of image tokens, NO_POS elsewhere
     slot: torch.Tensor  # (B, T) TEXT or IMAGE: which ids may stand at each position
     loss: torch.Tensor  # (B, T) bool: tokens the model is trained to predict
+    part: torch.Tensor | None = None  # (B, T) CONTENT, TEXT_PART or a visual condition's part; None: all CONTENT
+
+    def parts(self) -> torch.Tensor:
+        return torch.zeros_like(self.ids) if self.part is None else self.part
 
     def inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, own positions, target positions) of the inputs: token t is told where token t+1 goes."""
@@ -37,7 +45,8 @@ class Batch:
 
     def rows(self, index) -> Batch:
         """The rows `index` (a slice, indices or a bool mask) of every field."""
-        return Batch(self.ids[index], self.pos[index], self.slot[index], self.loss[index])
+        part = None if self.part is None else self.part[index]
+        return Batch(self.ids[index], self.pos[index], self.slot[index], self.loss[index], part)
 
 
 def pad_text(space: IdSpace, texts: list[list[int]], length: int, device=None) -> torch.Tensor:
@@ -78,8 +87,14 @@ def i2t_length(question_len: int, n_image: int, answer_len: int) -> int:
     return question_len + n_image + 3 + answer_len + 1
 
 
+def conditioned_length(text_len: int, n_image: int, n_conditions: int) -> int:
+    """Tokens in a conditioned sequence: text, each condition with its <boi>/<eoi>, then the drawn image's."""
+    return text_len + (n_conditions + 1) * (n_image + 2)
+
+
 def text_to_image(space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor) -> Batch:
-    """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch."""
+    """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch; the loss
+    falls on the image tokens in the image slots."""
     b, length = text.shape
     flat = codes.flatten(1)  # (B, N)
     image = space.image(flat.gather(1, order))  # (B, N) in generation order
@@ -139,4 +154,53 @@ def stack(batches: list[Batch], space: IdSpace) -> Batch:
         torch.cat([right(b.pos, NO_POS) for b in batches]),
         torch.cat([right(b.slot, TEXT) for b in batches]),
         torch.cat([right(b.loss, False) for b in batches]),
+        None if all(b.part is None for b in batches) else torch.cat([right(b.parts(), CONTENT) for b in batches]),
     )
+
+
+def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None) -> Batch:
+    """The batch with the tokens of `parts` (None: all) made <pad> with no position: a condition dropped, as
+    training drops it for guidance. Lengths and parts stay, so blanked rows stack with the others."""
+    gone = (
+        torch.ones_like(batch.ids, dtype=torch.bool)
+        if parts is None
+        else torch.isin(batch.parts(), torch.tensor(parts, device=batch.ids.device))
+    )
+    return Batch(
+        batch.ids.masked_fill(gone, space.special("<pad>")),
+        batch.pos.masked_fill(gone[..., None], NO_POS),
+        batch.slot.masked_fill(gone, TEXT),
+        batch.loss & ~gone,
+        batch.part,
+    )
+
+
+def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: torch.Tensor) -> Batch:
+    """text (B, L), conditions (B, K, h, w) codes -> `text <boi> condition 1 <eoi> .. <boi> condition K <eoi>`,
+    the conditions in raster order on the grid cells of the image they condition (no loss)."""
+    b, k, h, w = conditions.shape
+    boi = torch.full_like(text[:, :1], space.special("<boi>"))
+    eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
+    none = torch.full((b, 1, 3), NO_POS, dtype=torch.long, device=text.device)
+    raster = grid_positions(torch.arange(h * w, device=text.device).expand(b, -1), w)  # (B, h*w, 3)
+    ids, pos = [text], [torch.full((*text.shape, 3), NO_POS, dtype=torch.long, device=text.device)]
+    part = [torch.full_like(text, TEXT_PART)]
+    for i in range(k):
+        ids += [boi, space.image(conditions[:, i].flatten(1)), eoi]
+        pos += [none, raster, none]
+        part.append(torch.full((b, h * w + 2), 2 + i, dtype=torch.long, device=text.device))
+    ids_t, part_t = torch.cat(ids, 1), torch.cat(part, 1)
+    slot = torch.full_like(ids_t, TEXT)
+    slot[ids_t >= space.image_start] = IMAGE
+    return Batch(ids_t, torch.cat(pos, 1), slot, torch.zeros_like(ids_t, dtype=torch.bool), part_t)
+
+
+def conditioned(space: IdSpace, text: torch.Tensor, conditions: torch.Tensor, codes: torch.Tensor, order) -> Batch:
+    """text (B, L), conditions (B, K, h, w), codes (B, h, w), order (B, h*w) -> the training Batch: the loss
+    falls on the drawn image alone, never on a condition."""
+    head = condition_prompt(space, text, conditions)
+    image = text_to_image(space, head.ids, codes, order)  # the prompt stands where a text would
+    image.pos[:, : head.ids.shape[1]] = head.pos
+    image.slot[:, : head.ids.shape[1]] = head.slot
+    image.part = torch.cat([head.part, torch.full_like(image.ids[:, head.ids.shape[1] :], CONTENT)], 1)
+    return image
