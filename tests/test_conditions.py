@@ -1,14 +1,26 @@
 """Any-to-image: the conditioned layout, disentangled causal attention, and guidance per condition."""
 
+import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 
+from tessera.config import override
+from tessera.data.examples import conditioned_example
 from tessera.generate.generator import generate, score
+from tessera.model.bundle import load
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
+from tessera.pictures import to_tensor
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import CONTENT, NO_POS, TEXT_PART, blank, conditioned, conditioned_length, pad_text
+from tessera.sequence.tasks import Task
+from tessera.tokenizer import build as visual
+from tessera.train.trainer import TrainConfig, Trainer, drop_conditions, masked_loss
+from tessera.world.grammar import parse_description, parse_edit
+from tessera.world.render import render_image
+from tessera.world.scene import BACKGROUND
 
 SPACE = IdSpace(n_text=12, n_image=24)
 
@@ -122,3 +134,113 @@ def test_the_condition_changes_what_is_drawn(models):
     a = generate(models[True], SPACE, text, (3, 4), order, cfg, conditions=conditions)
     b = generate(models[True], SPACE, text, (3, 4), order, cfg, conditions=(conditions + 5) % SPACE.n_image)
     assert not torch.equal(a.codes, b.codes)
+
+
+def test_world_examples_pair_each_condition_with_its_scene():
+    """A segmentation map covers the drawn objects; an edge map outlines them; an instruction's source image
+    differs from the drawn one."""
+    rng = np.random.default_rng(0)
+    for task in (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT):
+        for _ in range(5):
+            text, scene, picture = conditioned_example(task, rng, 32)
+            image = render_image(scene)
+            assert picture.shape == image.shape == (32, 32, 3)
+            drawn = (image != BACKGROUND).any(-1)
+            if task == Task.INSTRUCT:
+                assert parse_edit(text) and not np.array_equal(picture, image)
+            else:
+                marked = picture.any(-1)
+                assert (marked & ~drawn).sum() <= 0.02 * marked.sum()  # the map marks the drawn objects
+                assert parse_description(text).holds(scene.objects, exact=True)
+
+
+@pytest.fixture(scope="module")
+def patch_tokenizer(tmp_path_factory):
+    """A PatchVQ of 8 x 8 patches (32 x 32 -> 4 x 4 codes) whose 64 codes are patches of world pictures: scenes,
+    segmentation and edge maps, so codes tell pictures apart."""
+    cfg = override(visual.TokenizerConfig(), {"arch": "patch", "patch": {"patch": 8, "quantizer": {
+        "codebook_size": 64, "dim": 192, "l2_norm": False, "commitment": 0.0}}})  # fmt: skip
+    model = visual.build(cfg)
+    rng = np.random.default_rng(0)
+    pictures = []
+    for task in (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT):
+        for _ in range(8):
+            _, scene, picture = conditioned_example(task, rng, 32)
+            pictures += [picture, render_image(scene)]
+    patches = model._patches(to_tensor(np.stack(pictures))).permute(0, 2, 3, 1).reshape(-1, 192)  # (n, 192)
+    picks = patches[torch.randperm(len(patches), generator=torch.Generator().manual_seed(0))[:64]]
+    model.quantize.embedding.weight.data.copy_(picks)
+    folder = tmp_path_factory.mktemp("patch") / "checkpoint"
+    visual.save(folder, model, cfg)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(patch_tokenizer, tmp_path_factory):
+    """A tiny model trained on text-to-image and the three conditioned tasks, with disentangled attention."""
+    root = tmp_path_factory.mktemp("conditions")
+    cfg = override(
+        TrainConfig(),
+        {
+            "model": TINY_MODEL | {"dca": True},
+            "data": {"examples": 300, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
+                     "tasks": {"t2i": 1, "seg2i": 1, "edge2i": 1, "instruct": 2}},
+            "tokenizer": str(patch_tokenizer), "steps": 250, "batch_size": 16, "lr": 3e-3, "warmup": 5,
+            "sample_every": 1000,
+        },
+    )  # fmt: skip
+    trainer = Trainer(cfg, root / "run", progress=False)
+    rows = trainer.fit()
+    return trainer, rows
+
+
+def test_training_batches_drop_each_condition_apart(trained):
+    trainer, _ = trained
+    batch = drop_conditions(trainer.bundle.space, conditioned_batch(trainer, 400), 0.2, torch.Generator())
+    pad = trainer.bundle.space.special("<pad>")
+    text_gone = (batch.ids[:, :16] == pad).all(1)
+    image_gone = (batch.ids[:, 17:33] == pad).all(1)
+    shares = [
+        float(x.float().mean()) for x in (text_gone & ~image_gone, image_gone & ~text_gone, text_gone & image_gone)
+    ]
+    assert all(0.12 < s < 0.28 for s in shares), shares
+    assert (batch.loss.sum(1) == 16).all()  # the drawn image keeps its loss whatever is dropped
+
+
+def conditioned_batch(trainer, n: int, shuffle: bool = False):
+    rows = torch.nonzero(trainer.is_conditioned).squeeze(1)[:n]
+    conditions = trainer.conditions[rows]
+    if shuffle:
+        conditions = conditions.roll(1, 0)
+    order = make_orders("raster", len(rows), 4, 4)
+    return conditioned(trainer.bundle.space, trainer.texts[rows], conditions[:, None], trainer.codes[rows], order)
+
+
+def test_the_trained_model_reads_its_condition(trained):
+    """Its loss on the drawn image is lower with the true condition than with another example's."""
+    trainer, rows = trained
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    model, space = trainer.model.eval(), trainer.bundle.space
+    losses = []
+    with torch.no_grad():
+        for shuffle in (False, True):
+            batch = conditioned_batch(trainer, 200, shuffle)
+            ids, pos, tpos = batch.inputs()
+            targets, slots, mask = batch.targets()
+            logits = model(ids, pos, tpos, segment=batch.part[:, :-1])
+            losses.append(float(masked_loss(logits, targets, slots, mask, space)[0]))
+    assert losses[0] < losses[1] - 0.2, losses
+
+
+def test_a_conditioned_checkpoint_draws_after_a_condition(trained):
+    trainer, _ = trained
+    bundle = load(trainer.engine.run / "checkpoint")
+    assert bundle.model.cfg.dca and set(bundle.cfg.tasks) >= {"seg2i", "edge2i", "instruct"}
+    text = bundle.encode_prompts(["a red circle", "two stars"])
+    conditions = trainer.conditions[:2, None]
+    order = make_orders("raster", 2, 4, 4)
+    cfg = SamplingConfig(cfg_scale=2.0, image_scale=1.5)
+    drawn = generate(bundle.model, bundle.space, text, (4, 4), order, cfg, torch.Generator().manual_seed(0),
+                     conditions=conditions)  # fmt: skip
+    rescored = score(bundle.model, bundle.space, text, drawn.ids, order, 4, cfg, conditions=conditions)
+    assert (rescored - drawn.logprobs).abs().max() < 1e-5

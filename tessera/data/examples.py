@@ -1,7 +1,8 @@
-"""Training examples as (task, text, answer, image): from the world, a folder of class sub-folders, or captions.
+"""Training examples as (task, text, answer, image, condition): from the world, a folder of classes, or captions.
 
 Sources: `shapes` (the world's prompts and captions, text-to-image; with `tasks` also captioning, questions and
-judging of the world's scenes), `shapes-classes` (one coloured shape, class-to-image), a folder of class
+judging of the world's scenes, and any-to-image: a segmentation or edge map with the scene's caption, a source
+image with an edit instruction), `shapes-classes` (one coloured shape, class-to-image), a folder of class
 sub-folders (class-to-image), or a JSONL of {"image", "caption"} lines (text-to-image). Unreadable files are
 skipped and counted.
 """
@@ -21,13 +22,13 @@ from tessera.errors import ConfigError
 from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
-from tessera.sequence.tasks import MIXABLE, Task, tasks
+from tessera.sequence.tasks import CONDITIONED, MIXABLE, Task, tasks
 from tessera.text.tokenizers import WorldTokenizer, class_name
 from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
-from tessera.world.render import render_image
-from tessera.world.scene import check_canvas, pick_pair, sample_scene
+from tessera.world.render import render_image, render_map
+from tessera.world.scene import Scene, check_canvas, pick_pair, sample_scene
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
@@ -59,12 +60,13 @@ class DataConfig:
             raise ConfigError(f"data.prompt_share must lie in [0, 1], got {self.prompt_share}")
         tasks(self.tasks, MIXABLE, "data.tasks")
         if set(self.tasks) != {Task.T2I} and self.source != "shapes":
-            raise ConfigError("reading tasks need the world's scenes: data.source=shapes")
+            raise ConfigError("reading and conditioned tasks need the world's scenes: data.source=shapes")
         if not self.tasks or min(self.tasks.values()) < 0 or sum(self.tasks.values()) <= 0:
             raise ConfigError("data.tasks needs positive shares")
 
 
-Example = tuple[str, str, str, np.ndarray]  # (task, text, answer, uint8 image); text-to-image examples have no answer
+Example = tuple[str, str, str, np.ndarray, np.ndarray | None]
+# (task, text, answer, uint8 image, uint8 condition picture or None); text-to-image examples have no answer
 
 
 def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
@@ -105,6 +107,23 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
     return question, answer, scene
 
 
+def conditioned_example(task: str, rng: np.random.Generator, canvas: int) -> tuple[str, Scene, np.ndarray]:
+    """(text, the scene to draw, the condition picture) for seg2i | edge2i | instruct. A map comes with the scene's
+    whole caption (the map gives shapes and places, the caption colours); a source image with an edit instruction,
+    and the scene to draw is the edited one."""
+    if task == Task.INSTRUCT:
+        while True:
+            scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
+            try:
+                instruction, after = lang.edit_instruction(scene, rng)
+            except ValueError:  # no edit applies to this scene
+                continue
+            if not any((o.shape, o.colour) in UNSEEN_PAIRS for o in after.objects):
+                return instruction, after, render_image(scene)
+    caption, scene = described_scene(rng, canvas)
+    return caption, scene, render_map(scene, "segmentation" if task == Task.SEG2I else "edges")
+
+
 def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
     rng = np.random.default_rng(seed)
     tokenizer = WorldTokenizer()
@@ -119,11 +138,15 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
             text = f"{colour} {shape}"
             scene = sample_scene_for(parse_description(f"a {text}"), rng, cfg.canvas)
             made += 1
-            yield Task.T2I, text, "", render_image(scene)
+            yield Task.T2I, text, "", render_image(scene), None
             continue
         task = names[0] if len(names) == 1 else names[rng.choice(len(names), p=shares / shares.sum())]
+        condition = None
         if task == Task.T2I:
             (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
+            lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
+        elif task in CONDITIONED:
+            (text, scene, condition), answer = conditioned_example(task, rng, cfg.canvas), ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         else:
             text, answer, scene = understanding_example(task, rng, cfg.canvas)
@@ -137,7 +160,7 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
                 shortest[name] = (min(n, shortest.get(name, (n, limit))[0]), limit)
             continue
         made, refused = made + 1, 0
-        yield task, text, answer, render_image(scene)
+        yield task, text, answer, render_image(scene), condition
 
 
 def _folder(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
@@ -148,7 +171,7 @@ def _folder(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
         skipped.update(others)
         for path in paths:
             try:
-                yield Task.T2I, class_name(d.name), "", fit(load_image(path), cfg.canvas)
+                yield Task.T2I, class_name(d.name), "", fit(load_image(path), cfg.canvas), None
             except (OSError, ValueError) as e:
                 skipped[str(path)] = e.__class__.__name__
 
@@ -163,7 +186,7 @@ def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
             image, caption = path.parent / item["image"], str(item["caption"])
             if not caption.strip():
                 raise ValueError("empty caption")
-            yield Task.T2I, caption, "", fit(load_image(image), cfg.canvas)
+            yield Task.T2I, caption, "", fit(load_image(image), cfg.canvas), None
         except (OSError, ValueError, KeyError, TypeError) as e:
             skipped[f"{path}:{n}"] = f"{e.__class__.__name__}: {str(e)[:80]}"
 

@@ -158,14 +158,15 @@ def stack(batches: list[Batch], space: IdSpace) -> Batch:
     )
 
 
-def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None) -> Batch:
-    """The batch with the tokens of `parts` (None: all) made <pad> with no position: a condition dropped, as
-    training drops it for guidance. Lengths and parts stay, so blanked rows stack with the others."""
-    gone = (
-        torch.ones_like(batch.ids, dtype=torch.bool)
-        if parts is None
-        else torch.isin(batch.parts(), torch.tensor(parts, device=batch.ids.device))
-    )
+def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None, rows=None) -> Batch:
+    """The batch with the tokens of `parts` (None: all) made <pad> with no position, in every row or in `rows`
+    ((B,) bool): a condition dropped, as training drops it for guidance. Lengths and parts stay, so blanked rows
+    stack with the others."""
+    gone = torch.ones_like(batch.ids, dtype=torch.bool)
+    if parts is not None:
+        gone = torch.isin(batch.parts(), torch.tensor(parts, device=batch.ids.device))
+    if rows is not None:
+        gone = gone & rows[:, None]
     return Batch(
         batch.ids.masked_fill(gone, space.special("<pad>")),
         batch.pos.masked_fill(gone[..., None], NO_POS),

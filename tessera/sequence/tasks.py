@@ -14,10 +14,15 @@ class Task(StrEnum):
     QA = "qa"  # image + question -> one answer word
     JUDGE = "judge"  # image + "does this image show <prompt> ?" -> "yes" or "no , <reason>"
     INTROSPECT = "introspect"  # text -> image, a verdict on it, and the image again after "no" (Janus-Pro-R1)
+    SEG2I = "seg2i"  # a segmentation map + the scene's caption -> image (OmniGen-AR)
+    EDGE2I = "edge2i"  # an edge map + the scene's caption -> image
+    INSTRUCT = "instruct"  # a source image + an edit instruction -> the edited image
 
 
 READING = (Task.CAPTION, Task.QA, Task.JUDGE)  # image-to-text tasks
-MIXABLE = (Task.T2I, *READING)  # tasks a training mixture draws from the world (chains come from a model's samples)
+CONDITIONED = (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT)  # text and a visual condition -> image
+MIXABLE = (Task.T2I, *READING, *CONDITIONED)  # tasks a training mixture draws from the world (not chains: those
+# come from a model's own samples)
 
 
 def tasks(names: Iterable[str], allowed: Iterable[Task] = tuple(Task), where: str = "tasks") -> tuple[Task, ...]:
@@ -35,3 +40,9 @@ def reading(names: Iterable[str]) -> tuple[Task, ...]:
     """The image-to-text tasks among `names`, in READING order."""
     have = set(names)
     return tuple(t for t in READING if t in have)
+
+
+def conditioned(names: Iterable[str]) -> tuple[Task, ...]:
+    """The tasks among `names` that draw after a visual condition, in CONDITIONED order."""
+    have = set(names)
+    return tuple(t for t in CONDITIONED if t in have)

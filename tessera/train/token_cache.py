@@ -20,7 +20,7 @@ from tessera.data.examples import WORLD_SOURCES, DataConfig, examples
 from tessera.engine.checkpoint import write_atomically
 from tessera.errors import ConfigError, InputError
 from tessera.pictures import to_tensor
-from tessera.sequence.tasks import Task
+from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, TextTokenizer, WorldTokenizer, from_dict
 
 console = Console(stderr=True)
@@ -34,6 +34,7 @@ class Examples:
     skipped: dict[str, str]
     tasks: list[str] = field(default_factory=list)  # per example; empty: all t2i
     answers: list[list[int]] = field(default_factory=list)  # per example (empty for t2i)
+    conditions: torch.Tensor | None = None  # (N, h, w) codes of each example's visual condition (zeros: none)
 
 
 def _text_tokenizer(cfg: DataConfig, texts: list[str]):
@@ -57,10 +58,12 @@ def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
 
 def _read(codes_path: Path, meta_path: Path) -> Examples:
     meta = json.loads(meta_path.read_text())
-    codes = load_file(str(codes_path))["codes"].long()
+    tensors = load_file(str(codes_path))
+    codes = tensors["codes"].long()
     if len(meta["texts"]) != len(codes):
         raise ValueError("texts and codes differ in number")
-    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"])
+    conditions = tensors["conditions"].long() if "conditions" in tensors else None
+    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions)
 
 
 @torch.no_grad()
@@ -78,12 +81,20 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
             console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
     stream, total = examples(cfg, seed, skipped)
-    items, codes, batch = [], [], []  # items: (task, text, answer)
+    items, codes, conditions, batch = [], [], [], []  # items: (task, text, answer)
+    device = next(tokenizer.parameters()).device
 
     def flush():
-        pixels = to_tensor(np.stack([item[-1] for item in batch])).to(next(tokenizer.parameters()).device)
-        codes.append(tokenizer.encode(pixels).to(torch.int32).cpu())
-        items.extend(item[:-1] for item in batch)
+        images = np.stack([item[3] for item in batch])
+        codes.append(tokenizer.encode(to_tensor(images).to(device)).to(torch.int32).cpu())
+        pictures = np.stack([np.zeros_like(images[i]) if item[4] is None else item[4] for i, item in enumerate(batch)])
+        has = torch.tensor([item[4] is not None for item in batch])
+        if has.any():
+            coded = tokenizer.encode(to_tensor(pictures).to(device)).to(torch.int32).cpu()
+            conditions.append(coded * has[:, None, None])
+        else:
+            conditions.append(torch.zeros_like(codes[-1]))
+        items.extend(item[:3] for item in batch)
         batch.clear()
 
     for item in track(stream, description="tokenizing examples", total=total, disable=not progress):
@@ -99,14 +110,19 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     tasks = [task for task, _, _ in items]
     ids = [text_tok.encode(t) for _, t, _ in items]
     answers = [text_tok.encode(a) if a else [] for _, _, a in items]
-    too_long = max(len(i) for i, task in zip(ids, tasks, strict=True) if task == Task.T2I) if Task.T2I in tasks else 0
+    drawn = [len(i) for i, task in zip(ids, tasks, strict=True) if task == Task.T2I or task in CONDITIONED]
+    too_long = max(drawn, default=0)
     if too_long > cfg.text_len:
         raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
     all_codes = torch.cat(codes)
+    tensors = {"codes": all_codes}
+    if any(task in CONDITIONED for task in tasks):
+        tensors["conditions"] = torch.cat(conditions)
     folder.mkdir(parents=True, exist_ok=True)
     partial = codes_path.with_name(codes_path.name + ".tmp")
-    save_file({"codes": all_codes}, str(partial))
+    save_file(tensors, str(partial))
     os.replace(partial, codes_path)  # the codes whole, then their texts: a cache is there only when both are
     meta = {"texts": ids, "tasks": tasks, "answers": answers, "text": text_tok.to_dict(), "source": cfg.source}
     write_atomically(meta_path, json.dumps(meta))
-    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers)
+    all_conditions = tensors["conditions"].long() if "conditions" in tensors else None
+    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions)

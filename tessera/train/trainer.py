@@ -30,7 +30,11 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import (
+    TEXT_PART,
     Batch,
+    blank,
+    conditioned,
+    conditioned_length,
     i2t_length,
     image_to_text,
     pad_answer,
@@ -40,7 +44,8 @@ from tessera.sequence.layouts import (
     text_to_image,
     unconditional,
 )
-from tessera.sequence.tasks import Task, reading
+from tessera.sequence.tasks import CONDITIONED, Task, reading
+from tessera.sequence.tasks import conditioned as conditioned_tasks
 from tessera.tokenizer import build as visual
 from tessera.train.token_cache import extract
 
@@ -122,6 +127,15 @@ def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -
     return loss, (logits.argmax(-1) == target).float().mean()
 
 
+def drop_conditions(space: IdSpace, batch: Batch, p: float, gen: torch.Generator) -> Batch:
+    """Conditioned rows with, for guidance per condition, a share p of each with the text dropped, p with the
+    visual condition dropped, and p with both."""
+    u = torch.rand(len(batch.ids), generator=gen)
+    for lo, parts in ((0, (TEXT_PART,)), (p, (2,)), (2 * p, (TEXT_PART, 2))):
+        batch = blank(space, batch, parts, rows=(u >= lo) & (u < lo + p))
+    return batch
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run: str | Path, progress: bool = True, fresh: bool = False):
         cfg.validate()
@@ -148,6 +162,7 @@ class Trainer:
         longest = max(
             t2i_length(cfg.data.text_len, h * w) if Task.T2I in tasks else 0,
             i2t_length(cfg.data.question_len, h * w, cfg.data.answer_len) if reading(tasks) else 0,
+            conditioned_length(cfg.data.text_len, h * w, 1) if conditioned_tasks(tasks) else 0,
         )
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
@@ -184,10 +199,13 @@ class Trainer:
         )
         example_tasks = examples.tasks or [Task.T2I] * len(examples.texts)
         self.is_t2i = torch.tensor([t == Task.T2I for t in example_tasks])  # (N,)
-        texts = [t if task == Task.T2I else [] for t, task in zip(examples.texts, example_tasks, strict=True)]
-        self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts of text-to-image examples
-        if not self.is_t2i.all():
-            questions = [[] if task == Task.T2I else t for t, task in zip(examples.texts, example_tasks, strict=True)]
+        self.is_conditioned = torch.tensor([t in CONDITIONED for t in example_tasks])  # (N,)
+        is_read = ~(self.is_t2i | self.is_conditioned)
+        texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
+        self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
+        self.conditions = examples.conditions  # (N, h, w) or None
+        if is_read.any():
+            questions = [t if read else [] for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
             self.questions = pad_text(space, questions, cfg.data.question_len)  # (N, Q)
             self.answers = pad_answer(space, examples.answers, cfg.data.answer_len)  # (N, A + 1)
         self.codes = examples.codes  # (N, h, w)
@@ -207,17 +225,25 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------------
     def batch(self) -> Batch:
         """A batch of examples drawn with this process's generator: text-to-image rows (a share with the empty
-        prompt, for guidance) and image-to-text rows."""
+        prompt, for guidance), conditioned rows (shares with the text, the visual condition, or both dropped) and
+        image-to-text rows."""
         cfg, space = self.cfg, self.bundle.space
         index = torch.randint(len(self.codes), (cfg.batch_size,), generator=self.gen)
-        t2i_rows, read_rows = index[self.is_t2i[index]], index[~self.is_t2i[index]]
+        t2i_rows, cond_rows = index[self.is_t2i[index]], index[self.is_conditioned[index]]
+        read_rows = index[~(self.is_t2i | self.is_conditioned)[index]]
+        h, w = self.codes.shape[1:]
         parts = []
         if len(t2i_rows):
             text, codes = self.texts[t2i_rows], self.codes[t2i_rows]
             drop = torch.rand(len(t2i_rows), generator=self.gen) < cfg.cond_dropout
             text = torch.where(drop[:, None], unconditional(space, text), text)
-            h, w = codes.shape[1:]
             parts.append(text_to_image(space, text, codes, make_orders(cfg.order, len(t2i_rows), h, w, self.gen)))
+        if len(cond_rows):
+            order = make_orders(cfg.order, len(cond_rows), h, w, self.gen)
+            batch = conditioned(
+                space, self.texts[cond_rows], self.conditions[cond_rows, None], self.codes[cond_rows], order
+            )
+            parts.append(drop_conditions(space, batch, cfg.cond_dropout, self.gen))
         if len(read_rows):
             parts.append(
                 image_to_text(space, self.questions[read_rows], self.codes[read_rows], self.answers[read_rows])

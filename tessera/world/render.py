@@ -103,3 +103,17 @@ def render_edges(scene: Scene) -> np.ndarray:
     for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
         border |= padded[dr : dr + labels.shape[0], dc : dc + labels.shape[1]] != centre
     return np.where(border & (centre > 0), 255, 0).astype(np.uint8)
+
+
+def edges_to_rgb(edges: np.ndarray) -> np.ndarray:
+    """An edge map (H, W) as a white-on-black picture (H, W, 3) uint8."""
+    return np.repeat(edges[..., None], 3, axis=-1)
+
+
+def render_map(scene: Scene, kind: str) -> np.ndarray:
+    """A spatial condition as a picture the visual tokenizer codes: kind segmentation | edges. (H, W, 3) uint8."""
+    if kind == "segmentation":
+        return segmentation_to_rgb(render_segmentation(scene))
+    if kind == "edges":
+        return edges_to_rgb(render_edges(scene))
+    raise ValueError(f"unknown map kind {kind!r}; expected segmentation or edges")
