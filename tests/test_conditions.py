@@ -1,18 +1,21 @@
 """Any-to-image: the conditioned layout, disentangled causal attention, and guidance per condition."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, one_line_error
 
 from tessera.config import override
 from tessera.data.examples import conditioned_example
+from tessera.eval.conditions import condition_cases, score_conditions
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
-from tessera.pictures import to_tensor
+from tessera.pictures import load_image, to_tensor
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import CONTENT, NO_POS, TEXT_PART, blank, conditioned, conditioned_length, pad_text
 from tessera.sequence.tasks import Task
@@ -142,12 +145,13 @@ def test_world_examples_pair_each_condition_with_its_scene():
     rng = np.random.default_rng(0)
     for task in (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT):
         for _ in range(5):
-            text, scene, picture = conditioned_example(task, rng, 32)
+            text, scene, picture, shown = conditioned_example(task, rng, 32)
             image = render_image(scene)
             assert picture.shape == image.shape == (32, 32, 3)
             drawn = (image != BACKGROUND).any(-1)
             if task == Task.INSTRUCT:
                 assert parse_edit(text) and not np.array_equal(picture, image)
+                assert np.array_equal(picture, render_image(shown))
             else:
                 marked = picture.any(-1)
                 assert (marked & ~drawn).sum() <= 0.02 * marked.sum()  # the map marks the drawn objects
@@ -165,7 +169,7 @@ def patch_tokenizer(tmp_path_factory):
     pictures = []
     for task in (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT):
         for _ in range(8):
-            _, scene, picture = conditioned_example(task, rng, 32)
+            _, scene, picture, _ = conditioned_example(task, rng, 32)
             pictures += [picture, render_image(scene)]
     patches = model._patches(to_tensor(np.stack(pictures))).permute(0, 2, 3, 1).reshape(-1, 192)  # (n, 192)
     picks = patches[torch.randperm(len(patches), generator=torch.Generator().manual_seed(0))[:64]]
@@ -244,3 +248,55 @@ def test_a_conditioned_checkpoint_draws_after_a_condition(trained):
                      conditions=conditions)  # fmt: skip
     rescored = score(bundle.model, bundle.space, text, drawn.ids, order, 4, cfg, conditions=conditions)
     assert (rescored - drawn.logprobs).abs().max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return condition_cases(3, canvas=32, seed=5)
+
+
+def test_the_metrics_credit_true_images_and_fail_copies_and_blanks(judge, cases):
+    truth = np.stack([render_image(c.scene) for c in cases])
+    shown = np.stack([render_image(c.shown) for c in cases])  # instruct: the source image, unedited
+    blank_images = np.full_like(truth, 128)
+    good, copied, empty = (score_conditions(judge, cases, x) for x in (truth, shown, blank_images))
+    assert good["seg2i"]["miou"] > 0.8 and good["edge2i"]["edge_f1"] > 0.7
+    assert good["seg2i"]["layout"] >= 0.8 and good["seg2i"]["scene"] >= 0.8
+    assert good["instruct"]["success"] >= 0.8 and good["instruct"]["copied"] <= 0.2
+    assert copied["instruct"]["success"] <= 0.2 and copied["instruct"]["copied"] >= 0.8
+    assert empty["seg2i"]["miou"] < 0.3 and empty["edge2i"]["edge_f1"] == 0 and empty["instruct"]["success"] == 0
+    assert set(good["instruct"]) >= {"recolour", "move", "add", "remove"}
+
+
+def test_eval_conditions_prints_each_metric_beside_its_ceiling(cli, trained, tmp_path):
+    trainer, _ = trained
+    ckpt = str(trainer.engine.run / "checkpoint")
+    done = cli("eval", "conditions", "--ckpt", ckpt, "--per-kind", "2", "--out", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "c" / "conditions.json").read_text())
+    assert set(results) == {"seg2i", "edge2i", "instruct"}
+    assert results["seg2i"]["miou"]["ceiling"] > 0 and 0 <= results["instruct"]["success"]["model"] <= 1
+    assert "miou" in done.stdout and (tmp_path / "c" / "instruct.png").exists()
+
+
+def test_generate_after_a_map_and_edit_by_instruction(cli, trained, t2i_ckpt, tmp_path):
+    trainer, _ = trained
+    ckpt = str(trainer.engine.run / "checkpoint")
+    seg = tmp_path / "seg.png"
+    assert (
+        cli("world", "render", "a red circle", "--kind", "segmentation", "--canvas", "32", "--out", str(seg)).returncode
+        == 0
+    )
+    done = cli("generate", "a red circle", "--ckpt", ckpt, "--condition", f"segmentation:{seg}", "-n", "2",
+               "--image-scale", "2", "--out", str(tmp_path / "g.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load_image(tmp_path / "g" / "0001.png").shape == (32, 32, 3)
+    source = tmp_path / "source.png"
+    cli("world", "render", "a red circle", "--canvas", "32", "--out", str(source))
+    done = cli("edit", str(source), "make the circle blue", "--ckpt", ckpt, "-n", "2", "--out", str(tmp_path / "e"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "e" / "edit-1.png").exists() and (tmp_path / "e" / "sheet.png").exists()
+    one_line_error(cli("generate", "a red circle", "--ckpt", ckpt, "--condition", f"depth:{seg}"), "--condition")
+    one_line_error(cli("edit", str(source), "a blue circle", "--ckpt", ckpt), "edit instruction")
+    one_line_error(cli("generate", "a red circle", "--ckpt", str(t2i_ckpt), "--condition", f"edges:{seg}"), "edge2i")
+    one_line_error(cli("eval", "conditions", "--ckpt", str(t2i_ckpt)), "conditioned task")

@@ -105,7 +105,9 @@ def test_edit_command_writes_the_sheet_and_each_edit(cli, t2i_ckpt, picture_and_
     assert kept.returncode == 0 and "kept 8 of 16 tokens" in kept.stdout
     both = cli("edit", str(tmp_path / "in.png"), "a red circle", "--ckpt", str(t2i_ckpt), "--keep-box", "0,0,8,8",
                "--erase-box", "0,0,8,8")  # fmt: skip
-    one_line_error(both, "exactly one")
+    one_line_error(both, "at most one")
+    unmasked = cli("edit", str(tmp_path / "in.png"), "make the circle blue", "--ckpt", str(t2i_ckpt))
+    one_line_error(unmasked, "not trained to instruct")  # no mask: an instruction, which this model never learnt
     bad = cli("edit", str(tmp_path / "in.png"), "a red circle", "--ckpt", str(t2i_ckpt), "--keep-box", "0,0,8")
     one_line_error(bad, "x0,y0,x1,y1")
 

@@ -114,3 +114,49 @@ def edits(
     console.print(f"{header}  ({per_kind} each, {method} edits, a model trained in {bundle.cfg.order} order)")
     for kind, s in scores.items():
         console.print(f"{kind:10s} {s['edited']:7.3f} {s['ceiling']:8.3f} {s['unedited']:9.3f}")
+
+
+@app.command("conditions")
+def conditions(
+    ckpt: Annotated[
+        Path, typer.Option(help="A model checkpoint trained on conditioned tasks (seg2i, edge2i, instruct).")
+    ],
+    per_kind: Annotated[int, typer.Option(min=1, max=1000, help="Cases of each map task and of each edit kind.")] = 20,
+    image_scale: Annotated[
+        float | None, typer.Option(min=0.0, help="Guidance of the visual condition (default: the checkpoint's).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="A folder for conditions.json and a sheet per task.")] = None,
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Any-to-image on the world's conditions set: per task its metrics beside the tokenizer's ceiling."""
+    import dataclasses
+    import json
+
+    from tessera.engine.checkpoint import write_atomically
+    from tessera.eval.conditions import condition_cases
+    from tessera.eval.judge import Judge
+    from tessera.generate.conditioned import condition_scores
+    from tessera.model.bundle import load as load_bundle
+    from tessera.pictures import save_png
+    from tessera.sequence.tasks import conditioned
+
+    bundle = load_bundle(ckpt, device(device_name))
+    tasks = conditioned(bundle.cfg.tasks)
+    if not tasks:
+        raise InputError(f"{ckpt} was not trained on a conditioned task (its tasks: {', '.join(bundle.cfg.tasks)})")
+    sampling = bundle.cfg.sampling
+    if image_scale is not None:
+        sampling = dataclasses.replace(sampling, image_scale=image_scale)
+    cases = condition_cases(per_kind, bundle.cfg.canvas, seed=seed + 1000, fits=bundle.fits, tasks=tasks)
+    scores, sheets = condition_scores(bundle, Judge.load(), cases, sampling, seed=seed)
+    console.print(f"{'task':9s} {'metric':9s} {'model':>6s} {'ceiling':>8s}  ({per_kind} per kind, seed {seed})")
+    for task, metrics in scores.items():
+        for metric, s in metrics.items():
+            console.print(f"{task:9s} {metric:9s} {s['model']:6.3f} {s['ceiling']:8.3f}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")
+        for task, sheet in sheets.items():
+            save_png(sheet, out / f"{task}.png", scale=2)
+        console.print(f"results and sheets (condition | drawn | ceiling) in {out}/")

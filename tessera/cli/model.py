@@ -67,22 +67,44 @@ def generate(
             "the grid's top row is the first image, the bottom row the final one."
         ),
     ] = False,
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            help="segmentation:PATH or edges:PATH: draw the prompt on this map's layout (a model trained on seg2i "
+            "or edge2i; the map as `tessera world render` draws it)."
+        ),
+    ] = None,
+    image_scale: Annotated[
+        float | None, typer.Option(min=0.0, help="Guidance of the --condition apart from the text's --cfg.")
+    ] = None,
     device_name: Device = "auto",
     seed: Seed = 0,
 ) -> None:
-    """Draw images for a prompt; writes the grid and each image."""
+    """Draw images for a prompt (after a segmentation or edge map with --condition); writes the grid and each
+    image."""
     from tessera.generate.images import image_batches, write_images
     from tessera.generate.introspect import introspect as draw_chains
     from tessera.generate.introspect import write_chains
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task
-    from tessera.understand.answer import check_reads
+    from tessera.understand.answer import check_reads, read_picture
 
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
+    if introspect and condition is not None:
+        raise InputError("--introspect and --condition do not go together")
     bundle = load_bundle(ckpt, device(device_name))
-    changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+               "image_scale": image_scale}  # fmt: skip
     sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})
+    pictures = None
+    if condition is not None:
+        kind, _, path = condition.partition(":")
+        tasks = {"segmentation": Task.SEG2I, "edges": Task.EDGE2I}
+        if kind not in tasks or not path:
+            raise InputError(f"--condition is segmentation:PATH or edges:PATH, got {condition!r}")
+        check_reads(bundle, tasks[kind])
+        pictures = read_picture(bundle, Path(path)).repeat(n, axis=0)
     if introspect:
         check_reads(bundle, Task.INTROSPECT)
         chain = draw_chains(bundle, [prompt] * n, sampling, seed=seed)
@@ -91,7 +113,9 @@ def generate(
             console.print(f"{i:4d}  {verdict}" + ("  -> drawn again" if chain.redraw[i] else ""))
         console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
         return
-    batches = image_batches(bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64)
+    batches = image_batches(
+        bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64, conditions=pictures
+    )
     singles = write_images((images for images, _ in batches), out)
     console.print(f"{n} images: grid {out}, single images in {singles}/")
 
@@ -144,7 +168,13 @@ def _box(text: str | None) -> tuple[int, int, int, int] | None:
 
 def edit(
     image: Annotated[Path, typer.Argument(help="The image to edit (a PNG at the model's canvas).")],
-    prompt: Annotated[str, typer.Argument(help="The whole scene after the edit, e.g. 'a red circle'.")],
+    prompt: Annotated[
+        str,
+        typer.Argument(
+            help="With a mask or box: the whole scene after the edit, e.g. 'a red circle'. Without: an edit "
+            "instruction, e.g. 'make the red circle blue' (a model trained on instruct)."
+        ),
+    ],
     ckpt: Annotated[Path, typer.Option(help="A model checkpoint folder (best: trained with order=spanning-tree).")],
     keep: Annotated[Path | None, typer.Option(help="A mask PNG: white pixels are kept, the rest redrawn.")] = None,
     keep_box: Annotated[str | None, typer.Option(help="Keep this box x0,y0,x1,y1 and redraw the rest.")] = None,
@@ -163,15 +193,20 @@ def edit(
     device_name: Device = "auto",
     seed: Seed = 0,
 ) -> None:
-    """Redraw part of an image for a prompt, keeping the rest token for token (inpaint, outpaint, erase)."""
+    """Redraw part of an image for a prompt, keeping the rest token for token (inpaint, outpaint, erase); or, with
+    no mask or box, follow an edit instruction (recolour, move, add or remove an object)."""
     from tessera.generate.edit import box_mask, kept_view
     from tessera.generate.edit import edit as edit_image
     from tessera.model.bundle import load as load_bundle
     from tessera.pictures import grid, load_image, save_png
 
-    if sum(x is not None for x in (keep, keep_box, erase_box)) != 1:
-        raise InputError("give exactly one of --keep MASK.png, --keep-box or --erase-box")
+    masks = sum(x is not None for x in (keep, keep_box, erase_box))
+    if masks > 1:
+        raise InputError("give at most one of --keep MASK.png, --keep-box or --erase-box")
     bundle = load_bundle(ckpt, device(device_name))
+    if masks == 0:
+        _follow_instruction(bundle, image, prompt, out, n, seed)
+        return
     picture, canvas = load_image(image), bundle.cfg.canvas
     if keep is not None:
         mask = load_image(keep).mean(axis=-1) >= 128
@@ -187,3 +222,22 @@ def edit(
     console.print(
         f"kept {int(result.keep.sum())} of {result.keep.numel()} tokens; {n} edits in {out}/ (sheet.png){draws}"
     )
+
+
+def _follow_instruction(bundle, image: Path, instruction: str, out: Path, n: int, seed: int) -> None:
+    """`tessera edit IMAGE "make the red circle blue"`: n images drawn after the source image and the instruction."""
+    from tessera.generate.images import draw_images
+    from tessera.pictures import grid, save_png
+    from tessera.sequence.tasks import Task
+    from tessera.understand.answer import check_reads, read_picture
+
+    check_reads(bundle, Task.INSTRUCT)
+    picture = read_picture(bundle, image)
+    images, _ = draw_images(
+        bundle, [instruction] * n, seed=seed, conditions=picture.repeat(n, axis=0), instructions=True
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(grid([picture[0], *images], cols=n + 1), out / "sheet.png", scale=2)
+    for i, im in enumerate(images):
+        save_png(im, out / f"edit-{i}.png")
+    console.print(f"{n} edits for {instruction!r} in {out}/ (sheet.png: the source, then the edits)")

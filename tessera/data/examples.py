@@ -107,21 +107,23 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
     return question, answer, scene
 
 
-def conditioned_example(task: str, rng: np.random.Generator, canvas: int) -> tuple[str, Scene, np.ndarray]:
-    """(text, the scene to draw, the condition picture) for seg2i | edge2i | instruct. A map comes with the scene's
-    whole caption (the map gives shapes and places, the caption colours); a source image with an edit instruction,
-    and the scene to draw is the edited one."""
+def conditioned_example(
+    task: str, rng: np.random.Generator, canvas: int, op: str | None = None
+) -> tuple[str, Scene, np.ndarray, Scene]:
+    """(text, the scene to draw, the condition picture, the scene it shows) for seg2i | edge2i | instruct. A map
+    comes with the scene's whole caption (the map gives shapes and places, the caption colours); a source image
+    with an edit instruction (of kind `op`, or any), and the scene to draw is the edited one."""
     if task == Task.INSTRUCT:
         while True:
             scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
             try:
-                instruction, after = lang.edit_instruction(scene, rng)
-            except ValueError:  # no edit applies to this scene
+                instruction, after = lang.edit_instruction(scene, rng, op)
+            except ValueError:  # the edit does not apply to this scene
                 continue
             if not any((o.shape, o.colour) in UNSEEN_PAIRS for o in after.objects):
-                return instruction, after, render_image(scene)
+                return instruction, after, render_image(scene), scene
     caption, scene = described_scene(rng, canvas)
-    return caption, scene, render_map(scene, "segmentation" if task == Task.SEG2I else "edges")
+    return caption, scene, render_map(scene, "segmentation" if task == Task.SEG2I else "edges"), scene
 
 
 def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
@@ -146,7 +148,7 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
             (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         elif task in CONDITIONED:
-            (text, scene, condition), answer = conditioned_example(task, rng, cfg.canvas), ""
+            (text, scene, condition, _), answer = conditioned_example(task, rng, cfg.canvas), ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         else:
             text, answer, scene = understanding_example(task, rng, cfg.canvas)

@@ -58,15 +58,15 @@ def edit_cases(
     return cases
 
 
-def reads_as(detections: list[Detection], scene: Scene) -> bool:
-    """True when the detections are exactly the scene's objects: same shape and colour, centres within
-    PLACE_TOLERANCE of the canvas, one detection per object and none left over."""
+def reads_as(detections: list[Detection], scene: Scene, colour: bool = True) -> bool:
+    """True when the detections are exactly the scene's objects: same shape and colour (or shape alone), centres
+    within PLACE_TOLERANCE of the canvas, one detection per object and none left over."""
     if len(detections) != len(scene.objects):
         return False
     tolerance = PLACE_TOLERANCE * scene.canvas
     left = list(detections)
     for o in scene.objects:
-        near = [d for d in left if (d.shape, d.colour) == (o.shape, o.colour)
+        near = [d for d in left if d.shape == o.shape and (d.colour == o.colour or not colour)
                 and math.dist(d.centre, (o.x, o.y)) <= tolerance]  # fmt: skip
         if not near:
             return False

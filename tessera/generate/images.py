@@ -17,6 +17,7 @@ from tessera.model.bundle import Bundle
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png, to_uint8
+from tessera.understand.answer import image_codes
 
 
 @torch.no_grad()
@@ -28,12 +29,16 @@ def image_batches(
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = False,
+    conditions: np.ndarray | None = None,
+    instructions: bool = False,
 ) -> Iterator[tuple[np.ndarray, Drawn]]:
     """One image per prompt, a batch at a time as it is drawn: uint8 (b, H, W, 3) and what was drawn (codes, order,
-    log-probs). Every prompt is checked before any work."""
+    log-probs). With `conditions` (uint8 (B, H, W, 3) pictures: segmentation or edge maps, or source images with
+    edit instructions as the prompts and `instructions` set), each image is drawn after its condition. Every
+    prompt is checked before any work."""
     sampling = sampling or bundle.cfg.sampling
     sampling.validate()
-    text = bundle.encode_prompts(prompts)
+    text = bundle.encode_prompts(prompts, instructions=instructions)
     device = bundle.model.output.weight.device
     gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
@@ -43,7 +48,10 @@ def image_batches(
         for start in range(0, len(prompts), batch_size):
             chunk = text[start : start + batch_size]
             orders = make_orders(order or bundle.cfg.order, len(chunk), h, w, order_gen)
-            drawn = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen)
+            coded = None
+            if conditions is not None:
+                coded = image_codes(bundle, conditions[start : start + batch_size])[:, None]  # (b, 1, h, w)
+            drawn = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen, conditions=coded)
             yield to_uint8(bundle.image_tokenizer.decode(drawn.codes)), drawn
             bar.update(task, advance=len(chunk))
 

@@ -22,7 +22,7 @@ from tessera.sequence.layouts import pad_text
 from tessera.sequence.tasks import Task
 from tessera.text.tokenizers import TextTokenizer, WorldTokenizer, from_dict
 from tessera.tokenizer import build as visual
-from tessera.world.grammar import parse_description
+from tessera.world.grammar import parse_description, parse_edit
 from tessera.world.language import check_question
 
 
@@ -52,12 +52,13 @@ class Bundle:
     def space(self) -> IdSpace:
         return IdSpace(self.cfg.n_text, self.cfg.n_image)
 
-    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+    def encode_prompts(self, prompts: list[str], instructions: bool = False) -> torch.Tensor:
         """(B, text_len) sequence ids; InputError on an unknown word, an empty or a too-long prompt, and (for a
-        model of the world's words) on a prompt outside the world's grammar."""
+        model of the world's words) on a prompt outside the world's grammar: a description, or with
+        `instructions` an edit instruction."""
         if isinstance(self.text_tokenizer, WorldTokenizer):
             for prompt in prompts:
-                parse_description(prompt)
+                parse_edit(prompt) if instructions else parse_description(prompt)
         ids = [self.text_tokenizer.encode(p) for p in prompts]
         return pad_text(self.space, ids, self.cfg.text_len)
 

@@ -13,7 +13,7 @@ from tessera.pictures import grid, save_gif, save_png
 from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for
 from tessera.world.grammar import parse_description
-from tessera.world.render import render_edges, render_image, render_segmentation, render_video, segmentation_to_rgb
+from tessera.world.render import render_image, render_map, render_video
 from tessera.world.scene import Scene, add_motion, check_canvas, sample_scene
 
 KINDS = ("image", "segmentation", "edges", "video")
@@ -71,8 +71,6 @@ def render_prompt(prompt: str, kind: str = "image", canvas: int = 64, seed: int 
     scene = sample_scene_for(parse_description(prompt), rng, canvas)
     if kind == "video":
         return render_video(add_motion(scene, rng))
-    if kind == "segmentation":
-        return segmentation_to_rgb(render_segmentation(scene))
-    if kind == "edges":
-        return np.repeat(render_edges(scene)[..., None], 3, axis=2)
+    if kind in ("segmentation", "edges"):
+        return render_map(scene, kind)
     return render_image(scene)

@@ -1,0 +1,139 @@
+"""The conditions set: any-to-image cases with the world's ground truth, and metrics that can fail.
+
+- seg2i: the judge's per-pixel shape labels against the condition map (mIoU over background and the five shapes);
+- edge2i: F1 of the edges of the judge's label map against the condition's (a tolerance of one canvas pixel);
+- both: how often the judge reads exactly the scene, by shapes and places (`layout`) and with the caption's colours
+  (`scene`);
+- instruct: how often the judge reads exactly the edited scene (the change made, every other object kept), per
+  edit kind, and how often it reads the source scene unchanged (`copied`: the instruction ignored).
+Each beside the same metric on the visual tokenizer's round trip of the true image (the ceiling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from tessera.data.examples import conditioned_example
+from tessera.eval.edits import reads_as
+from tessera.eval.judge import JUDGE_RES, Judge
+from tessera.sequence.tasks import CONDITIONED, Task
+from tessera.world.language import EDIT_OPS
+from tessera.world.render import render_segmentation
+from tessera.world.scene import SHAPES, Scene
+
+N_LABELS = 1 + len(SHAPES)  # background and the five shapes; the judge's "clutter" counts as a wrong label
+
+
+@dataclass(frozen=True)
+class ConditionCase:
+    task: str
+    kind: str  # instruct: the edit (recolour, move, add, remove); otherwise the task
+    text: str  # the caption (maps) or the instruction
+    condition: np.ndarray  # (H, W, 3) uint8: the picture the model reads
+    scene: Scene  # what must be drawn
+    shown: Scene  # what the condition shows (instruct: the scene before the edit)
+
+
+def condition_cases(
+    per_kind: int,
+    canvas: int = 64,
+    seed: int = 0,
+    fits: Callable[[str], bool] = lambda text: True,
+    tasks: tuple[str, ...] = CONDITIONED,
+) -> list[ConditionCase]:
+    """per_kind cases of each map task and of each edit kind, drawn from the world with `seed` (training draws
+    with its own), whose texts a model `fits`."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for task in tasks:
+        for kind in EDIT_OPS if task == Task.INSTRUCT else (task,):
+            made = 0
+            while made < per_kind:
+                op = kind if task == Task.INSTRUCT else None
+                text, scene, picture, shown = conditioned_example(task, rng, canvas, op)
+                if fits(text):
+                    cases.append(ConditionCase(task, kind, text, picture, scene, shown))
+                    made += 1
+    return cases
+
+
+def _nearest(labels: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) -> (size, size) by nearest neighbour."""
+    rows = np.arange(size) * labels.shape[0] // size
+    cols = np.arange(size) * labels.shape[1] // size
+    return labels[rows][:, cols]
+
+
+def true_labels(scene: Scene) -> np.ndarray:
+    """(JUDGE_RES, JUDGE_RES) shape labels of the scene: 0 background, 1 + shape index."""
+    return _nearest(render_segmentation(scene).astype(np.int64), JUDGE_RES)
+
+
+def judged_labels(judge: Judge, images: np.ndarray) -> np.ndarray:
+    """(B, JUDGE_RES, JUDGE_RES) the judge's label per pixel (N_LABELS - 1 + 1: clutter)."""
+    p_shape, _ = judge.probabilities(images)
+    return p_shape.argmax(1).numpy()
+
+
+def mean_iou(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Mean over the labels present in either of the intersection over union, pooled over all images."""
+    ious = []
+    for label in range(N_LABELS):
+        p, t = predicted == label, true == label
+        union = (p | t).sum()
+        if union:
+            ious.append((p & t).sum() / union)
+    return float(np.mean(ious))
+
+
+def edges(labels: np.ndarray) -> np.ndarray:
+    """(..., H, W) labels -> bool edges: object pixels whose 4-neighbourhood holds another label."""
+    padded = np.pad(labels, [(0, 0)] * (labels.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    centre = padded[..., 1:-1, 1:-1]
+    border = np.zeros(centre.shape, dtype=bool)
+    h, w = labels.shape[-2:]
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        border |= padded[..., dr : dr + h, dc : dc + w] != centre
+    return border & (centre > 0)
+
+
+def edge_f1(predicted: np.ndarray, true: np.ndarray, tolerance: int) -> float:
+    """F1 of (B, H, W) edge maps: an edge pixel counts as found when the other map has one within `tolerance`."""
+    structure = np.ones((1, 2 * tolerance + 1, 2 * tolerance + 1), dtype=bool)
+    near_true, near_pred = ndimage.binary_dilation(true, structure), ndimage.binary_dilation(predicted, structure)
+    precision = (predicted & near_true).sum() / max(predicted.sum(), 1)
+    recall = (true & near_pred).sum() / max(true.sum(), 1)
+    return float(2 * precision * recall / max(precision + recall, 1e-12))
+
+
+def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per task, its metrics on `images` (uint8 (N, H, W, 3), one per case, in order)."""
+    found = judge.read(images)
+    labels = judged_labels(judge, images)
+    out: dict[str, dict[str, float]] = {}
+    for task in dict.fromkeys(c.task for c in cases):
+        rows = [i for i, c in enumerate(cases) if c.task == task]
+        scores: dict[str, float] = {}
+        if task == Task.INSTRUCT:
+            scores["success"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
+            for kind in dict.fromkeys(cases[i].kind for i in rows):
+                mine = [i for i in rows if cases[i].kind == kind]
+                scores[kind] = float(np.mean([reads_as(found[i], cases[i].scene) for i in mine]))
+            scores["copied"] = float(np.mean([reads_as(found[i], cases[i].shown) for i in rows]))
+        else:
+            truth = np.stack([true_labels(cases[i].scene) for i in rows])
+            if task == Task.SEG2I:
+                scores["miou"] = mean_iou(labels[rows], truth)
+            else:
+                tolerance = max(1, JUDGE_RES // cases[rows[0]].scene.canvas)
+                scores["edge_f1"] = edge_f1(edges(labels[rows]), edges(truth), tolerance)
+            scores["layout"] = float(np.mean([reads_as(found[i], cases[i].scene, colour=False) for i in rows]))
+            scores["scene"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
+        scores["objects"] = float(np.mean([len(found[i]) for i in rows]))
+        scores["asked"] = float(np.mean([len(cases[i].scene.objects) for i in rows]))
+        out[task] = scores
+    return out
