@@ -9,13 +9,14 @@ from conftest import TINY_MODEL, one_line_error
 
 from tessera.config import override
 from tessera.data.examples import conditioned_example
-from tessera.eval.conditions import condition_cases, score_conditions
+from tessera.eval.conditions import case_scores, condition_cases, score_conditions
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.pictures import load_image, to_tensor
+from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import CONTENT, NO_POS, TEXT_PART, blank, conditioned, conditioned_length, pad_text
 from tessera.sequence.tasks import Task
@@ -23,7 +24,7 @@ from tessera.tokenizer import build as visual
 from tessera.train.trainer import TrainConfig, Trainer, drop_conditions, masked_loss
 from tessera.world.grammar import parse_description, parse_edit
 from tessera.world.render import render_image
-from tessera.world.scene import BACKGROUND
+from tessera.world.scene import BACKGROUND, Object, Scene
 
 SPACE = IdSpace(n_text=12, n_image=24)
 
@@ -300,3 +301,33 @@ def test_generate_after_a_map_and_edit_by_instruction(cli, trained, t2i_ckpt, tm
     one_line_error(cli("edit", str(source), "a blue circle", "--ckpt", ckpt), "edit instruction")
     one_line_error(cli("generate", "a red circle", "--ckpt", str(t2i_ckpt), "--condition", f"edges:{seg}"), "edge2i")
     one_line_error(cli("eval", "conditions", "--ckpt", str(t2i_ckpt)), "conditioned task")
+
+
+def test_the_condition_reward_follows_the_truth_and_never_pays_for_drawing_more(judge, cases):
+    truth = np.stack([render_image(c.scene) for c in cases])
+    shown = np.stack([render_image(c.shown) for c in cases])
+    good, copied = case_scores(judge, cases, truth), case_scores(judge, cases, shown)
+    instruct = np.array([c.task == "instruct" for c in cases])
+    assert good.mean() > 0.8 and copied[instruct].mean() < good[instruct].mean() - 0.3
+    # a spray of extra objects around the edited scene: more drawn, less paid
+    extra = render_image(Scene(32, tuple(Object("star", "green", "small", x, 4.0, 2.5) for x in (4.0, 16.0, 28.0))))
+    mask = (extra != BACKGROUND).any(-1)
+    spray = truth.copy()
+    spray[:, mask] = extra[mask]
+    sprayed = case_scores(judge, cases, spray)
+    assert sprayed[instruct].mean() < good[instruct].mean() - 0.3
+
+
+def test_rl_on_conditioned_drawing_scores_what_it_sampled(trained, tmp_path):
+    trainer, _ = trained
+    cfg = override(RLConfig(), {
+        "init": str(trainer.engine.run / "checkpoint"), "draw": False, "conditions": {"instruct": 1, "seg2i": 1},
+        "conditions_per_step": 2, "grpo.group_size": 4, "steps": 2, "eval_every": 2, "eval_prompts": 1,
+        "eval_per_prompt": 1, "eval_conditions": 1, "update_batch": 8, "sampling.cfg_scale": 2.0,
+        "sampling.image_scale": 1.5,
+    })  # fmt: skip
+    rows = RLTrainer(cfg, tmp_path / "rl", progress=False).fit()
+    steps = [r for r in rows if "cond/reward_mean" in r]
+    assert len(steps) == 2 and all(r["cond/ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in steps)
+    assert all(0 <= r["cond/reward_mean"] <= 1 for r in steps)
+    assert "cond/instruct/success" in rows[-1] and "cond/seg2i/miou" in rows[-1]

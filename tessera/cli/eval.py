@@ -134,7 +134,7 @@ def conditions(
     import json
 
     from tessera.engine.checkpoint import write_atomically
-    from tessera.eval.conditions import condition_cases
+    from tessera.eval.conditions import EVAL_SEED, condition_cases
     from tessera.eval.judge import Judge
     from tessera.generate.conditioned import condition_scores
     from tessera.model.bundle import load as load_bundle
@@ -148,7 +148,7 @@ def conditions(
     sampling = bundle.cfg.sampling
     if image_scale is not None:
         sampling = dataclasses.replace(sampling, image_scale=image_scale)
-    cases = condition_cases(per_kind, bundle.cfg.canvas, seed=seed + 1000, fits=bundle.fits, tasks=tasks)
+    cases = condition_cases(per_kind, bundle.cfg.canvas, seed=EVAL_SEED + seed, fits=bundle.fits, tasks=tasks)
     scores, sheets = condition_scores(bundle, Judge.load(), cases, sampling, seed=seed)
     console.print(f"{'task':9s} {'metric':9s} {'model':>6s} {'ceiling':>8s}  ({per_kind} per kind, seed {seed})")
     for task, metrics in scores.items():

@@ -18,13 +18,14 @@ import numpy as np
 from scipy import ndimage
 
 from tessera.data.examples import conditioned_example
-from tessera.eval.edits import reads_as
+from tessera.eval.edits import matched, reads_as
 from tessera.eval.judge import JUDGE_RES, Judge
 from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.world.language import EDIT_OPS
 from tessera.world.render import render_segmentation
 from tessera.world.scene import SHAPES, Scene
 
+EVAL_SEED = 1000  # the conditions set's scenes; training and RL draw theirs with other seeds
 N_LABELS = 1 + len(SHAPES)  # background and the five shapes; the judge's "clutter" counts as a wrong label
 
 
@@ -136,4 +137,23 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
         scores["objects"] = float(np.mean([len(found[i]) for i in rows]))
         scores["asked"] = float(np.mean([len(cases[i].scene.objects) for i in rows]))
         out[task] = scores
+    return out
+
+
+def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> np.ndarray:
+    """(N,) one score in [0, 1] per image against its case's truth, the RL reward of conditioned drawing: seg2i
+    its mIoU, edge2i its edge F1, instruct 1 when it reads as the edited scene, else half the share of that
+    scene's objects read right over the larger of asked and found (so drawing more never pays)."""
+    found = judge.read(images)
+    labels = judged_labels(judge, images)
+    out = np.zeros(len(cases))
+    for i, case in enumerate(cases):
+        if case.task == Task.INSTRUCT:
+            exact = reads_as(found[i], case.scene)
+            out[i] = 1.0 if exact else 0.5 * matched(found[i], case.scene) / max(len(case.scene.objects), len(found[i]))
+        elif case.task == Task.SEG2I:
+            out[i] = mean_iou(labels[i], true_labels(case.scene))
+        else:
+            tolerance = max(1, JUDGE_RES // case.scene.canvas)
+            out[i] = edge_f1(edges(labels[i : i + 1]), edges(true_labels(case.scene)[None]), tolerance)
     return out

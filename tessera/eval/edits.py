@@ -58,17 +58,21 @@ def edit_cases(
     return cases
 
 
-def reads_as(detections: list[Detection], scene: Scene, colour: bool = True) -> bool:
-    """True when the detections are exactly the scene's objects: same shape and colour (or shape alone), centres
-    within PLACE_TOLERANCE of the canvas, one detection per object and none left over."""
-    if len(detections) != len(scene.objects):
-        return False
+def matched(detections: list[Detection], scene: Scene, colour: bool = True) -> int:
+    """How many of the scene's objects a detection reads as: same shape and colour (or shape alone), centre within
+    PLACE_TOLERANCE of the canvas; each detection stands for one object at most."""
     tolerance = PLACE_TOLERANCE * scene.canvas
-    left = list(detections)
+    left, found = list(detections), 0
     for o in scene.objects:
         near = [d for d in left if d.shape == o.shape and (d.colour == o.colour or not colour)
                 and math.dist(d.centre, (o.x, o.y)) <= tolerance]  # fmt: skip
-        if not near:
-            return False
-        left.remove(min(near, key=lambda d: math.dist(d.centre, (o.x, o.y))))
-    return True
+        if near:
+            left.remove(min(near, key=lambda d: math.dist(d.centre, (o.x, o.y))))
+            found += 1
+    return found
+
+
+def reads_as(detections: list[Detection], scene: Scene, colour: bool = True) -> bool:
+    """True when the detections are exactly the scene's objects (`matched`), one each and none left over."""
+    n = len(scene.objects)
+    return len(detections) == n and matched(detections, scene, colour) == n

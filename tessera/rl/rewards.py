@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tessera.errors import ConfigError, InputError
+from tessera.eval.conditions import case_scores
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import asked, check_clauses, strict
 from tessera.eval.verdicts import is_yes, truth
@@ -215,6 +216,18 @@ def clip_score(model: str = "ViT-B-32", weights: str = "", device: str = "cpu") 
         image = torch.nn.functional.normalize(net.encode_image(pixels), dim=-1)
         text = torch.nn.functional.normalize(net.encode_text(tokenize([m["prompt"] for m in metadata]).to(device)))
         return (image * text).sum(-1).float().cpu().numpy()
+
+    return reward
+
+
+@register("condition")
+def condition_reward(judge=None) -> Reward:
+    """Conditioned drawing (metadata with a "case"): each image's score against its case's truth
+    (`eval.conditions.case_scores`: mIoU, edge F1, or the edited scene read exactly, with partial credit)."""
+    judge = judge or Judge.load()
+
+    def reward(metadata: Sequence[dict], images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return case_scores(judge, [m["case"] for m in metadata], images)
 
     return reward
 

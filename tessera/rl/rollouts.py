@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tessera.data.examples import understanding_example
+from tessera.data.examples import conditioned_example, understanding_example
+from tessera.eval.conditions import ConditionCase
 from tessera.eval.shapes_eval import score_images
 from tessera.eval.verdicts import is_yes
 from tessera.generate.generator import generate, score
@@ -25,7 +26,9 @@ from tessera.model.sampling import SamplingConfig
 from tessera.pictures import to_uint8
 from tessera.rl.rewards import Reward, combine
 from tessera.sequence.layouts import image_prefix
+from tessera.sequence.tasks import Task
 from tessera.understand.answer import image_codes
+from tessera.world.grammar import parse_edit
 from tessera.world.render import render_image
 
 
@@ -60,12 +63,17 @@ def draw_rollout(
     order_seed: int,
     train_unconditional: bool = False,
 ) -> Rollout:
+    """Images for the prompts (after each one's visual condition, where the metadata holds a "case": any-to-image),
+    rewarded, with the exact rescoring of their tokens."""
     device = bundle.model.output.weight.device
-    text = bundle.encode_prompts([m["prompt"] for m in metadata]).to(device)
+    text = torch.cat([_encode(bundle, m) for m in metadata]).to(device)
+    conditions = None
+    if "case" in metadata[0]:
+        conditions = image_codes(bundle, np.stack([m["case"].condition for m in metadata]))[:, None]  # (B, 1, h, w)
     h, w = bundle.cfg.grid
     order = make_orders(bundle.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(order_seed))
     start = time.time()
-    drawn = generate(bundle.model, bundle.space, text, (h, w), order, sampling, gen)
+    drawn = generate(bundle.model, bundle.space, text, (h, w), order, sampling, gen, conditions=conditions)
     images = to_uint8(bundle.image_tokenizer.decode(drawn.codes))
     drawn_at = time.time()
     total, parts = _rewarded(rewards, weights, metadata, images, [""] * len(metadata), device)
@@ -73,10 +81,35 @@ def draw_rollout(
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
         args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], w, sampling)
-        return score(model, *args, train_unconditional=train_unconditional)
+        given = None if conditions is None else conditions[rows]
+        return score(model, *args, train_unconditional=train_unconditional, conditions=given)
 
     mask = torch.ones_like(drawn.ids, dtype=torch.bool)
     return Rollout(metadata, drawn.logprobs, mask, total, parts, rescore, seconds, images=images)
+
+
+def _encode(bundle: Bundle, meta: dict) -> torch.Tensor:
+    """(1, text_len): the prompt, or an edit instruction for an instruct case."""
+    instruction = "case" in meta and meta["case"].task == Task.INSTRUCT
+    return bundle.encode_prompts([meta["prompt"]], instructions=instruction)
+
+
+def condition_examples(
+    tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int, fits
+) -> list[dict]:
+    """n conditioned cases on fresh scenes (tasks drawn by share) whose texts the model `fits`, each repeated
+    group_size times: metadata lines with the case."""
+    names, shares = list(tasks), np.array(list(tasks.values()), dtype=float)
+    out = []
+    while len(out) < n * group_size:
+        task = names[rng.choice(len(names), p=shares / shares.sum())]
+        text, scene, picture, shown = conditioned_example(task, rng, canvas)
+        if not fits(text):
+            continue
+        kind = task if task != Task.INSTRUCT else f"{task}/{parse_edit(text).op}"
+        case = ConditionCase(task, kind, text, picture, scene, shown)
+        out += [{"prompt": text, "case": case, "tag": kind}] * group_size
+    return out
 
 
 def read_examples(tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int):

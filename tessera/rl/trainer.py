@@ -24,18 +24,30 @@ from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.errors import CheckpointError, ConfigError
+from tessera.eval.conditions import EVAL_SEED, condition_cases
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import first_prompts
+from tessera.generate.conditioned import condition_scores
 from tessera.generate.images import evaluate_model
 from tessera.model import bundle as bundles
 from tessera.model.sampling import SamplingConfig
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
 from tessera.rl.rewards import make_reward, parse_spec
-from tessera.rl.rollouts import Rollout, draw_rollout, introspect_rollout, read_examples, read_rollout
-from tessera.sequence.tasks import READING, Task, reading, tasks
+from tessera.rl.rollouts import (
+    Rollout,
+    condition_examples,
+    draw_rollout,
+    introspect_rollout,
+    read_examples,
+    read_rollout,
+)
+from tessera.sequence.tasks import CONDITIONED, READING, Task, reading, tasks
 from tessera.understand.answer import ask
 from tessera.understand.evaluate import evaluate_understanding
 from tessera.world.language import CAPTION_QUESTION
+
+CONDITION_WEIGHTS = {"condition": 1.0}
+PREFIXES = {"draw": "", "read": "read/", "condition": "cond/"}  # of each rollout's logged numbers
 
 
 @dataclass
@@ -54,6 +66,10 @@ class RLConfig:
     read_reward: str = "answer:1,answer_format:0.25"
     read_sampling: SamplingConfig = field(default_factory=SamplingConfig)
     read_per_step: int = 8  # questions per step, each answered group_size times
+    conditions: dict[str, float] = field(default_factory=dict)  # conditioned drawing: task (seg2i|edge2i|instruct)
+    # -> share, rewarded against the world's truth (the condition reward)
+    conditions_per_step: int = 4  # conditioned cases per step, each drawn group_size times
+    eval_conditions: int = 8  # cases per map task and per edit kind at each evaluation (conditions given)
     read_weight: float = 1.0  # the reading loss relative to the drawing loss
     steps: int = 100
     prompts_per_step: int = 4  # a rollout is prompts_per_step x group_size samples
@@ -72,15 +88,19 @@ class RLConfig:
     def validate(self) -> None:
         if not self.init:
             raise ConfigError("no model to start from: give --init CKPT")
-        at_least(self, 1, "steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every", "read_per_step")
-        at_least(self, 0, "eval_every", "eval_prompts", "eval_per_prompt", "eval_read", "read_weight")
+        at_least(self, 1, "steps", "prompts_per_step", "update_batch", "mu", "log_every", "save_every", "read_per_step",
+                 "conditions_per_step")  # fmt: skip
+        at_least(
+            self, 0, "eval_every", "eval_prompts", "eval_per_prompt", "eval_read", "read_weight", "eval_conditions"
+        )
         positive(self, "lr", "grad_clip")
         if self.grpo.beta > 0 and not self.reference:
             raise ConfigError("grpo.beta > 0 needs the reference model: set reference=true")
-        if not self.draw and not self.read:
-            raise ConfigError("nothing to train: set draw=true or give read tasks")
+        if not self.draw and not self.read and not self.conditions:
+            raise ConfigError("nothing to train: set draw=true, or give read tasks or conditions")
         parse_spec(self.reward), parse_spec(self.read_reward)
         tasks(self.read, READING, "read")
+        tasks(self.conditions, CONDITIONED, "conditions")
         if self.introspect and (self.reward != "shapes_eval" or self.separate_advantages):
             raise ConfigError(
                 "introspect=true rewards each chain three ways by GenEval's rule (first image, honesty of the verdict, "
@@ -99,7 +119,7 @@ class RLTrainer:
         self.bundle = bundles.load(cfg.init, self.device)
         self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
         self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.reference else None
-        wanted = set(cfg.read) | ({Task.INTROSPECT} if cfg.introspect else set())
+        wanted = set(cfg.read) | set(cfg.conditions) | ({Task.INTROSPECT} if cfg.introspect else set())
         missing = wanted - set(self.bundle.cfg.tasks)
         if missing:
             names = ", ".join(sorted(missing))
@@ -107,6 +127,7 @@ class RLTrainer:
         self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
         self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
+        self.condition_rewards = {"condition": make_reward("condition")} if cfg.conditions else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.pools, self.held_out = prompt_pools()
         self.judge: Judge | None = None  # loaded when first needed
@@ -138,7 +159,7 @@ class RLTrainer:
         }
 
     def rollouts(self) -> dict[str, Rollout]:
-        """This step's samples: "draw" and/or "read"."""
+        """This step's samples: "draw", "read" and/or "condition"."""
         cfg, g = self.cfg, self.cfg.grpo.group_size
         out = {}
         if cfg.draw:
@@ -157,6 +178,12 @@ class RLTrainer:
             out["read"] = read_rollout(
                 self.bundle, metadata, cfg.read_sampling, self.read_rewards, self.read_weights, self.gen
             )
+        if cfg.conditions:
+            canvas, fits = self.bundle.cfg.canvas, self.bundle.fits
+            metadata = condition_examples(cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits)
+            seed = int(self.rng.integers(2**31))
+            args = (cfg.sampling, self.condition_rewards, CONDITION_WEIGHTS, self.gen, seed, cfg.train_unconditional)
+            out["condition"] = draw_rollout(self.bundle, metadata, *args)
         return out
 
     def _judge(self) -> Judge:
@@ -180,14 +207,13 @@ class RLTrainer:
         """mu passes over every rollout; the drawing and reading losses add up in one optimizer step per pass."""
         cfg = self.cfg
         stats: dict[str, list[float]] = {}
-        advs = {
-            name: self.advantages(r, self.weights if name == "draw" else self.read_weights) for name, r in rolls.items()
-        }
+        weights = {"draw": self.weights, "read": self.read_weights, "condition": CONDITION_WEIGHTS}
+        advs = {name: self.advantages(r, weights[name]) for name, r in rolls.items()}
         for epoch in range(cfg.mu):
             for name, roll in rolls.items():
                 adv, n, mask = advs[name], len(roll.rewards), roll.mask
-                scale = 1.0 if name == "draw" else cfg.read_weight
-                prefix = "" if name == "draw" else "read/"
+                scale = cfg.read_weight if name == "read" else 1.0
+                prefix = PREFIXES[name]
                 for start in range(0, n, cfg.update_batch):
                     rows = slice(start, start + cfg.update_batch)
                     logp = roll.rescore(self.model, rows)
@@ -230,6 +256,11 @@ class RLTrainer:
         if reading(self.bundle.cfg.tasks) and cfg.eval_read:
             summary, _ = evaluate_understanding(self.bundle, cfg.eval_read)
             out |= {f"eval/{k}": v for k, v in summary.items()}
+        if cfg.conditions and cfg.eval_conditions:
+            cases = condition_cases(cfg.eval_conditions, self.bundle.cfg.canvas, seed=EVAL_SEED, fits=self.bundle.fits,
+                                    tasks=tuple(cfg.conditions))  # fmt: skip
+            scores, _ = condition_scores(self.bundle, self.judge, cases, cfg.sampling, seed=cfg.seed)
+            out |= {f"cond/{t}/{m}": s["model"] for t, ms in scores.items() for m, s in ms.items()}
         return out
 
     def train_step(self) -> dict[str, float]:
@@ -241,7 +272,7 @@ class RLTrainer:
         n = sum(len(r.rewards) for r in rolls.values())
         out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
         for name, roll in rolls.items():
-            out |= rollout_stats(roll, "" if name == "draw" else "read/")
+            out |= rollout_stats(roll, PREFIXES[name])
         return out
 
     def fit(self, until: int | None = None) -> list[dict]:
