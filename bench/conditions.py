@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=20)
     parser.add_argument("--image-scale", type=float, default=None)
     args = parser.parse_args()
-    tokenizer = tokenizer_run("patch4-2048", 3.0)
+    tokenizer = tokenizer_run("patch4-2048", 2.0)
     judge, table = Judge.load(), {}
     for dca in (True, False):
         ckpt, seconds = run(dca, args.steps, tokenizer)

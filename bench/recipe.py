@@ -47,6 +47,7 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "f8-1024-conv": ("conv-quick", [F8.replace("patch", "conv"), "tokenizer.conv.quantizer.codebook_size=1024"]),
     "patch4-512": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=512"]),
     "patch4-2048": ("patch-quick", []),
+    "patch4-2048-c32": ("patch-quick", ["canvas=32"]),  # 32 x 32 scenes: 8 x 8 codes (bench/conditions.py)
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
 }  # fmt: skip

@@ -15,11 +15,20 @@ from tessera.model.bundle import load
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
-from tessera.pictures import load_image, to_tensor
+from tessera.pictures import load_image, save_png, to_tensor
 from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
-from tessera.sequence.layouts import CONTENT, NO_POS, TEXT_PART, blank, conditioned, conditioned_length, pad_text
-from tessera.sequence.tasks import Task
+from tessera.sequence.layouts import (
+    CONTENT,
+    NO_POS,
+    TEXT_PART,
+    Conditions,
+    blank,
+    conditioned,
+    conditioned_length,
+    pad_text,
+)
+from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.tokenizer import build as visual
 from tessera.train.trainer import TrainConfig, Trainer, drop_conditions, masked_loss
 from tessera.world.grammar import parse_description, parse_edit
@@ -182,14 +191,14 @@ def patch_tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(patch_tokenizer, tmp_path_factory):
-    """A tiny model trained on text-to-image and the three conditioned tasks, with disentangled attention."""
+    """A tiny model trained on text-to-image and the four conditioned tasks, with disentangled attention."""
     root = tmp_path_factory.mktemp("conditions")
     cfg = override(
         TrainConfig(),
         {
-            "model": TINY_MODEL | {"dca": True},
+            "model": TINY_MODEL | {"dca": True, "max_seq_len": 80},
             "data": {"examples": 300, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
-                     "tasks": {"t2i": 1, "seg2i": 1, "edge2i": 1, "instruct": 2}},
+                     "tasks": {"t2i": 1, "seg2i": 1, "edge2i": 1, "instruct": 2, "predict": 1}},
             "tokenizer": str(patch_tokenizer), "steps": 250, "batch_size": 16, "lr": 3e-3, "warmup": 5,
             "sample_every": 1000,
         },
@@ -213,12 +222,13 @@ def test_training_batches_drop_each_condition_apart(trained):
 
 
 def conditioned_batch(trainer, n: int, shuffle: bool = False):
-    rows = torch.nonzero(trainer.is_conditioned).squeeze(1)[:n]
-    conditions = trainer.conditions[rows]
+    one_picture = trainer.is_conditioned & (trainer.task_index != CONDITIONED.index(Task.PREDICT))
+    rows = torch.nonzero(one_picture).squeeze(1)[:n]  # maps and source images
+    conditions = trainer.conditions[rows, :1]
     if shuffle:
         conditions = conditions.roll(1, 0)
     order = make_orders("raster", len(rows), 4, 4)
-    return conditioned(trainer.bundle.space, trainer.texts[rows], conditions[:, None], trainer.codes[rows], order)
+    return conditioned(trainer.bundle.space, trainer.texts[rows], conditions, trainer.codes[rows], order)
 
 
 def test_the_trained_model_reads_its_condition(trained):
@@ -242,7 +252,7 @@ def test_a_conditioned_checkpoint_draws_after_a_condition(trained):
     bundle = load(trainer.engine.run / "checkpoint")
     assert bundle.model.cfg.dca and set(bundle.cfg.tasks) >= {"seg2i", "edge2i", "instruct"}
     text = bundle.encode_prompts(["a red circle", "two stars"])
-    conditions = trainer.conditions[:2, None]
+    conditions = trainer.conditions[:2, :1]
     order = make_orders("raster", 2, 4, 4)
     cfg = SamplingConfig(cfg_scale=2.0, image_scale=1.5)
     drawn = generate(bundle.model, bundle.space, text, (4, 4), order, cfg, torch.Generator().manual_seed(0),
@@ -275,7 +285,8 @@ def test_eval_conditions_prints_each_metric_beside_its_ceiling(cli, trained, tmp
     done = cli("eval", "conditions", "--ckpt", ckpt, "--per-kind", "2", "--out", str(tmp_path / "c"))
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "c" / "conditions.json").read_text())
-    assert set(results) == {"seg2i", "edge2i", "instruct"}
+    assert set(results) == {"seg2i", "edge2i", "instruct", "predict"}
+    assert "copy" in results["predict"]["psnr"] and "copy" in results["instruct"]["success"]
     assert results["seg2i"]["miou"]["ceiling"] > 0 and 0 <= results["instruct"]["success"]["model"] <= 1
     assert "miou" in done.stdout and (tmp_path / "c" / "instruct.png").exists()
 
@@ -331,3 +342,62 @@ def test_rl_on_conditioned_drawing_scores_what_it_sampled(trained, tmp_path):
     assert len(steps) == 2 and all(r["cond/ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in steps)
     assert all(0 <= r["cond/reward_mean"] <= 1 for r in steps)
     assert "cond/instruct/success" in rows[-1] and "cond/seg2i/miou" in rows[-1]
+
+
+def test_frame_prediction_puts_earlier_frames_in_their_frames_and_draws_the_next():
+    text, _, codes = example()
+    clip = torch.randint(SPACE.n_image, (2, 3, 3, 4), generator=torch.Generator().manual_seed(4))
+    batch = conditioned(SPACE, text, Conditions.clip(clip), codes, make_orders("raster", 2, 3, 4))
+    assert batch.ids.shape[1] == conditioned_length(4, 12, 3)
+    for k in range(3):
+        given = slice(5 + k * 14, 17 + k * 14)
+        assert (batch.pos[:, given, 0] == k).all() and set(batch.part[0, given].tolist()) == {2 + k}
+    assert (batch.pos[:, -13:-1, 0] == 3).all() and batch.loss.sum(1).tolist() == [12, 12]
+
+
+def test_world_clips_give_earlier_frames_and_the_next_one():
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        text, scene, frames, last = conditioned_example(Task.PREDICT, rng, 32, context=3)
+        assert text == "" and frames.shape == (3, 32, 32, 3)
+        assert np.array_equal(frames[-1], render_image(last))
+        assert [(o.shape, o.colour) for o in scene.objects] == [(o.shape, o.colour) for o in last.objects]
+
+
+def test_rescoring_equals_sampling_after_earlier_frames(models):
+    text, _, _ = example()
+    clip = Conditions.clip(torch.randint(SPACE.n_image, (2, 2, 3, 4), generator=torch.Generator().manual_seed(5)))
+    order = make_orders("raster", 2, 3, 4)
+    cfg = SamplingConfig(cfg_scale=2.0, image_scale=2.0)
+    drawn = generate(models[True], SPACE, text, (3, 4), order, cfg, torch.Generator().manual_seed(0), conditions=clip)
+    rescored = score(models[True], SPACE, text, drawn.ids, order, 4, cfg, conditions=clip)
+    assert (rescored - drawn.logprobs).abs().max() < 1e-5
+    at_frame_zero = score(models[True], SPACE, text, drawn.ids, order, 4, cfg, conditions=Conditions(clip.codes))
+    assert (at_frame_zero - drawn.logprobs).abs().max() > 1e-3  # the frames are read: positions matter
+
+
+def test_predict_metrics_credit_the_true_next_frame(judge):
+    cases = condition_cases(6, canvas=32, seed=7, tasks=("predict",))
+    truth = np.stack([render_image(c.scene) for c in cases])
+    last = np.stack([render_image(c.shown) for c in cases])
+    good, still = (score_conditions(judge, cases, x)["predict"] for x in (truth, last))
+    assert good["persist"] >= 0.8 and good["psnr"] > 60 and good["motion_px"] < 1.5
+    assert still["still"] >= 0.8 and still["psnr"] < good["psnr"]
+
+
+def test_predict_continues_a_clip(cli, trained, t2i_ckpt, tmp_path):
+    trainer, _ = trained
+    ckpt = str(trainer.engine.run / "checkpoint")
+    clip = tmp_path / "clip.gif"
+    assert (
+        cli("world", "render", "a red circle", "--kind", "video", "--canvas", "32", "--out", str(clip)).returncode == 0
+    )
+    done = cli("predict", str(clip), "--ckpt", ckpt, "--frames", "2", "--out", str(tmp_path / "p.gif"))
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "p").glob("*.png"))) == 9 + 2
+    assert load_image(tmp_path / "p" / "0010.png").shape == (32, 32, 3)
+    one_line_error(cli("predict", str(clip), "--ckpt", str(t2i_ckpt)), "not trained to predict")
+    one_frame = tmp_path / "one"
+    one_frame.mkdir()
+    save_png(render_image(condition_cases(1, 32, tasks=("seg2i",))[0].scene), one_frame / "0000.png")
+    one_line_error(cli("predict", str(one_frame), "--ckpt", ckpt), "1 frames")

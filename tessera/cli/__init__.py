@@ -21,7 +21,17 @@ app.add_typer(world.app, name="world")
 app.add_typer(judge.app, name="judge")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(tokenizer.app, name="tokenizer")
-for command in (model.train, runs.rl, model.generate, model.edit, model.ask, model.caption, runs.demo, runs.unified):
+for command in (
+    model.train,
+    runs.rl,
+    model.generate,
+    model.edit,
+    model.predict,
+    model.ask,
+    model.caption,
+    runs.demo,
+    runs.unified,
+):
     app.command(command.__name__)(command)
 
 # A path the user gave that is missing, not allowed or of the wrong kind: bad input, not a bug.

@@ -119,7 +119,7 @@ def edits(
 @app.command("conditions")
 def conditions(
     ckpt: Annotated[
-        Path, typer.Option(help="A model checkpoint trained on conditioned tasks (seg2i, edge2i, instruct).")
+        Path, typer.Option(help="A model checkpoint trained on conditioned tasks (seg2i, edge2i, instruct, predict).")
     ],
     per_kind: Annotated[int, typer.Option(min=1, max=1000, help="Cases of each map task and of each edit kind.")] = 20,
     image_scale: Annotated[
@@ -148,12 +148,15 @@ def conditions(
     sampling = bundle.cfg.sampling
     if image_scale is not None:
         sampling = dataclasses.replace(sampling, image_scale=image_scale)
-    cases = condition_cases(per_kind, bundle.cfg.canvas, seed=EVAL_SEED + seed, fits=bundle.fits, tasks=tasks)
+    canvas, context = bundle.cfg.canvas, bundle.cfg.context_frames
+    cases = condition_cases(per_kind, canvas, seed=EVAL_SEED + seed, fits=bundle.fits, tasks=tasks, context=context)
     scores, sheets = condition_scores(bundle, Judge.load(), cases, sampling, seed=seed)
-    console.print(f"{'task':9s} {'metric':9s} {'model':>6s} {'ceiling':>8s}  ({per_kind} per kind, seed {seed})")
+    header = f"{'task':9s} {'metric':9s} {'model':>7s} {'ceiling':>8s} {'copy':>7s}"
+    console.print(f"{header}  ({per_kind} per kind, seed {seed}; copy: the source image or the last given frame)")
     for task, metrics in scores.items():
         for metric, s in metrics.items():
-            console.print(f"{task:9s} {metric:9s} {s['model']:6.3f} {s['ceiling']:8.3f}")
+            copy = f"{s['copy']:7.3f}" if "copy" in s else ""
+            console.print(f"{task:9s} {metric:9s} {s['model']:7.3f} {s['ceiling']:8.3f} {copy}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")

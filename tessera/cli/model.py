@@ -241,3 +241,45 @@ def _follow_instruction(bundle, image: Path, instruction: str, out: Path, n: int
     for i, im in enumerate(images):
         save_png(im, out / f"edit-{i}.png")
     console.print(f"{n} edits for {instruction!r} in {out}/ (sheet.png: the source, then the edits)")
+
+
+def predict(
+    clip: Annotated[Path, typer.Argument(help="A clip: a GIF or video file, or a folder of frame images.")],
+    ckpt: Annotated[Path, typer.Option(help="A model checkpoint trained on predict (the conditions preset).")],
+    frames: Annotated[int, typer.Option(min=1, max=64, help="How many frames to draw after the clip.")] = 3,
+    out: Annotated[Path, typer.Option(help="The clip and its continuation as a GIF; frames go to a folder.")] = Path(
+        "prediction.gif"
+    ),
+    device_name: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Continue a clip: draw its next frames one at a time, each after the model's number of earlier frames."""
+    import numpy as np
+
+    from tessera.data.folders import read_clip
+    from tessera.generate.images import draw_images
+    from tessera.model.bundle import load as load_bundle
+    from tessera.pictures import regular_file, save_gif, save_png
+    from tessera.sequence.tasks import Task
+    from tessera.understand.answer import check_reads
+
+    if out.suffix.lower() != ".gif":
+        raise InputError(f"--out {out} must be a .gif file")
+    bundle = load_bundle(ckpt, device(device_name))
+    check_reads(bundle, Task.PREDICT)
+    k = bundle.cfg.context_frames
+    try:
+        given = list(read_clip(clip if clip.is_dir() else regular_file(clip), bundle.cfg.canvas))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read clip {clip}: {type(e).__name__}") from e
+    if len(given) < k:
+        raise InputError(f"{clip} has {len(given)} frames; this model draws each frame after {k}")
+    drawn = list(given)
+    for i in range(frames):
+        images, _ = draw_images(bundle, [""], seed=seed + i, conditions=np.stack(drawn[-k:])[None])
+        drawn.append(images[0])
+    save_gif(np.stack(drawn), out)
+    folder = out.with_suffix("")
+    for i, frame in enumerate(drawn):
+        save_png(frame, folder / f"{i:04d}.png")
+    console.print(f"{frames} frames after the clip's {len(given)}: {out}, every frame in {folder}/")

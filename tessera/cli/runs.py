@@ -26,7 +26,8 @@ def rl(
     ] = None,
     seed: Seed = 0,
 ) -> None:
-    """GRPO post-training with a verifiable reward on prompts from the world's grammar (ShapesEval's held out)."""
+    """GRPO post-training with a verifiable reward on prompts from the world's grammar (ShapesEval's held out); with
+    conditions={instruct: 1} (say) on the world's conditioned cases, rewarded against their truth."""
     from tessera.config import load
     from tessera.engine.loop import finish
     from tessera.rl.trainer import RLConfig, RLTrainer
@@ -35,7 +36,7 @@ def rl(
     trainer = finish(RLTrainer(cfg, out, fresh=fresh))
     rows = trainer.engine.log.read()
     last = rows[-1] if rows else {}
-    shown = last.get("reward_mean", last.get("read/reward_mean", float("nan")))
+    shown = next((last[k] for k in ("reward_mean", "read/reward_mean", "cond/reward_mean") if k in last), float("nan"))
     console.print(f"step {trainer.step}: reward {shown:.3f}; checkpoint in {out}/checkpoint")
 
 

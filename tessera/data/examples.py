@@ -28,7 +28,7 @@ from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
 from tessera.world.render import render_image, render_map
-from tessera.world.scene import Scene, check_canvas, pick_pair, sample_scene
+from tessera.world.scene import VIDEO_FRAMES, Scene, add_motion, check_canvas, pick_pair, sample_scene
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
@@ -46,6 +46,7 @@ class DataConfig:
     tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
     question_len: int = 24  # reading tasks: question tokens (left-padded) and answer tokens
     answer_len: int = 24
+    context_frames: int = 2  # predict: earlier frames given before the one drawn
 
     def validate(self) -> None:
         path = Path(self.source)
@@ -53,6 +54,8 @@ class DataConfig:
         if self.source not in WORLD_SOURCES and not user_data:
             expected = "expected shapes, shapes-classes, a folder or a .jsonl file"
             raise ConfigError(f"data source {self.source!r}: {expected}")
+        if not 2 <= self.context_frames < VIDEO_FRAMES:
+            raise ConfigError(f"data.context_frames must lie in [2, {VIDEO_FRAMES - 1}], got {self.context_frames}")
         for name in ("examples", "text_len", "question_len", "answer_len", "bpe_vocab"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
@@ -108,11 +111,18 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
 
 
 def conditioned_example(
-    task: str, rng: np.random.Generator, canvas: int, op: str | None = None
+    task: str, rng: np.random.Generator, canvas: int, op: str | None = None, context: int = 2
 ) -> tuple[str, Scene, np.ndarray, Scene]:
-    """(text, the scene to draw, the condition picture, the scene it shows) for seg2i | edge2i | instruct. A map
-    comes with the scene's whole caption (the map gives shapes and places, the caption colours); a source image
-    with an edit instruction (of kind `op`, or any), and the scene to draw is the edited one."""
+    """(text, the scene to draw, the condition picture, the scene it shows) for seg2i | edge2i | instruct |
+    predict. A map comes with the scene's whole caption (the map gives shapes and places, the caption colours); a
+    source image with an edit instruction (of kind `op`, or any), and the scene to draw is the edited one; for
+    predict, `context` frames of a moving scene (K, H, W, 3) and no text, and the scene to draw is the next frame
+    (the scene shown is the last given frame)."""
+    if task == Task.PREDICT:
+        moving = add_motion(sample_scene(rng, canvas, avoid=UNSEEN_PAIRS), rng)
+        start = int(rng.integers(VIDEO_FRAMES - context))
+        frames = np.stack([render_image(moving.at_frame(start + i)) for i in range(context)])
+        return "", moving.at_frame(start + context), frames, moving.at_frame(start + context - 1)
     if task == Task.INSTRUCT:
         while True:
             scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
@@ -148,8 +158,11 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
             (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         elif task in CONDITIONED:
-            (text, scene, condition, _), answer = conditioned_example(task, rng, cfg.canvas), ""
-            lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
+            (text, scene, condition, _), answer = (
+                conditioned_example(task, rng, cfg.canvas, None, cfg.context_frames),
+                "",
+            )
+            lengths = {"text_len": (len(tokenizer.encode(text)) if text else 0, cfg.text_len)}
         else:
             text, answer, scene = understanding_example(task, rng, cfg.canvas)
             lengths = {

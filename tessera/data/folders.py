@@ -94,13 +94,19 @@ class VideoFolder(_Folder):
         super().__init__(root, canvas, sorted(files + frame_dirs), skipped)
 
     def read(self, path: Path) -> np.ndarray:
-        if path.is_dir():
-            clip = [load_image(p) for p in listed(path, IMAGE_EXTS, recursive=False)[0][: self.frames]]
-        else:
-            clip = [frame[..., :3] for _, frame in zip(range(self.frames), iio.imiter(path), strict=False)]
+        clip = read_clip(path, self.canvas, self.frames)
         if len(clip) < self.frames:
             raise ValueError(f"{len(clip)} frames, need {self.frames}")
-        return np.stack([fit(f if f.ndim == 3 else np.repeat(f[..., None], 3, -1), self.canvas) for f in clip])
+        return clip
+
+
+def read_clip(path: Path, canvas: int, frames: int | None = None) -> np.ndarray:
+    """The first `frames` (None: all) frames of a video file or a folder of frame images, fitted: (T, S, S, 3)."""
+    if path.is_dir():
+        clip = [load_image(p) for p in listed(path, IMAGE_EXTS, recursive=False)[0][:frames]]
+    else:
+        clip = [frame[..., :3] for _, frame in zip(range(frames or 10**9), iio.imiter(path), strict=False)]
+    return np.stack([fit(f if f.ndim == 3 else np.repeat(f[..., None], 3, -1), canvas) for f in clip])
 
 
 def source_for(data: str, canvas: int, video: bool, avoid: Pairs = frozenset()):

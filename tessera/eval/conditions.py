@@ -5,12 +5,16 @@
 - both: how often the judge reads exactly the scene, by shapes and places (`layout`) and with the caption's colours
   (`scene`);
 - instruct: how often the judge reads exactly the edited scene (the change made, every other object kept), per
-  edit kind, and how often it reads the source scene unchanged (`copied`: the instruction ignored).
+  edit kind, and how often it reads the source scene unchanged (`copied`: the instruction ignored);
+- predict: the next frame's PSNR and SSIM against the true one, how often the judge reads exactly the scene of
+  that frame (`persist`: every object there, same shape and colour, in its moved place), how far the objects it
+  finds lie from where they should be (`motion_px`), and how often it reads the last given frame (`still`).
 Each beside the same metric on the visual tokenizer's round trip of the true image (the ceiling).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,9 +24,11 @@ from scipy import ndimage
 from tessera.data.examples import conditioned_example
 from tessera.eval.edits import matched, reads_as
 from tessera.eval.judge import JUDGE_RES, Judge
+from tessera.pictures import to_tensor
 from tessera.sequence.tasks import CONDITIONED, Task
+from tessera.tokenizer.evaluate import psnr, structural_similarity
 from tessera.world.language import EDIT_OPS
-from tessera.world.render import render_segmentation
+from tessera.world.render import render_image, render_segmentation
 from tessera.world.scene import SHAPES, Scene
 
 EVAL_SEED = 1000  # the conditions set's scenes; training and RL draw theirs with other seeds
@@ -45,9 +51,10 @@ def condition_cases(
     seed: int = 0,
     fits: Callable[[str], bool] = lambda text: True,
     tasks: tuple[str, ...] = CONDITIONED,
+    context: int = 2,
 ) -> list[ConditionCase]:
-    """per_kind cases of each map task and of each edit kind, drawn from the world with `seed` (training draws
-    with its own), whose texts a model `fits`."""
+    """per_kind cases of each map task, of each edit kind and of frame prediction (after `context` frames), drawn
+    from the world with `seed` (training draws with its own), whose texts a model `fits`."""
     rng = np.random.default_rng(seed)
     cases = []
     for task in tasks:
@@ -55,8 +62,8 @@ def condition_cases(
             made = 0
             while made < per_kind:
                 op = kind if task == Task.INSTRUCT else None
-                text, scene, picture, shown = conditioned_example(task, rng, canvas, op)
-                if fits(text):
+                text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context)
+                if not text or fits(text):
                     cases.append(ConditionCase(task, kind, text, picture, scene, shown))
                     made += 1
     return cases
@@ -111,6 +118,17 @@ def edge_f1(predicted: np.ndarray, true: np.ndarray, tolerance: int) -> float:
     return float(2 * precision * recall / max(precision + recall, 1e-12))
 
 
+def offsets(detections: list, scene: Scene) -> list[float]:
+    """For each of the scene's objects that a detection of its shape and colour reads, the pixels between the
+    nearest such detection's centre and the object's."""
+    out = []
+    for o in scene.objects:
+        near = [math.dist(d.centre, (o.x, o.y)) for d in detections if (d.shape, d.colour) == (o.shape, o.colour)]
+        if near:
+            out.append(min(near))
+    return out
+
+
 def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> dict[str, dict[str, float]]:
     """Per task, its metrics on `images` (uint8 (N, H, W, 3), one per case, in order)."""
     found = judge.read(images)
@@ -119,7 +137,17 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
     for task in dict.fromkeys(c.task for c in cases):
         rows = [i for i, c in enumerate(cases) if c.task == task]
         scores: dict[str, float] = {}
-        if task == Task.INSTRUCT:
+        if task == Task.PREDICT:
+            truth = to_tensor(np.stack([render_image(cases[i].scene) for i in rows]))
+            drawn = to_tensor(images[rows])
+            scores["psnr"] = float(psnr(drawn, truth).mean())
+            scores["ssim"] = float(structural_similarity(drawn, truth).mean())
+            scores["persist"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
+            scores["motion_px"] = float(
+                np.mean([d for i in rows for d in offsets(found[i], cases[i].scene)] or [np.nan])
+            )
+            scores["still"] = float(np.mean([reads_as(found[i], cases[i].shown) for i in rows]))
+        elif task == Task.INSTRUCT:
             scores["success"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
             for kind in dict.fromkeys(cases[i].kind for i in rows):
                 mine = [i for i in rows if cases[i].kind == kind]
@@ -142,13 +170,13 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
 
 def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> np.ndarray:
     """(N,) one score in [0, 1] per image against its case's truth, the RL reward of conditioned drawing: seg2i
-    its mIoU, edge2i its edge F1, instruct 1 when it reads as the edited scene, else half the share of that
-    scene's objects read right over the larger of asked and found (so drawing more never pays)."""
+    its mIoU, edge2i its edge F1, instruct and predict 1 when it reads as the scene to draw, else half the share of
+    that scene's objects read right over the larger of asked and found (so drawing more never pays)."""
     found = judge.read(images)
     labels = judged_labels(judge, images)
     out = np.zeros(len(cases))
     for i, case in enumerate(cases):
-        if case.task == Task.INSTRUCT:
+        if case.task in (Task.INSTRUCT, Task.PREDICT):
             exact = reads_as(found[i], case.scene)
             out[i] = 1.0 if exact else 0.5 * matched(found[i], case.scene) / max(len(case.scene.objects), len(found[i]))
         elif case.task == Task.SEG2I:

@@ -20,6 +20,7 @@ from tessera.sequence.layouts import (
     NO_POS,
     TEXT_PART,
     Batch,
+    Conditions,
     blank,
     condition_prompt,
     grid_positions,
@@ -42,7 +43,7 @@ def _rows(
     text: torch.Tensor,  # (B, L)
     cfg: SamplingConfig,
     text_pos: torch.Tensor | None,  # (B, L, 3) or None
-    conditions: torch.Tensor | None,  # (B, K, h, w) visual conditions' codes or None
+    conditions: Conditions | None,
 ) -> Batch:
     """The prompts the model runs, each ending in <boi>: the conditioned rows, then with guidance the rows with
     the text dropped (where there are visual conditions) and the unconditional rows. (R, P) with R = k B."""
@@ -52,7 +53,9 @@ def _rows(
             pos = text_pos.to(text.device)
         head = Batch(text, pos, torch.full_like(text, TEXT), torch.zeros_like(text, dtype=torch.bool))
     else:
-        head = condition_prompt(space, text, conditions.to(text.device))
+        head = condition_prompt(
+            space, text, Conditions(conditions.codes.to(text.device), conditions.frames, conditions.drawn)
+        )
     rows = [head]
     if cfg.guided:
         if conditions is not None:
@@ -68,6 +71,10 @@ def _rows(
         torch.cat([both.loss, torch.zeros_like(boi, dtype=torch.bool)], 1),
         part,
     )
+
+
+def _conditions(x: Conditions | torch.Tensor | None) -> Conditions | None:
+    return x if x is None or isinstance(x, Conditions) else Conditions(x)
 
 
 def _split(logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -89,9 +96,10 @@ def generate(
     generator: torch.Generator | None = None,
     text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
     given: torch.Tensor | None = None,  # (B, K) image ids taken as the first K tokens of the order (editing)
-    conditions: torch.Tensor | None = None,  # (B, C, h, w) codes of visual conditions (any-to-image)
+    conditions: Conditions | torch.Tensor | None = None,  # codes (B, C, h, w) of visual conditions (any-to-image)
 ) -> Drawn:
     cfg.validate()
+    conditions = _conditions(conditions)
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
     batch, (h, w) = text.shape[0], grid
@@ -99,7 +107,7 @@ def generate(
     rows = _rows(space, text, cfg, text_pos, conditions)
     r, p = rows.ids.shape
     k = r // batch  # 1, 2 with guidance, 3 with guidance of visual conditions
-    target = grid_positions(order, w).repeat(k, 1, 1)  # (R, N, 3)
+    target = grid_positions(order, w, 0 if conditions is None else conditions.drawn).repeat(k, 1, 1)  # (R, N, 3)
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
 
@@ -131,18 +139,20 @@ def score(
     cfg: SamplingConfig,
     train_unconditional: bool = True,
     text_pos: torch.Tensor | None = None,
-    conditions: torch.Tensor | None = None,  # (B, C, h, w)
+    conditions: Conditions | torch.Tensor | None = None,  # codes (B, C, h, w)
 ) -> torch.Tensor:
     """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
     a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
     train_unconditional=False the guidance rows run without grad: the same values, gradients through the
     conditional rows alone."""
     batch, n = ids.shape
+    conditions = _conditions(conditions)
     rows = _rows(space, text, cfg, text_pos, conditions)
     r, p = rows.ids.shape
     k = r // batch
     seq = torch.cat([rows.ids, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
-    pos = torch.cat([rows.pos, grid_positions(order, width).repeat(k, 1, 1)], 1)
+    frame = 0 if conditions is None else conditions.drawn
+    pos = torch.cat([rows.pos, grid_positions(order, width, frame).repeat(k, 1, 1)], 1)
     parts = None if rows.part is None else torch.cat([rows.part, torch.zeros_like(seq[:, p:])], 1)
 
     def forward(rows: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t

@@ -17,6 +17,7 @@ from tessera.model.bundle import Bundle
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png, to_uint8
+from tessera.sequence.layouts import Conditions, pad_text
 from tessera.understand.answer import image_codes
 
 
@@ -34,11 +35,16 @@ def image_batches(
 ) -> Iterator[tuple[np.ndarray, Drawn]]:
     """One image per prompt, a batch at a time as it is drawn: uint8 (b, H, W, 3) and what was drawn (codes, order,
     log-probs). With `conditions` (uint8 (B, H, W, 3) pictures: segmentation or edge maps, or source images with
-    edit instructions as the prompts and `instructions` set), each image is drawn after its condition. Every
-    prompt is checked before any work."""
+    edit instructions as the prompts and `instructions` set; or (B, K, H, W, 3) earlier frames of clips, whose
+    next frames are drawn with no text), each image is drawn after its conditions. Every prompt is checked
+    before any work."""
     sampling = sampling or bundle.cfg.sampling
     sampling.validate()
-    text = bundle.encode_prompts(prompts, instructions=instructions)
+    clips = conditions is not None and conditions.ndim == 5
+    if clips:
+        text = pad_text(bundle.space, [[] for _ in prompts], bundle.cfg.text_len)
+    else:
+        text = bundle.encode_prompts(prompts, instructions=instructions)
     device = bundle.model.output.weight.device
     gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
@@ -48,12 +54,20 @@ def image_batches(
         for start in range(0, len(prompts), batch_size):
             chunk = text[start : start + batch_size]
             orders = make_orders(order or bundle.cfg.order, len(chunk), h, w, order_gen)
-            coded = None
-            if conditions is not None:
-                coded = image_codes(bundle, conditions[start : start + batch_size])[:, None]  # (b, 1, h, w)
+            coded = None if conditions is None else condition_codes(bundle, conditions[start : start + batch_size])
             drawn = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen, conditions=coded)
             yield to_uint8(bundle.image_tokenizer.decode(drawn.codes)), drawn
             bar.update(task, advance=len(chunk))
+
+
+def condition_codes(bundle: Bundle, pictures: np.ndarray) -> Conditions:
+    """uint8 pictures -> the Conditions they make: (B, H, W, 3) one each (a map, a source image), or (B, K, H, W,
+    3) earlier frames of clips, whose next frame is drawn."""
+    if pictures.ndim == 4:
+        return Conditions(image_codes(bundle, pictures)[:, None])  # (B, 1, h, w)
+    b, k = pictures.shape[:2]
+    codes = image_codes(bundle, pictures.reshape(b * k, *pictures.shape[2:]))
+    return Conditions.clip(codes.view(b, k, *codes.shape[1:]))
 
 
 def draw_images(bundle: Bundle, prompts: list[str], *args, **kwargs) -> tuple[np.ndarray, list[Drawn]]:

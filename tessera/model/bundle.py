@@ -39,6 +39,7 @@ class BundleConfig:
     tasks: tuple[str, ...] = (Task.T2I,)  # what it was trained to do (the names of sequence.tasks.Task)
     question_len: int = 24  # understanding: question tokens and answer tokens
     answer_len: int = 24
+    context_frames: int = 2  # frame prediction: earlier frames each drawn frame follows
 
 
 @dataclass

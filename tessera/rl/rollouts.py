@@ -18,6 +18,7 @@ from tessera.eval.conditions import ConditionCase
 from tessera.eval.shapes_eval import score_images
 from tessera.eval.verdicts import is_yes
 from tessera.generate.generator import generate, score
+from tessera.generate.images import condition_codes
 from tessera.generate.introspect import introspect
 from tessera.generate.text import score_text, write
 from tessera.model.bundle import Bundle
@@ -25,7 +26,7 @@ from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import to_uint8
 from tessera.rl.rewards import Reward, combine
-from tessera.sequence.layouts import image_prefix
+from tessera.sequence.layouts import image_prefix, pad_text
 from tessera.sequence.tasks import Task
 from tessera.understand.answer import image_codes
 from tessera.world.grammar import parse_edit
@@ -69,7 +70,7 @@ def draw_rollout(
     text = torch.cat([_encode(bundle, m) for m in metadata]).to(device)
     conditions = None
     if "case" in metadata[0]:
-        conditions = image_codes(bundle, np.stack([m["case"].condition for m in metadata]))[:, None]  # (B, 1, h, w)
+        conditions = condition_codes(bundle, np.stack([m["case"].condition for m in metadata]))
     h, w = bundle.cfg.grid
     order = make_orders(bundle.cfg.order, len(metadata), h, w, torch.Generator().manual_seed(order_seed))
     start = time.time()
@@ -81,7 +82,7 @@ def draw_rollout(
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
         args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], w, sampling)
-        given = None if conditions is None else conditions[rows]
+        given = None if conditions is None else conditions.rows(rows)
         return score(model, *args, train_unconditional=train_unconditional, conditions=given)
 
     mask = torch.ones_like(drawn.ids, dtype=torch.bool)
@@ -89,13 +90,15 @@ def draw_rollout(
 
 
 def _encode(bundle: Bundle, meta: dict) -> torch.Tensor:
-    """(1, text_len): the prompt, or an edit instruction for an instruct case."""
+    """(1, text_len): the prompt, an edit instruction for an instruct case, or no text (frame prediction)."""
+    if not meta["prompt"]:
+        return pad_text(bundle.space, [[]], bundle.cfg.text_len)
     instruction = "case" in meta and meta["case"].task == Task.INSTRUCT
     return bundle.encode_prompts([meta["prompt"]], instructions=instruction)
 
 
 def condition_examples(
-    tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int, fits
+    tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int, fits, context: int = 2
 ) -> list[dict]:
     """n conditioned cases on fresh scenes (tasks drawn by share) whose texts the model `fits`, each repeated
     group_size times: metadata lines with the case."""
@@ -103,8 +106,8 @@ def condition_examples(
     out = []
     while len(out) < n * group_size:
         task = names[rng.choice(len(names), p=shares / shares.sum())]
-        text, scene, picture, shown = conditioned_example(task, rng, canvas)
-        if not fits(text):
+        text, scene, picture, shown = conditioned_example(task, rng, canvas, None, context)
+        if text and not fits(text):
             continue
         kind = task if task != Task.INSTRUCT else f"{task}/{parse_edit(text).op}"
         case = ConditionCase(task, kind, text, picture, scene, shown)

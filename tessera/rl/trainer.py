@@ -180,7 +180,8 @@ class RLTrainer:
             )
         if cfg.conditions:
             canvas, fits = self.bundle.cfg.canvas, self.bundle.fits
-            metadata = condition_examples(cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits)
+            context = self.bundle.cfg.context_frames
+            metadata = condition_examples(cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits, context)
             seed = int(self.rng.integers(2**31))
             args = (cfg.sampling, self.condition_rewards, CONDITION_WEIGHTS, self.gen, seed, cfg.train_unconditional)
             out["condition"] = draw_rollout(self.bundle, metadata, *args)
@@ -257,8 +258,9 @@ class RLTrainer:
             summary, _ = evaluate_understanding(self.bundle, cfg.eval_read)
             out |= {f"eval/{k}": v for k, v in summary.items()}
         if cfg.conditions and cfg.eval_conditions:
-            cases = condition_cases(cfg.eval_conditions, self.bundle.cfg.canvas, seed=EVAL_SEED, fits=self.bundle.fits,
-                                    tasks=tuple(cfg.conditions))  # fmt: skip
+            bundle = self.bundle.cfg
+            cases = condition_cases(cfg.eval_conditions, bundle.canvas, seed=EVAL_SEED, fits=self.bundle.fits,
+                                    tasks=tuple(cfg.conditions), context=bundle.context_frames)  # fmt: skip
             scores, _ = condition_scores(self.bundle, self.judge, cases, cfg.sampling, seed=cfg.seed)
             out |= {f"cond/{t}/{m}": s["model"] for t, ms in scores.items() for m, s in ms.items()}
         return out

@@ -71,10 +71,9 @@ def prefix(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
     return torch.cat([text, boi], dim=1)
 
 
-def grid_positions(order: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, N) raster indices in generation order -> (B, N, 3) (frame, row, col)."""
-    frame = torch.zeros_like(order)
-    return torch.stack([frame, order // width, order % width], dim=-1)
+def grid_positions(order: torch.Tensor, width: int, frame: int = 0) -> torch.Tensor:
+    """(B, N) raster indices in generation order -> (B, N, 3) (frame, row, col), all in frame `frame`."""
+    return torch.stack([torch.full_like(order, frame), order // width, order % width], dim=-1)
 
 
 def t2i_length(text_len: int, n_image: int) -> int:
@@ -87,21 +86,46 @@ def i2t_length(question_len: int, n_image: int, answer_len: int) -> int:
     return question_len + n_image + 3 + answer_len + 1
 
 
+@dataclass
+class Conditions:
+    """Visual conditions of a conditioned layout: their codes, the frame each sits in, and the drawn image's frame
+    (a map or a source image and the image drawn from it share frame 0; earlier frames of a clip are frames
+    0..K-1 and the drawn one is frame K)."""
+
+    codes: torch.Tensor  # (B, K, h, w)
+    frames: tuple[int, ...] | None = None  # one per condition; None: all 0
+    drawn: int = 0
+
+    def frame(self, k: int) -> int:
+        return 0 if self.frames is None else self.frames[k]
+
+    def rows(self, index) -> Conditions:
+        return Conditions(self.codes[index], self.frames, self.drawn)
+
+    @classmethod
+    def clip(cls, codes: torch.Tensor) -> Conditions:
+        """(B, K, h, w) codes of K earlier frames: the next frame is drawn."""
+        k = codes.shape[1]
+        return cls(codes, tuple(range(k)), k)
+
+
 def conditioned_length(text_len: int, n_image: int, n_conditions: int) -> int:
     """Tokens in a conditioned sequence: text, each condition with its <boi>/<eoi>, then the drawn image's."""
     return text_len + (n_conditions + 1) * (n_image + 2)
 
 
-def text_to_image(space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor) -> Batch:
+def text_to_image(
+    space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor, frame: int = 0
+) -> Batch:
     """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch; the loss
-    falls on the image tokens in the image slots."""
+    falls on the image tokens in the image slots, which sit in frame `frame`."""
     b, length = text.shape
     flat = codes.flatten(1)  # (B, N)
     image = space.image(flat.gather(1, order))  # (B, N) in generation order
     eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
     ids = torch.cat([prefix(space, text), image, eoi], dim=1)  # (B, L + N + 2)
     pos = torch.full((*ids.shape, 3), NO_POS, dtype=torch.long, device=ids.device)
-    pos[:, length + 1 : -1] = grid_positions(order, codes.shape[-1])
+    pos[:, length + 1 : -1] = grid_positions(order, codes.shape[-1], frame)
     slot = torch.full_like(ids, TEXT)
     slot[:, length + 1 : -1] = IMAGE
     loss = slot == IMAGE
@@ -176,19 +200,20 @@ def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None, ro
     )
 
 
-def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: torch.Tensor) -> Batch:
-    """text (B, L), conditions (B, K, h, w) codes -> `text <boi> condition 1 <eoi> .. <boi> condition K <eoi>`,
-    the conditions in raster order on the grid cells of the image they condition (no loss)."""
-    b, k, h, w = conditions.shape
+def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: Conditions | torch.Tensor) -> Batch:
+    """text (B, L), conditions (codes (B, K, h, w)) -> `text <boi> condition 1 <eoi> .. <boi> condition K <eoi>`,
+    the conditions in raster order on the grid cells (and in the frames) of the image they condition (no loss)."""
+    conditions = conditions if isinstance(conditions, Conditions) else Conditions(conditions)
+    b, k, h, w = conditions.codes.shape
     boi = torch.full_like(text[:, :1], space.special("<boi>"))
     eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
     none = torch.full((b, 1, 3), NO_POS, dtype=torch.long, device=text.device)
-    raster = grid_positions(torch.arange(h * w, device=text.device).expand(b, -1), w)  # (B, h*w, 3)
+    raster = torch.arange(h * w, device=text.device).expand(b, -1)
     ids, pos = [text], [torch.full((*text.shape, 3), NO_POS, dtype=torch.long, device=text.device)]
     part = [torch.full_like(text, TEXT_PART)]
     for i in range(k):
-        ids += [boi, space.image(conditions[:, i].flatten(1)), eoi]
-        pos += [none, raster, none]
+        ids += [boi, space.image(conditions.codes[:, i].flatten(1)), eoi]
+        pos += [none, grid_positions(raster, w, conditions.frame(i)), none]
         part.append(torch.full((b, h * w + 2), 2 + i, dtype=torch.long, device=text.device))
     ids_t, part_t = torch.cat(ids, 1), torch.cat(part, 1)
     slot = torch.full_like(ids_t, TEXT)
@@ -196,11 +221,14 @@ def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: torch.Tenso
     return Batch(ids_t, torch.cat(pos, 1), slot, torch.zeros_like(ids_t, dtype=torch.bool), part_t)
 
 
-def conditioned(space: IdSpace, text: torch.Tensor, conditions: torch.Tensor, codes: torch.Tensor, order) -> Batch:
-    """text (B, L), conditions (B, K, h, w), codes (B, h, w), order (B, h*w) -> the training Batch: the loss
-    falls on the drawn image alone, never on a condition."""
+def conditioned(
+    space: IdSpace, text: torch.Tensor, conditions: Conditions | torch.Tensor, codes: torch.Tensor, order
+) -> Batch:
+    """text (B, L), conditions (codes (B, K, h, w)), codes (B, h, w), order (B, h*w) -> the training Batch: the
+    loss falls on the drawn image alone, never on a condition."""
+    conditions = conditions if isinstance(conditions, Conditions) else Conditions(conditions)
     head = condition_prompt(space, text, conditions)
-    image = text_to_image(space, head.ids, codes, order)  # the prompt stands where a text would
+    image = text_to_image(space, head.ids, codes, order, conditions.drawn)  # the prompt stands where a text would
     image.pos[:, : head.ids.shape[1]] = head.pos
     image.slot[:, : head.ids.shape[1]] = head.slot
     image.part = torch.cat([head.part, torch.full_like(image.ids[:, head.ids.shape[1] :], CONTENT)], 1)

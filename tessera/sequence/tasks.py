@@ -17,10 +17,11 @@ class Task(StrEnum):
     SEG2I = "seg2i"  # a segmentation map + the scene's caption -> image (OmniGen-AR)
     EDGE2I = "edge2i"  # an edge map + the scene's caption -> image
     INSTRUCT = "instruct"  # a source image + an edit instruction -> the edited image
+    PREDICT = "predict"  # earlier frames of a clip -> the next frame
 
 
 READING = (Task.CAPTION, Task.QA, Task.JUDGE)  # image-to-text tasks
-CONDITIONED = (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT)  # text and a visual condition -> image
+CONDITIONED = (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT, Task.PREDICT)  # visual conditions (and text) -> image
 MIXABLE = (Task.T2I, *READING, *CONDITIONED)  # tasks a training mixture draws from the world (not chains: those
 # come from a model's own samples)
 

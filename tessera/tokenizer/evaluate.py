@@ -18,13 +18,13 @@ from tessera.eval.metrics import object_counts
 from tessera.pictures import to_uint8
 
 
-def _psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-item PSNR in dB for (N, 3, H, W) pixels in [-1, 1]."""
     mse = (recon - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(4 / mse)
 
 
-def _ssim(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def structural_similarity(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim((recon + 1) / 2, (target + 1) / 2, data_range=1.0, reduction="none")
 
 
@@ -64,15 +64,15 @@ def evaluate(
         if video:  # (B, 3, T, H, W): score every frame, and how motion is reproduced
             t = x.shape[2]
             flat_r, flat_x = (v.transpose(1, 2).flatten(0, 1) for v in (recon, x))
-            frame_psnr.append(_psnr(flat_r, flat_x).reshape(k, t))
-            frame_ssim.append(_ssim(flat_r, flat_x).reshape(k, t))
+            frame_psnr.append(psnr(flat_r, flat_x).reshape(k, t))
+            frame_ssim.append(structural_similarity(flat_r, flat_x).reshape(k, t))
             dr, dx = recon.diff(dim=2), x.diff(dim=2)
             flicker.append((dr - dx).abs().flatten(1).mean(1))
             motion.append(dx.abs().flatten(1).mean(1))
             first_x, first_r = x[:, :, 0], recon[:, :, 0]
         else:
-            psnrs.append(_psnr(recon, x))
-            ssims.append(_ssim(recon, x))
+            psnrs.append(psnr(recon, x))
+            ssims.append(structural_similarity(recon, x))
             first_x, first_r = x, recon
         if judge is not None:
             found_orig += judge.read(to_uint8(first_x))

@@ -34,7 +34,15 @@ class Examples:
     skipped: dict[str, str]
     tasks: list[str] = field(default_factory=list)  # per example; empty: all t2i
     answers: list[list[int]] = field(default_factory=list)  # per example (empty for t2i)
-    conditions: torch.Tensor | None = None  # (N, h, w) codes of each example's visual condition (zeros: none)
+    conditions: torch.Tensor | None = None  # (N, K, h, w) codes of each example's visual conditions (zeros: none)
+
+
+def _stacked(picture: np.ndarray | None, like: np.ndarray, k: int) -> np.ndarray:
+    """An example's condition pictures as (k, H, W, 3): one picture, a stack of frames, or none (zeros)."""
+    if picture is None:
+        return np.zeros((k, *like.shape), dtype=like.dtype)
+    frames = picture if picture.ndim == 4 else picture[None]
+    return np.concatenate([frames, np.zeros((k - len(frames), *like.shape), dtype=like.dtype)])
 
 
 def _text_tokenizer(cfg: DataConfig, texts: list[str]):
@@ -62,7 +70,7 @@ def _read(codes_path: Path, meta_path: Path) -> Examples:
     codes = tensors["codes"].long()
     if len(meta["texts"]) != len(codes):
         raise ValueError("texts and codes differ in number")
-    conditions = tensors["conditions"].long() if "conditions" in tensors else None
+    conditions = tensors["conditions"].long() if "conditions" in tensors else None  # (N, K, h, w)
     return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions)
 
 
@@ -82,18 +90,18 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     skipped: dict[str, str] = {}
     stream, total = examples(cfg, seed, skipped)
     items, codes, conditions, batch = [], [], [], []  # items: (task, text, answer)
+    most = cfg.context_frames if Task.PREDICT in cfg.tasks else 1  # visual conditions an example may have
     device = next(tokenizer.parameters()).device
 
     def flush():
         images = np.stack([item[3] for item in batch])
         codes.append(tokenizer.encode(to_tensor(images).to(device)).to(torch.int32).cpu())
-        pictures = np.stack([np.zeros_like(images[i]) if item[4] is None else item[4] for i, item in enumerate(batch)])
-        has = torch.tensor([item[4] is not None for item in batch])
-        if has.any():
-            coded = tokenizer.encode(to_tensor(pictures).to(device)).to(torch.int32).cpu()
-            conditions.append(coded * has[:, None, None])
+        if any(item[4] is not None for item in batch):
+            pictures = np.stack([_stacked(item[4], images[i], most) for i, item in enumerate(batch)])  # (B, K, H, W, 3)
+            coded = tokenizer.encode(to_tensor(pictures.reshape(-1, *images.shape[1:])).to(device))
+            conditions.append(coded.reshape(len(batch), most, *coded.shape[1:]).to(torch.int32).cpu())
         else:
-            conditions.append(torch.zeros_like(codes[-1]))
+            conditions.append(torch.zeros(len(batch), most, *codes[-1].shape[1:], dtype=torch.int32))
         items.extend(item[:3] for item in batch)
         batch.clear()
 
@@ -108,7 +116,7 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
         raise InputError(f"no readable examples in {cfg.source}{example}")
     text_tok = _text_tokenizer(cfg, [t for _, t, _ in items])
     tasks = [task for task, _, _ in items]
-    ids = [text_tok.encode(t) for _, t, _ in items]
+    ids = [text_tok.encode(t) if t else [] for _, t, _ in items]  # frame prediction has no text
     answers = [text_tok.encode(a) if a else [] for _, _, a in items]
     drawn = [len(i) for i, task in zip(ids, tasks, strict=True) if task == Task.T2I or task in CONDITIONED]
     too_long = max(drawn, default=0)

@@ -32,6 +32,7 @@ from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import (
     TEXT_PART,
     Batch,
+    Conditions,
     blank,
     conditioned,
     conditioned_length,
@@ -131,7 +132,8 @@ def drop_conditions(space: IdSpace, batch: Batch, p: float, gen: torch.Generator
     """Conditioned rows with, for guidance per condition, a share p of each with the text dropped, p with the
     visual condition dropped, and p with both."""
     u = torch.rand(len(batch.ids), generator=gen)
-    for lo, parts in ((0, (TEXT_PART,)), (p, (2,)), (2 * p, (TEXT_PART, 2))):
+    visual = tuple(range(2, int(batch.parts().max()) + 1))
+    for lo, parts in ((0, (TEXT_PART,)), (p, visual), (2 * p, (TEXT_PART, *visual))):
         batch = blank(space, batch, parts, rows=(u >= lo) & (u < lo + p))
     return batch
 
@@ -162,7 +164,9 @@ class Trainer:
         longest = max(
             t2i_length(cfg.data.text_len, h * w) if Task.T2I in tasks else 0,
             i2t_length(cfg.data.question_len, h * w, cfg.data.answer_len) if reading(tasks) else 0,
-            conditioned_length(cfg.data.text_len, h * w, 1) if conditioned_tasks(tasks) else 0,
+            conditioned_length(cfg.data.text_len, h * w, cfg.data.context_frames if Task.PREDICT in tasks else 1)
+            if conditioned_tasks(tasks)
+            else 0,
         )
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
@@ -185,6 +189,7 @@ class Trainer:
             tasks=tasks,
             question_len=cfg.data.question_len,
             answer_len=cfg.data.answer_len,
+            context_frames=cfg.data.context_frames,
         )
         torch.manual_seed(cfg.seed)
         self.model = Transformer(self.cfg.model).to(self.device)
@@ -203,7 +208,8 @@ class Trainer:
         is_read = ~(self.is_t2i | self.is_conditioned)
         texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
         self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
-        self.conditions = examples.conditions  # (N, h, w) or None
+        self.conditions = examples.conditions  # (N, K, h, w) or None
+        self.task_index = torch.tensor([CONDITIONED.index(t) if t in CONDITIONED else -1 for t in example_tasks])
         if is_read.any():
             questions = [t if read else [] for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
             self.questions = pad_text(space, questions, cfg.data.question_len)  # (N, Q)
@@ -238,17 +244,25 @@ class Trainer:
             drop = torch.rand(len(t2i_rows), generator=self.gen) < cfg.cond_dropout
             text = torch.where(drop[:, None], unconditional(space, text), text)
             parts.append(text_to_image(space, text, codes, make_orders(cfg.order, len(t2i_rows), h, w, self.gen)))
-        if len(cond_rows):
-            order = make_orders(cfg.order, len(cond_rows), h, w, self.gen)
-            batch = conditioned(
-                space, self.texts[cond_rows], self.conditions[cond_rows, None], self.codes[cond_rows], order
-            )
-            parts.append(drop_conditions(space, batch, cfg.cond_dropout, self.gen))
+        for i, task in enumerate(CONDITIONED):  # one part per conditioned task: each has its own conditions
+            rows = cond_rows[self.task_index[cond_rows] == i]
+            if len(rows):
+                parts.append(self.conditioned_rows(task, rows))
         if len(read_rows):
             parts.append(
                 image_to_text(space, self.questions[read_rows], self.codes[read_rows], self.answers[read_rows])
             )
         return parts[0] if len(parts) == 1 else stack(parts, space)
+
+    def conditioned_rows(self, task: str, rows: torch.Tensor) -> Batch:
+        """Examples of one conditioned task, with the text, the visual conditions or both dropped for guidance."""
+        cfg, space = self.cfg, self.bundle.space
+        h, w = self.codes.shape[1:]
+        given = self.conditions[rows]  # (b, K, h, w)
+        conditions = Conditions.clip(given[:, : cfg.data.context_frames]) if task == Task.PREDICT else given[:, :1]
+        order = make_orders(cfg.order, len(rows), h, w, self.gen)
+        batch = conditioned(space, self.texts[rows], conditions, self.codes[rows], order)
+        return drop_conditions(space, batch, cfg.cond_dropout, self.gen)
 
     def accumulate(self) -> dict[str, float]:
         """Gradients of grad_accum micro-batches (averaged over them, and over processes by DDP); not applied."""
