@@ -22,6 +22,7 @@ from tessera.eval.judge import Judge
 from tessera.generate.conditioned import condition_scores
 from tessera.model.bundle import load as load_bundle
 from tessera.pictures import save_png
+from tessera.sequence.tasks import conditioned
 from tessera.train.trainer import TrainConfig, Trainer
 
 RUNS = Path("runs/bench-conditions")
@@ -53,7 +54,8 @@ def main() -> None:
         sampling = bundle.cfg.sampling
         if args.image_scale is not None:
             sampling = dataclasses.replace(sampling, image_scale=args.image_scale)
-        cases = condition_cases(args.per_kind, bundle.cfg.canvas, seed=EVAL_SEED, fits=bundle.fits)
+        tasks, context = conditioned(bundle.cfg.tasks), bundle.cfg.context_frames
+        cases = condition_cases(args.per_kind, bundle.cfg.canvas, EVAL_SEED, bundle.fits, tasks, context)
         scores, sheets = condition_scores(bundle, judge, cases, sampling, seed=0)
         for task, sheet in sheets.items():
             save_png(sheet, ckpt.parent / f"conditions-{task}.png", scale=2)

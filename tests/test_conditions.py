@@ -401,3 +401,20 @@ def test_predict_continues_a_clip(cli, trained, t2i_ckpt, tmp_path):
     one_frame.mkdir()
     save_png(render_image(condition_cases(1, 32, tasks=("seg2i",))[0].scene), one_frame / "0000.png")
     one_line_error(cli("predict", str(one_frame), "--ckpt", ckpt), "1 frames")
+
+
+def test_training_reads_through_disentangled_attention(trained):
+    """A model with dca trains with the parts' mask (the loss it optimises is that of the masked forward)."""
+    trainer, _ = trained
+    state = trainer.gen.get_state()
+    batch = trainer.batch()
+    trainer.gen.set_state(state)
+    loss = trainer.accumulate()["loss"]
+    trainer.opt.zero_grad(set_to_none=True)
+    ids, pos, tpos = batch.inputs()
+    targets, slots, mask = batch.targets()
+    space, model = trainer.bundle.space, trainer.model
+    with torch.no_grad():
+        masked = float(masked_loss(model(ids, pos, tpos, segment=batch.part[:, :-1]), targets, slots, mask, space)[0])
+        plain = float(masked_loss(model(ids, pos, tpos), targets, slots, mask, space)[0])
+    assert loss == pytest.approx(masked, abs=1e-5) and abs(plain - masked) > 1e-4

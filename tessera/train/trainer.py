@@ -272,13 +272,14 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = self.batch()
             ids, pos, tpos = (t.to(self.device) for t in batch.inputs())
+            part = None if batch.part is None else batch.part[:, :-1].to(self.device)  # DCA's parts of the inputs
             targets, slots, mask = (t.to(self.device) for t in batch.targets())
             sync = micro == cfg.grad_accum - 1 or self.processes.count == 1
             with (
                 contextlib.nullcontext() if sync else self.ddp.no_sync(),
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
             ):
-                logits = self.ddp(ids, pos, tpos)
+                logits = self.ddp(ids, pos, tpos, segment=part)
                 loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight)
                 (loss / cfg.grad_accum).backward()
             losses.append(loss.detach())
