@@ -29,7 +29,8 @@ RUNS = Path("runs/bench-conditions")
 
 
 def run(dca: bool, steps: int, tokenizer: Path) -> tuple[Path, float]:
-    """Train (or reuse) the conditions preset with dca on or off; its checkpoint and training seconds."""
+    """Train (or reuse) the conditions preset with dca on or off; its checkpoint and training seconds (NaN when
+    reused)."""
     out = RUNS / f"dca-{'on' if dca else 'off'}-{steps}steps"
     if (out / "checkpoint" / "model.safetensors").exists():
         return out / "checkpoint", float("nan")
@@ -61,7 +62,8 @@ def main() -> None:
             save_png(sheet, ckpt.parent / f"conditions-{task}.png", scale=2)
         flat = {f"{t}.{m}": round(s["model"], 3) for t, ms in scores.items() for m, s in ms.items()}
         ceiling = {f"{t}.{m}": round(s["ceiling"], 3) for t, ms in scores.items() for m, s in ms.items()}
-        print(json.dumps({"dca": dca, "steps": args.steps, "train_s": round(seconds), **flat}))
+        train_s = None if seconds != seconds else round(seconds)
+        print(json.dumps({"dca": dca, "steps": args.steps, "train_s": train_s, **flat}))
         table[f"dca {'on' if dca else 'off'}"], table["ceiling"] = flat, ceiling
     print("\n| metric | " + " | ".join(table) + " |\n|---|" + "---|" * len(table))
     for metric in table["ceiling"]:
