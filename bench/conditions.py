@@ -16,8 +16,9 @@ from pathlib import Path
 from recipe import PRESETS, tokenizer_run
 
 from tessera.config import load
+from tessera.data.examples import condition_cases
 from tessera.engine.loop import finish
-from tessera.eval.conditions import EVAL_SEED, condition_cases
+from tessera.eval.conditions import EVAL_SEED
 from tessera.eval.judge import Judge
 from tessera.generate.conditioned import condition_scores
 from tessera.model.bundle import load as load_bundle

@@ -8,8 +8,8 @@ import torch
 from conftest import TINY_MODEL, one_line_error
 
 from tessera.config import override
-from tessera.data.examples import conditioned_example
-from tessera.eval.conditions import case_scores, condition_cases, score_conditions
+from tessera.data.examples import condition_cases, conditioned_example
+from tessera.eval.conditions import case_scores, score_conditions
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load
 from tessera.model.orders import make_orders

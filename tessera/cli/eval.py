@@ -133,8 +133,9 @@ def conditions(
     import dataclasses
     import json
 
+    from tessera.data.examples import condition_cases
     from tessera.engine.checkpoint import write_atomically
-    from tessera.eval.conditions import EVAL_SEED, condition_cases
+    from tessera.eval.conditions import EVAL_SEED
     from tessera.eval.judge import Judge
     from tessera.generate.conditioned import condition_scores
     from tessera.model.bundle import load as load_bundle

@@ -87,7 +87,7 @@ def generate(
     from tessera.generate.introspect import write_chains
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task
-    from tessera.understand.answer import check_reads, read_picture
+    from tessera.understand.answer import read_picture
 
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
@@ -103,10 +103,10 @@ def generate(
         tasks = {"segmentation": Task.SEG2I, "edges": Task.EDGE2I}
         if kind not in tasks or not path:
             raise InputError(f"--condition is segmentation:PATH or edges:PATH, got {condition!r}")
-        check_reads(bundle, tasks[kind])
+        bundle.check_task(tasks[kind])
         pictures = read_picture(bundle, Path(path)).repeat(n, axis=0)
     if introspect:
-        check_reads(bundle, Task.INTROSPECT)
+        bundle.check_task(Task.INTROSPECT)
         chain = draw_chains(bundle, [prompt] * n, sampling, seed=seed)
         singles = write_chains(chain, out)
         for i, verdict in enumerate(chain.verdicts):
@@ -132,10 +132,10 @@ def ask(
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task
     from tessera.understand.answer import ask as ask_model
-    from tessera.understand.answer import check_reads, read_picture
+    from tessera.understand.answer import read_picture
 
     bundle = load_bundle(ckpt, device(device_name))
-    check_reads(bundle, Task.JUDGE if question.startswith("does this image show") else Task.QA)
+    bundle.check_task(Task.JUDGE if question.startswith("does this image show") else Task.QA)
     console.print(ask_model(bundle, read_picture(bundle, image), [question])[0])
 
 
@@ -148,11 +148,11 @@ def caption(
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task
     from tessera.understand.answer import ask as ask_model
-    from tessera.understand.answer import check_reads, read_picture
+    from tessera.understand.answer import read_picture
     from tessera.world.language import CAPTION_QUESTION
 
     bundle = load_bundle(ckpt, device(device_name))
-    check_reads(bundle, Task.CAPTION)
+    bundle.check_task(Task.CAPTION)
     console.print(ask_model(bundle, read_picture(bundle, image), [CAPTION_QUESTION])[0])
 
 
@@ -229,9 +229,9 @@ def _follow_instruction(bundle, image: Path, instruction: str, out: Path, n: int
     from tessera.generate.images import draw_images
     from tessera.pictures import grid, save_png
     from tessera.sequence.tasks import Task
-    from tessera.understand.answer import check_reads, read_picture
+    from tessera.understand.answer import read_picture
 
-    check_reads(bundle, Task.INSTRUCT)
+    bundle.check_task(Task.INSTRUCT)
     picture = read_picture(bundle, image)
     images, _ = draw_images(
         bundle, [instruction] * n, seed=seed, conditions=picture.repeat(n, axis=0), instructions=True
@@ -261,12 +261,11 @@ def predict(
     from tessera.model.bundle import load as load_bundle
     from tessera.pictures import regular_file, save_gif, save_png
     from tessera.sequence.tasks import Task
-    from tessera.understand.answer import check_reads
 
     if out.suffix.lower() != ".gif":
         raise InputError(f"--out {out} must be a .gif file")
     bundle = load_bundle(ckpt, device(device_name))
-    check_reads(bundle, Task.PREDICT)
+    bundle.check_task(Task.PREDICT)
     k = bundle.cfg.context_frames
     try:
         given = list(read_clip(clip if clip.is_dir() else regular_file(clip), bundle.cfg.canvas))

@@ -10,7 +10,7 @@ skipped and counted.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 from tessera.data.folders import IMAGE_EXTS, fit, listed
 from tessera.data.prompts import may_train_on, prompt_pools
 from tessera.errors import ConfigError
+from tessera.eval.conditions import ConditionCase
 from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
@@ -134,6 +135,30 @@ def conditioned_example(
                 return instruction, after, render_image(scene), scene
     caption, scene = described_scene(rng, canvas)
     return caption, scene, render_map(scene, "segmentation" if task == Task.SEG2I else "edges"), scene
+
+
+def condition_cases(
+    per_kind: int,
+    canvas: int = 64,
+    seed: int = 0,
+    fits: Callable[[str], bool] = lambda text: True,
+    tasks: tuple[str, ...] = CONDITIONED,
+    context: int = 2,
+) -> list[ConditionCase]:
+    """per_kind cases of each map task, of each edit kind and of frame prediction (after `context` frames), drawn
+    from the world with `seed` (training draws with its own), whose texts a model `fits`."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for task in tasks:
+        for kind in lang.EDIT_OPS if task == Task.INSTRUCT else (task,):
+            made = 0
+            while made < per_kind:
+                op = kind if task == Task.INSTRUCT else None
+                text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context)
+                if not text or fits(text):
+                    cases.append(ConditionCase(task, kind, text, picture, scene, shown))
+                    made += 1
+    return cases
 
 
 def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:

@@ -15,19 +15,16 @@ Each beside the same metric on the visual tokenizer's round trip of the true ima
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from tessera.data.examples import conditioned_example
 from tessera.eval.edits import matched, reads_as
 from tessera.eval.judge import JUDGE_RES, Judge
+from tessera.eval.metrics import psnr, structural_similarity
 from tessera.pictures import to_tensor
-from tessera.sequence.tasks import CONDITIONED, Task
-from tessera.tokenizer.evaluate import psnr, structural_similarity
-from tessera.world.language import EDIT_OPS
+from tessera.sequence.tasks import Task
 from tessera.world.render import render_image, render_segmentation
 from tessera.world.scene import SHAPES, Scene
 
@@ -43,30 +40,6 @@ class ConditionCase:
     condition: np.ndarray  # (H, W, 3) uint8: the picture the model reads
     scene: Scene  # what must be drawn
     shown: Scene  # what the condition shows (instruct: the scene before the edit)
-
-
-def condition_cases(
-    per_kind: int,
-    canvas: int = 64,
-    seed: int = 0,
-    fits: Callable[[str], bool] = lambda text: True,
-    tasks: tuple[str, ...] = CONDITIONED,
-    context: int = 2,
-) -> list[ConditionCase]:
-    """per_kind cases of each map task, of each edit kind and of frame prediction (after `context` frames), drawn
-    from the world with `seed` (training draws with its own), whose texts a model `fits`."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for task in tasks:
-        for kind in EDIT_OPS if task == Task.INSTRUCT else (task,):
-            made = 0
-            while made < per_kind:
-                op = kind if task == Task.INSTRUCT else None
-                text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context)
-                if not text or fits(text):
-                    cases.append(ConditionCase(task, kind, text, picture, scene, shown))
-                    made += 1
-    return cases
 
 
 def _nearest(labels: np.ndarray, size: int) -> np.ndarray:

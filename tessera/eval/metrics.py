@@ -1,9 +1,12 @@
-"""Object-level metrics: how well one list of objects matches another."""
+"""Metrics: how well one list of objects matches another, and pixel fidelity (PSNR, SSIM)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from tessera.world.constraints import Thing
 
@@ -60,3 +63,14 @@ def object_counts(predicted: Sequence[Sequence[Thing]], actual: Sequence[Sequenc
         c.predicted += len(p)
         c.actual += len(a)
     return c
+
+
+def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-item PSNR in dB for (N, 3, H, W) pixels in [-1, 1]."""
+    mse = (recon - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(4 / mse)
+
+
+def structural_similarity(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-item SSIM for (N, 3, H, W) pixels in [-1, 1]."""
+    return ssim((recon + 1) / 2, (target + 1) / 2, data_range=1.0, reduction="none")

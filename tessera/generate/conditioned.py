@@ -12,7 +12,6 @@ from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, to_uint8
 from tessera.sequence.tasks import Task
-from tessera.understand.answer import check_reads, image_codes
 from tessera.world.render import render_image
 
 SHEET_COLUMNS = 8  # cases shown per task: condition (the last given frame), drawn and ceiling rows
@@ -21,7 +20,7 @@ COPYABLE = (Task.INSTRUCT, Task.PREDICT)  # tasks whose condition is a picture o
 
 def _round_trip(bundle: Bundle, images: list[np.ndarray]) -> np.ndarray:
     """uint8 pictures through the model's visual tokenizer and back."""
-    return to_uint8(bundle.image_tokenizer.decode(image_codes(bundle, np.stack(images))))
+    return to_uint8(bundle.image_tokenizer.decode(bundle.encode_images(np.stack(images))))
 
 
 def draw_conditioned(
@@ -30,7 +29,7 @@ def draw_conditioned(
     """One image per case, drawn after its condition and text: uint8 (N, H, W, 3) in the cases' order."""
     images = np.empty((len(cases), bundle.cfg.canvas, bundle.cfg.canvas, 3), dtype=np.uint8)
     for task in dict.fromkeys(c.task for c in cases):
-        check_reads(bundle, task)
+        bundle.check_task(task)
         rows = [i for i, c in enumerate(cases) if c.task == task]
         pictures = np.stack([cases[i].condition for i in rows])
         texts = [cases[i].text for i in rows]

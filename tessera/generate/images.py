@@ -18,7 +18,6 @@ from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.layouts import Conditions, pad_text
-from tessera.understand.answer import image_codes
 
 
 @torch.no_grad()
@@ -64,9 +63,9 @@ def condition_codes(bundle: Bundle, pictures: np.ndarray) -> Conditions:
     """uint8 pictures -> the Conditions they make: (B, H, W, 3) one each (a map, a source image), or (B, K, H, W,
     3) earlier frames of clips, whose next frame is drawn."""
     if pictures.ndim == 4:
-        return Conditions(image_codes(bundle, pictures)[:, None])  # (B, 1, h, w)
+        return Conditions(bundle.encode_images(pictures)[:, None])  # (B, 1, h, w)
     b, k = pictures.shape[:2]
-    codes = image_codes(bundle, pictures.reshape(b * k, *pictures.shape[2:]))
+    codes = bundle.encode_images(pictures.reshape(b * k, *pictures.shape[2:]))
     return Conditions.clip(codes.view(b, k, *codes.shape[1:]))
 
 

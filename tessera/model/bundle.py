@@ -10,13 +10,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tessera.config import to_dict
 from tessera.engine import checkpoint
-from tessera.errors import CheckpointError
+from tessera.errors import CheckpointError, InputError
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
+from tessera.pictures import to_tensor
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text
 from tessera.sequence.tasks import Task
@@ -72,6 +74,20 @@ class Bundle:
         for question in questions:
             check_question(question)
         return pad_text(self.space, [self.text_tokenizer.encode(q) for q in questions], self.cfg.question_len)
+
+    def check_task(self, task: str) -> None:
+        """CheckpointError unless the model was trained to `task`."""
+        if task not in self.cfg.tasks:
+            raise CheckpointError(f"this model was not trained to {task} (its tasks: {', '.join(self.cfg.tasks)})")
+
+    @torch.no_grad()
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) at the model's canvas -> (B, h, w) codes."""
+        if images.shape[1:3] != (self.cfg.canvas, self.cfg.canvas):
+            raise InputError(
+                f"images must be {self.cfg.canvas}x{self.cfg.canvas}, got {images.shape[2]}x{images.shape[1]}"
+            )
+        return self.image_tokenizer.encode(to_tensor(images).to(self.model.output.weight.device))
 
     def to(self, device) -> Bundle:
         self.model.to(device)

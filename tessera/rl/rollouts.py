@@ -28,7 +28,6 @@ from tessera.pictures import to_uint8
 from tessera.rl.rewards import Reward, combine
 from tessera.sequence.layouts import image_prefix, pad_text
 from tessera.sequence.tasks import Task
-from tessera.understand.answer import image_codes
 from tessera.world.grammar import parse_edit
 from tessera.world.render import render_image
 
@@ -139,7 +138,9 @@ def read_rollout(
     start = time.time()
     images = np.stack([render_image(m["scene"]) for m in metadata])
     prompt = image_prefix(
-        bundle.space, bundle.encode_questions([m["question"] for m in metadata]).to(device), image_codes(bundle, images)
+        bundle.space,
+        bundle.encode_questions([m["question"] for m in metadata]).to(device),
+        bundle.encode_images(images),
     )
     written = write(bundle.model, bundle.space, prompt, bundle.cfg.answer_len + 1, sampling, gen)
     texts = written.texts(bundle.space, bundle.text_tokenizer)

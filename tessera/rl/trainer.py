@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from tessera.config import at_least, positive, to_dict
+from tessera.data.examples import condition_cases
 from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.errors import CheckpointError, ConfigError
-from tessera.eval.conditions import EVAL_SEED, condition_cases
+from tessera.eval.conditions import EVAL_SEED
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import first_prompts
 from tessera.generate.conditioned import condition_scores

@@ -9,23 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import track
-from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from tessera.data.shapes import ShapesSource
 from tessera.engine.checkpoint import write_atomically
 from tessera.eval.judge import Judge
-from tessera.eval.metrics import object_counts
+from tessera.eval.metrics import object_counts, psnr, structural_similarity
 from tessera.pictures import to_uint8
-
-
-def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-item PSNR in dB for (N, 3, H, W) pixels in [-1, 1]."""
-    mse = (recon - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(4 / mse)
-
-
-def structural_similarity(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return ssim((recon + 1) / 2, (target + 1) / 2, data_range=1.0, reduction="none")
 
 
 def _f1(counts) -> float:
