@@ -7,6 +7,8 @@ import pytest
 import torch
 from conftest import TINY_MODEL, one_line_error
 
+from tessera.cli.common import preset
+from tessera.config import load as load_config
 from tessera.config import override
 from tessera.data.examples import condition_cases, conditioned_example
 from tessera.eval.conditions import case_scores, score_conditions
@@ -418,3 +420,11 @@ def test_training_reads_through_disentangled_attention(trained):
         masked = float(masked_loss(model(ids, pos, tpos, segment=batch.part[:, :-1]), targets, slots, mask, space)[0])
         plain = float(masked_loss(model(ids, pos, tpos), targets, slots, mask, space)[0])
     assert loss == pytest.approx(masked, abs=1e-5) and abs(plain - masked) > 1e-4
+
+
+def test_the_conditions_preset_fits_its_sequences():
+    cfg = load_config(TrainConfig(), preset("model", "conditions"), {"tokenizer": "tok"})
+    cfg.validate()
+    assert set(cfg.data.tasks) >= {"seg2i", "edge2i", "instruct"} and cfg.model.dca
+    grid = cfg.data.canvas // 4  # the patch tokenizer's 4 x 4 patches
+    assert cfg.model.max_seq_len >= conditioned_length(cfg.data.text_len, grid * grid, 1)

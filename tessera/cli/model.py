@@ -20,7 +20,7 @@ def train(
         str, typer.Option(help="shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl")
     ] = "shapes",
     preset_name: Annotated[
-        str, typer.Option("--preset", help="smoke | quick | full | gpu | gpt-b (tessera/configs/model/)")
+        str, typer.Option("--preset", help="smoke | quick | full | gpu | gpt-b | conditions (tessera/configs/model/)")
     ] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, samples/, metrics.jsonl.")] = Path("runs/t2i"),
