@@ -53,9 +53,7 @@ def _rows(
             pos = text_pos.to(text.device)
         head = Batch(text, pos, torch.full_like(text, TEXT), torch.zeros_like(text, dtype=torch.bool))
     else:
-        head = condition_prompt(
-            space, text, Conditions(conditions.codes.to(text.device), conditions.frames, conditions.drawn)
-        )
+        head = condition_prompt(space, text, conditions.to(text.device))
     rows = [head]
     if cfg.guided:
         if conditions is not None:
@@ -71,10 +69,6 @@ def _rows(
         torch.cat([both.loss, torch.zeros_like(boi, dtype=torch.bool)], 1),
         part,
     )
-
-
-def _conditions(x: Conditions | torch.Tensor | None) -> Conditions | None:
-    return x if x is None or isinstance(x, Conditions) else Conditions(x)
 
 
 def _split(logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -99,7 +93,7 @@ def generate(
     conditions: Conditions | torch.Tensor | None = None,  # codes (B, C, h, w) of visual conditions (any-to-image)
 ) -> Drawn:
     cfg.validate()
-    conditions = _conditions(conditions)
+    conditions = None if conditions is None else Conditions.of(conditions)
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
     batch, (h, w) = text.shape[0], grid
@@ -122,7 +116,7 @@ def generate(
         logps.append(logp.gather(1, token[:, None]).squeeze(1))
         if i == n - 1:
             break
-        step_ids = token.repeat(k)[:, None]  # (R, 1): both rows continue with the drawn token
+        step_ids = token.repeat(k)[:, None]  # (R, 1): every row continues with the drawn token
         logits = model(step_ids, target[:, i : i + 1], target[:, i + 1 : i + 2], cache, p + i)[:, -1]
     ids_t = torch.stack(ids, dim=1)  # (B, N)
     codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(batch, h, w)
@@ -146,7 +140,7 @@ def score(
     train_unconditional=False the guidance rows run without grad: the same values, gradients through the
     conditional rows alone."""
     batch, n = ids.shape
-    conditions = _conditions(conditions)
+    conditions = None if conditions is None else Conditions.of(conditions)
     rows = _rows(space, text, cfg, text_pos, conditions)
     r, p = rows.ids.shape
     k = r // batch

@@ -102,6 +102,14 @@ class Conditions:
     def rows(self, index) -> Conditions:
         return Conditions(self.codes[index], self.frames, self.drawn)
 
+    def to(self, device) -> Conditions:
+        return Conditions(self.codes.to(device), self.frames, self.drawn)
+
+    @classmethod
+    def of(cls, x: Conditions | torch.Tensor) -> Conditions:
+        """Conditions as given, or codes (B, K, h, w) of pictures the drawn image shares frame 0 with."""
+        return x if isinstance(x, Conditions) else cls(x)
+
     @classmethod
     def clip(cls, codes: torch.Tensor) -> Conditions:
         """(B, K, h, w) codes of K earlier frames: the next frame is drawn."""
@@ -203,7 +211,7 @@ def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None, ro
 def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: Conditions | torch.Tensor) -> Batch:
     """text (B, L), conditions (codes (B, K, h, w)) -> `text <boi> condition 1 <eoi> .. <boi> condition K <eoi>`,
     the conditions in raster order on the grid cells (and in the frames) of the image they condition (no loss)."""
-    conditions = conditions if isinstance(conditions, Conditions) else Conditions(conditions)
+    conditions = Conditions.of(conditions)
     b, k, h, w = conditions.codes.shape
     boi = torch.full_like(text[:, :1], space.special("<boi>"))
     eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
@@ -226,7 +234,7 @@ def conditioned(
 ) -> Batch:
     """text (B, L), conditions (codes (B, K, h, w)), codes (B, h, w), order (B, h*w) -> the training Batch: the
     loss falls on the drawn image alone, never on a condition."""
-    conditions = conditions if isinstance(conditions, Conditions) else Conditions(conditions)
+    conditions = Conditions.of(conditions)
     head = condition_prompt(space, text, conditions)
     image = text_to_image(space, head.ids, codes, order, conditions.drawn)  # the prompt stands where a text would
     image.pos[:, : head.ids.shape[1]] = head.pos
