@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL, one_line_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tessera.cli.common import preset
 from tessera.config import load as load_config
@@ -33,7 +35,7 @@ from tessera.sequence.layouts import (
 from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.tokenizer import build as visual
 from tessera.train.trainer import TrainConfig, Trainer, drop_conditions, masked_loss
-from tessera.world.grammar import parse_description, parse_edit
+from tessera.world.grammar import edit_holds, parse_description, parse_edit
 from tessera.world.render import render_image
 from tessera.world.scene import BACKGROUND, Object, Scene
 
@@ -428,3 +430,17 @@ def test_the_conditions_preset_fits_its_sequences():
     assert set(cfg.data.tasks) >= {"seg2i", "edge2i", "instruct"} and cfg.model.dca
     grid = cfg.data.canvas // 4  # the patch tokenizer's 4 x 4 patches
     assert cfg.model.max_seq_len >= conditioned_length(cfg.data.text_len, grid * grid, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), task=st.sampled_from(CONDITIONED))
+def test_every_conditioned_example_is_what_its_text_says(seed, task):
+    """An instruction, parsed back, holds between the scene shown and the scene to draw; a caption holds exactly
+    on the scene to draw; a clip's next frame holds the same objects as its last."""
+    text, scene, picture, shown = conditioned_example(task, np.random.default_rng(seed), 64)
+    if task == Task.INSTRUCT:
+        assert edit_holds(parse_edit(text), shown.objects, scene.objects)
+    elif task == Task.PREDICT:
+        assert text == "" and picture.shape == (2, 64, 64, 3) and len(scene.objects) == len(shown.objects)
+    else:
+        assert parse_description(text).holds(scene.objects, exact=True) and picture.shape == (64, 64, 3)
