@@ -16,14 +16,11 @@ from pathlib import Path
 from recipe import PRESETS, tokenizer_run
 
 from tessera.config import load
-from tessera.data.examples import condition_cases
 from tessera.engine.loop import finish
-from tessera.eval.conditions import EVAL_SEED
 from tessera.eval.judge import Judge
-from tessera.generate.conditioned import condition_scores
+from tessera.generate.conditioned import evaluate_conditions
 from tessera.model.bundle import load as load_bundle
 from tessera.pictures import save_png
-from tessera.sequence.tasks import conditioned
 from tessera.train.trainer import TrainConfig, Trainer
 
 RUNS = Path("runs/bench-conditions")
@@ -56,9 +53,7 @@ def main() -> None:
         sampling = bundle.cfg.sampling
         if args.image_scale is not None:
             sampling = dataclasses.replace(sampling, image_scale=args.image_scale)
-        tasks, context = conditioned(bundle.cfg.tasks), bundle.cfg.context_frames
-        cases = condition_cases(args.per_kind, bundle.cfg.canvas, EVAL_SEED, bundle.fits, tasks, context)
-        scores, sheets = condition_scores(bundle, judge, cases, sampling, seed=0)
+        scores, sheets = evaluate_conditions(bundle, judge, args.per_kind, sampling)
         for task, sheet in sheets.items():
             save_png(sheet, ckpt.parent / f"conditions-{task}.png", scale=2)
         flat = {f"{t}.{m}": round(s["model"], 3) for t, ms in scores.items() for m, s in ms.items()}

@@ -133,25 +133,20 @@ def conditions(
     import dataclasses
     import json
 
-    from tessera.data.examples import condition_cases
     from tessera.engine.checkpoint import write_atomically
-    from tessera.eval.conditions import EVAL_SEED
     from tessera.eval.judge import Judge
-    from tessera.generate.conditioned import condition_scores
+    from tessera.generate.conditioned import evaluate_conditions
     from tessera.model.bundle import load as load_bundle
     from tessera.pictures import save_png
     from tessera.sequence.tasks import conditioned
 
     bundle = load_bundle(ckpt, device(device_name))
-    tasks = conditioned(bundle.cfg.tasks)
-    if not tasks:
+    if not conditioned(bundle.cfg.tasks):
         raise InputError(f"{ckpt} was not trained on a conditioned task (its tasks: {', '.join(bundle.cfg.tasks)})")
     sampling = bundle.cfg.sampling
     if image_scale is not None:
         sampling = dataclasses.replace(sampling, image_scale=image_scale)
-    canvas, context = bundle.cfg.canvas, bundle.cfg.context_frames
-    cases = condition_cases(per_kind, canvas, seed=EVAL_SEED + seed, fits=bundle.fits, tasks=tasks, context=context)
-    scores, sheets = condition_scores(bundle, Judge.load(), cases, sampling, seed=seed)
+    scores, sheets = evaluate_conditions(bundle, Judge.load(), per_kind, sampling, seed)
     header = f"{'task':9s} {'metric':9s} {'model':>7s} {'ceiling':>8s} {'copy':>7s}"
     console.print(f"{header}  ({per_kind} per kind, seed {seed}; copy: the source image or the last given frame)")
     for task, metrics in scores.items():

@@ -5,6 +5,7 @@ Files are read lazily; an unreadable one is skipped and counted in `skipped`, ne
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -105,7 +106,7 @@ def read_clip(path: Path, canvas: int, frames: int | None = None) -> np.ndarray:
     if path.is_dir():
         clip = [load_image(p) for p in listed(path, IMAGE_EXTS, recursive=False)[0][:frames]]
     else:
-        clip = [frame[..., :3] for _, frame in zip(range(frames or 10**9), iio.imiter(path), strict=False)]
+        clip = [frame[..., :3] for frame in itertools.islice(iio.imiter(path), frames)]
     return np.stack([fit(f if f.ndim == 3 else np.repeat(f[..., None], 3, -1), canvas) for f in clip])
 
 

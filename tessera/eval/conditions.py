@@ -54,12 +54,6 @@ def true_labels(scene: Scene) -> np.ndarray:
     return _nearest(render_segmentation(scene).astype(np.int64), JUDGE_RES)
 
 
-def judged_labels(judge: Judge, images: np.ndarray) -> np.ndarray:
-    """(B, JUDGE_RES, JUDGE_RES) the judge's label per pixel (N_LABELS - 1 + 1: clutter)."""
-    p_shape, _ = judge.probabilities(images)
-    return p_shape.argmax(1).numpy()
-
-
 def mean_iou(predicted: np.ndarray, true: np.ndarray) -> float:
     """Mean over the labels present in either of the intersection over union, pooled over all images."""
     ious = []
@@ -80,6 +74,11 @@ def edges(labels: np.ndarray) -> np.ndarray:
     for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
         border |= padded[..., dr : dr + h, dc : dc + w] != centre
     return border & (centre > 0)
+
+
+def _tolerance(scene: Scene) -> int:
+    """Edge F1's tolerance at JUDGE_RES: one pixel of the scene's canvas."""
+    return max(1, JUDGE_RES // scene.canvas)
 
 
 def edge_f1(predicted: np.ndarray, true: np.ndarray, tolerance: int) -> float:
@@ -104,8 +103,7 @@ def offsets(detections: list, scene: Scene) -> list[float]:
 
 def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> dict[str, dict[str, float]]:
     """Per task, its metrics on `images` (uint8 (N, H, W, 3), one per case, in order)."""
-    found = judge.read(images)
-    labels = judged_labels(judge, images)
+    found, labels = judge.read_labelled(images)
     out: dict[str, dict[str, float]] = {}
     for task in dict.fromkeys(c.task for c in cases):
         rows = [i for i, c in enumerate(cases) if c.task == task]
@@ -121,18 +119,17 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
             )
             scores["still"] = float(np.mean([reads_as(found[i], cases[i].shown) for i in rows]))
         elif task == Task.INSTRUCT:
-            scores["success"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
+            exact = {i: reads_as(found[i], cases[i].scene) for i in rows}
+            scores["success"] = float(np.mean(list(exact.values())))
             for kind in dict.fromkeys(cases[i].kind for i in rows):
-                mine = [i for i in rows if cases[i].kind == kind]
-                scores[kind] = float(np.mean([reads_as(found[i], cases[i].scene) for i in mine]))
+                scores[kind] = float(np.mean([exact[i] for i in rows if cases[i].kind == kind]))
             scores["copied"] = float(np.mean([reads_as(found[i], cases[i].shown) for i in rows]))
         else:
             truth = np.stack([true_labels(cases[i].scene) for i in rows])
             if task == Task.SEG2I:
                 scores["miou"] = mean_iou(labels[rows], truth)
             else:
-                tolerance = max(1, JUDGE_RES // cases[rows[0]].scene.canvas)
-                scores["edge_f1"] = edge_f1(edges(labels[rows]), edges(truth), tolerance)
+                scores["edge_f1"] = edge_f1(edges(labels[rows]), edges(truth), _tolerance(cases[rows[0]].scene))
             scores["layout"] = float(np.mean([reads_as(found[i], cases[i].scene, colour=False) for i in rows]))
             scores["scene"] = float(np.mean([reads_as(found[i], cases[i].scene) for i in rows]))
         scores["objects"] = float(np.mean([len(found[i]) for i in rows]))
@@ -145,8 +142,7 @@ def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) ->
     """(N,) one score in [0, 1] per image against its case's truth, the RL reward of conditioned drawing: seg2i
     its mIoU, edge2i its edge F1, instruct and predict 1 when it reads as the scene to draw, else half the share of
     that scene's objects read right over the larger of asked and found (so drawing more never pays)."""
-    found = judge.read(images)
-    labels = judged_labels(judge, images)
+    found, labels = judge.read_labelled(images)
     out = np.zeros(len(cases))
     for i, case in enumerate(cases):
         if case.task in (Task.INSTRUCT, Task.PREDICT):
@@ -155,6 +151,5 @@ def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) ->
         elif case.task == Task.SEG2I:
             out[i] = mean_iou(labels[i], true_labels(case.scene))
         else:
-            tolerance = max(1, JUDGE_RES // case.scene.canvas)
-            out[i] = edge_f1(edges(labels[i : i + 1]), edges(true_labels(case.scene)[None]), tolerance)
+            out[i] = edge_f1(edges(labels[i : i + 1]), edges(true_labels(case.scene)[None]), _tolerance(case.scene))
     return out

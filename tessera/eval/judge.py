@@ -140,16 +140,22 @@ class Judge:
 
     def read(self, images, batch_size: int = 256) -> list[list[Detection]]:
         """The objects in each image, most confident first."""
+        return self.read_labelled(images, batch_size)[0]
+
+    def read_labelled(self, images, batch_size: int = 256) -> tuple[list[list[Detection]], np.ndarray]:
+        """The objects in each image, most confident first, and from the same pass each pixel's class at JUDGE_RES
+        (B, JUDGE_RES, JUDGE_RES): 0 background, 1 + the index of a shape in CLASSES (the last: clutter)."""
         x = to_batch(images)
         if x.shape[-1] != x.shape[-2]:
             raise InputError(f"the judge reads square images; got {x.shape[-1]}x{x.shape[-2]}")
         canvas = x.shape[-1]
-        out = []
+        out, labels = [], []
         for i in range(0, x.shape[0], batch_size):
             p_shape, p_colour = self.probabilities(x[i : i + batch_size])
+            labels.append(p_shape.argmax(1).numpy())
             for ps, pc in zip(p_shape.numpy(), p_colour.numpy(), strict=True):
                 out.append(self._objects(ps, pc, canvas))
-        return out
+        return out, np.concatenate(labels)
 
     def _objects(self, p_shape: np.ndarray, p_colour: np.ndarray, canvas: int) -> list[Detection]:
         foreground = p_shape[0] < 0.5

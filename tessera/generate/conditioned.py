@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera.eval.conditions import ConditionCase, score_conditions
+from tessera.data.examples import condition_cases
+from tessera.eval.conditions import EVAL_SEED, ConditionCase, score_conditions
 from tessera.eval.judge import Judge
 from tessera.generate.images import draw_images
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
-from tessera.pictures import grid, to_uint8
-from tessera.sequence.tasks import Task
+from tessera.pictures import grid
+from tessera.sequence.tasks import Task, conditioned
 from tessera.world.render import render_image
 
 SHEET_COLUMNS = 8  # cases shown per task: condition (the last given frame), drawn and ceiling rows
 COPYABLE = (Task.INSTRUCT, Task.PREDICT)  # tasks whose condition is a picture of what is drawn, before a change
-
-
-def _round_trip(bundle: Bundle, images: list[np.ndarray]) -> np.ndarray:
-    """uint8 pictures through the model's visual tokenizer and back."""
-    return to_uint8(bundle.image_tokenizer.decode(bundle.encode_images(np.stack(images))))
 
 
 def draw_conditioned(
@@ -47,15 +43,16 @@ def condition_scores(
     true image), and where the condition is a picture of the same kind (instruct, predict) the score of copying it
     (`copy`: the source image, the last given frame); and per task a sheet with rows condition | drawn | ceiling."""
     drawn = draw_conditioned(bundle, cases, sampling, seed)
-    ceiling_images, copies = (
-        _round_trip(bundle, [render_image(getattr(c, kind)) for c in cases]) for kind in ("scene", "shown")
-    )
+    ceiling_images = bundle.round_trip(np.stack([render_image(c.scene) for c in cases]))
     model, ceiling = score_conditions(judge, cases, drawn), score_conditions(judge, cases, ceiling_images)
-    copy = score_conditions(judge, cases, copies)
+    copyable = [c for c in cases if c.task in COPYABLE]
+    copy = {}
+    if copyable:
+        copy = score_conditions(judge, copyable, bundle.round_trip(np.stack([render_image(c.shown) for c in copyable])))
     scores = {
         task: {
             metric: {"model": value, "ceiling": ceiling[task][metric]}
-            | ({"copy": copy[task][metric]} if task in COPYABLE else {})
+            | ({"copy": copy[task][metric]} if task in copy else {})
             for metric, value in metrics.items()
         }
         for task, metrics in model.items()
@@ -67,3 +64,14 @@ def condition_scores(
         shown = given + [drawn[i] for i in rows] + [ceiling_images[i] for i in rows]
         sheets[task] = grid(np.stack(shown), cols=len(rows))
     return scores, sheets
+
+
+def evaluate_conditions(
+    bundle: Bundle, judge: Judge, per_kind: int, sampling: SamplingConfig | None = None, seed: int = 0
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """`condition_scores` on the conditions set (scenes from EVAL_SEED + seed) of every conditioned task the model
+    was trained on."""
+    cfg = bundle.cfg
+    tasks = conditioned(cfg.tasks)
+    cases = condition_cases(per_kind, cfg.canvas, EVAL_SEED + seed, bundle.fits, tasks, cfg.context_frames)
+    return condition_scores(bundle, judge, cases, sampling, seed)

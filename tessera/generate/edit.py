@@ -117,9 +117,7 @@ def edit_success(
         keep = box_mask(case.erase, canvas, inside=False)
         edited.append(edit(bundle, source, keep, case.prompt, n=1, method=method, seed=seed + i).images[0])
     edited = np.stack(edited)  # (n, H, W, 3)
-    pixels = to_tensor(np.concatenate([np.stack([render_image(c.after) for c in cases]), sources]))
-    tokenizer = bundle.image_tokenizer
-    coded = to_uint8(tokenizer.decode(tokenizer.encode(pixels.to(bundle.model.output.weight.device))))
+    coded = bundle.round_trip(np.concatenate([np.stack([render_image(c.after) for c in cases]), sources]))
     readings = judge.read(np.concatenate([edited, coded]))  # edited, targets, sources: n each
     passed = np.array([reads_as(r, cases[i % len(cases)].after) for i, r in enumerate(readings)]).reshape(3, -1)
     kinds = np.array([c.kind for c in cases])

@@ -18,7 +18,7 @@ from tessera.engine import checkpoint
 from tessera.errors import CheckpointError, InputError
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
-from tessera.pictures import to_tensor
+from tessera.pictures import to_tensor, to_uint8
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text
 from tessera.sequence.tasks import Task
@@ -88,6 +88,11 @@ class Bundle:
                 f"images must be {self.cfg.canvas}x{self.cfg.canvas}, got {images.shape[2]}x{images.shape[1]}"
             )
         return self.image_tokenizer.encode(to_tensor(images).to(self.model.output.weight.device))
+
+    @torch.no_grad()
+    def round_trip(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3) pictures through the visual tokenizer and back: what the model could draw at best."""
+        return to_uint8(self.image_tokenizer.decode(self.encode_images(images)))
 
     def to(self, device) -> Bundle:
         self.model.to(device)

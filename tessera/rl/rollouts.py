@@ -66,7 +66,7 @@ def draw_rollout(
     """Images for the prompts (after each one's visual condition, where the metadata holds a "case": any-to-image),
     rewarded, with the exact rescoring of their tokens."""
     device = bundle.model.output.weight.device
-    text = torch.cat([_encode(bundle, m) for m in metadata]).to(device)
+    text = _encode(bundle, metadata).to(device)
     conditions = None
     if "case" in metadata[0]:
         conditions = condition_codes(bundle, np.stack([m["case"].condition for m in metadata]))
@@ -88,12 +88,18 @@ def draw_rollout(
     return Rollout(metadata, drawn.logprobs, mask, total, parts, rescore, seconds, images=images)
 
 
-def _encode(bundle: Bundle, meta: dict) -> torch.Tensor:
-    """(1, text_len): the prompt, an edit instruction for an instruct case, or no text (frame prediction)."""
-    if not meta["prompt"]:
-        return pad_text(bundle.space, [[]], bundle.cfg.text_len)
-    instruction = "case" in meta and meta["case"].task == Task.INSTRUCT
-    return bundle.encode_prompts([meta["prompt"]], instructions=instruction)
+def _encode(bundle: Bundle, metadata: list[dict]) -> torch.Tensor:
+    """(B, text_len): the prompts, all at once; a conditioned rollout's texts one by one, each an edit instruction
+    (instruct), a caption (maps) or none (frame prediction)."""
+    if "case" not in metadata[0]:
+        return bundle.encode_prompts([m["prompt"] for m in metadata])
+    rows = []
+    for m in metadata:
+        if not m["prompt"]:
+            rows.append(pad_text(bundle.space, [[]], bundle.cfg.text_len))
+        else:
+            rows.append(bundle.encode_prompts([m["prompt"]], instructions=m["case"].task == Task.INSTRUCT))
+    return torch.cat(rows)
 
 
 def condition_examples(
