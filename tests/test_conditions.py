@@ -136,11 +136,11 @@ def test_rescored_logprobs_equal_sampled_with_a_condition(models, dca, cfg):
     order = make_orders("spanning-tree", 2, 3, 4, torch.Generator().manual_seed(3))
     model = models[dca]
     drawn = generate(model, SPACE, text, (3, 4), order, cfg, torch.Generator().manual_seed(0), conditions=conditions)
-    rescored = score(model, SPACE, text, drawn.ids, order, 4, cfg, conditions=conditions)
+    rescored = score(model, SPACE, text, drawn.ids, order, (4, 4), cfg, conditions=conditions)
     assert (rescored - drawn.logprobs).abs().max() < 1e-5
     if cfg.image_scale != 1.0:  # the image scale is used: the text-only rule gives other numbers
         text_only = SamplingConfig(cfg.temperature, cfg.top_k, cfg.top_p, cfg.cfg_scale)
-        other = score(model, SPACE, text, drawn.ids, order, 4, text_only, conditions=conditions)
+        other = score(model, SPACE, text, drawn.ids, order, (4, 4), text_only, conditions=conditions)
         assert (other - drawn.logprobs).abs().max() > 1e-3
 
 
@@ -261,7 +261,7 @@ def test_a_conditioned_checkpoint_draws_after_a_condition(trained):
     cfg = SamplingConfig(cfg_scale=2.0, image_scale=1.5)
     drawn = generate(bundle.model, bundle.space, text, (4, 4), order, cfg, torch.Generator().manual_seed(0),
                      conditions=conditions)  # fmt: skip
-    rescored = score(bundle.model, bundle.space, text, drawn.ids, order, 4, cfg, conditions=conditions)
+    rescored = score(bundle.model, bundle.space, text, drawn.ids, order, (4, 4), cfg, conditions=conditions)
     assert (rescored - drawn.logprobs).abs().max() < 1e-5
 
 
@@ -315,7 +315,7 @@ def test_generate_after_a_map_and_edit_by_instruction(cli, trained, t2i_ckpt, tm
     one_line_error(cli("generate", "a red circle", "--ckpt", ckpt, "--condition", f"depth:{seg}"), "--condition")
     one_line_error(cli("edit", str(source), "a blue circle", "--ckpt", ckpt), "edit instruction")
     one_line_error(cli("generate", "a red circle", "--ckpt", str(t2i_ckpt), "--condition", f"edges:{seg}"), "edge2i")
-    one_line_error(cli("eval", "conditions", "--ckpt", str(t2i_ckpt)), "conditioned task")
+    one_line_error(cli("eval", "conditions", "--ckpt", str(t2i_ckpt)), "conditioned task or on t2v")
 
 
 def test_the_condition_reward_follows_the_truth_and_never_pays_for_drawing_more(judge, cases):
@@ -374,9 +374,9 @@ def test_rescoring_equals_sampling_after_earlier_frames(models):
     order = make_orders("raster", 2, 3, 4)
     cfg = SamplingConfig(cfg_scale=2.0, image_scale=2.0)
     drawn = generate(models[True], SPACE, text, (3, 4), order, cfg, torch.Generator().manual_seed(0), conditions=clip)
-    rescored = score(models[True], SPACE, text, drawn.ids, order, 4, cfg, conditions=clip)
+    rescored = score(models[True], SPACE, text, drawn.ids, order, (4, 4), cfg, conditions=clip)
     assert (rescored - drawn.logprobs).abs().max() < 1e-5
-    at_frame_zero = score(models[True], SPACE, text, drawn.ids, order, 4, cfg, conditions=Conditions(clip.codes))
+    at_frame_zero = score(models[True], SPACE, text, drawn.ids, order, (4, 4), cfg, conditions=Conditions(clip.codes))
     assert (at_frame_zero - drawn.logprobs).abs().max() > 1e-3  # the frames are read: positions matter
 
 

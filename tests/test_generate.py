@@ -43,14 +43,14 @@ def test_rescored_logprobs_equal_sampled(model, cfg, order):
     assert drawn.codes.shape == (3, 4, 5) and drawn.logprobs.shape == (3, 20)
     assert ((drawn.ids >= SPACE.image_start) & (drawn.ids < SPACE.size)).all()  # image slots emit image codes only
     assert torch.isfinite(drawn.logprobs).all() and (drawn.logprobs <= 0).all()
-    rescored = score(model, SPACE, text, drawn.ids, orders, 5, cfg)
+    rescored = score(model, SPACE, text, drawn.ids, orders, (4, 5), cfg)
     assert (rescored - drawn.logprobs).abs().max() < 1e-5
     # each known mistake of published RL code gives other numbers
     shifted = torch.cat([rescored[:, 1:], rescored[:, :1]], dim=1)
     assert (shifted - drawn.logprobs).abs().max() > 1e-3
     if cfg.guided:
         unguided = score(
-            model, SPACE, text, drawn.ids, orders, 5, SamplingConfig(cfg.temperature, cfg.top_k, cfg.top_p)
+            model, SPACE, text, drawn.ids, orders, (4, 5), SamplingConfig(cfg.temperature, cfg.top_k, cfg.top_p)
         )
         assert (unguided - drawn.logprobs).abs().max() > 1e-3
 
@@ -63,7 +63,7 @@ def test_scoring_can_leave_the_unconditional_rows_out_of_the_gradient(model):
     grads = []
     for both in (True, False):
         model.zero_grad()
-        logp = score(model, SPACE, text, drawn.ids, orders, 5, cfg, train_unconditional=both)
+        logp = score(model, SPACE, text, drawn.ids, orders, (4, 5), cfg, train_unconditional=both)
         assert (logp - drawn.logprobs).abs().max() < 1e-5  # the same values either way
         logp.sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))

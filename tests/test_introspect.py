@@ -26,7 +26,7 @@ def test_chain_layout():
     order = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
     first = SPACE.image(torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]]))
     second = torch.tensor([[[1, 2], [3, 4]], [[13, 14], [15, 0]]])  # (B, h=2, w=2)
-    batch = introspection_batch(SPACE, text, first, order, [[4], [5, 6]], [False, True], second, order, width=2)
+    batch = introspection_batch(SPACE, text, first, order, [[4], [5, 6]], [False, True], second, order, grid=(2, 2))
     yes, no = batch.ids.tolist()
     head = 3 + 1 + 4 + 2  # text <boi> first image <eoi> <think>
     assert yes[:head] == [*text[0].tolist(), s("<boi>"), *first[0].tolist(), s("<eoi>"), s("<think>")]
@@ -81,12 +81,16 @@ def test_chains_rescore_exactly(reader, judge):
     ckpt, _ = reader
     bundle = load_bundle(ckpt)
     nudge = torch.zeros(bundle.space.size)  # verdicts that end early, some "yes": some rows draw again, some stop
-    nudge[bundle.space.special("</think>")] = nudge[bundle.space.text(bundle.text_tokenizer.encode("yes"))[0]] = 3.0
+    nudge[bundle.space.special("</think>")] = 10.0
     bundle.model.output.register_forward_hook(lambda module, args, out: out + nudge)
     metadata = [{"prompt": p, "tag": "colors", "include": [{"class": "circle", "count": 1}]}
                 for p in ["a red circle", "a blue star"] for _ in range(4)]  # fmt: skip
-    roll = introspect_rollout(bundle, metadata, SamplingConfig(cfg_scale=2.0), SamplingConfig(), judge, seed=0)
-    chain_rows = roll.segments["final"].any(1)
+    for yes in (4.0, 6.0, 2.0, 8.0):  # a tiny model's verdicts lean one way: find the bias that mixes them
+        nudge[bundle.space.text(bundle.text_tokenizer.encode("yes"))[0]] = yes
+        roll = introspect_rollout(bundle, metadata, SamplingConfig(cfg_scale=2.0), SamplingConfig(), judge, seed=0)
+        chain_rows = roll.segments["final"].any(1)
+        if chain_rows.any() and not chain_rows.all():
+            break
     assert chain_rows.any() and not chain_rows.all(), "want rows that drew again and rows that stopped"
     rescored = roll.rescore(bundle.model, slice(None))
     assert ((rescored - roll.old_logp).abs() * roll.mask).max() < 1e-4

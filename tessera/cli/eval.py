@@ -119,43 +119,54 @@ def edits(
 @app.command("conditions")
 def conditions(
     ckpt: Annotated[
-        Path, typer.Option(help="A model checkpoint trained on conditioned tasks (seg2i, edge2i, instruct, predict).")
+        Path,
+        typer.Option(help="A model checkpoint trained on conditioned tasks (seg2i, edge2i, instruct, predict) or t2v."),
     ],
     per_kind: Annotated[int, typer.Option(min=1, max=1000, help="Cases of each map task and of each edit kind.")] = 20,
     image_scale: Annotated[
         float | None, typer.Option(min=0.0, help="Guidance of the visual condition (default: the checkpoint's).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="A folder for conditions.json and a sheet per task.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="A folder for conditions.json, a sheet per task, clips and report.html.")
+    ] = None,
     device_name: Device = "auto",
     seed: Seed = 0,
 ) -> None:
-    """Any-to-image on the world's conditions set: per task its metrics beside the tokenizer's ceiling."""
+    """Any-to-image on the world's conditions set, and text-to-video on the held-out video prompts: per task its
+    metrics beside the tokenizer's ceiling."""
     import dataclasses
-    import json
 
-    from tessera.engine.checkpoint import write_atomically
     from tessera.eval.judge import Judge
-    from tessera.generate.conditioned import evaluate_conditions
+    from tessera.generate.conditioned import evaluate_conditions, write_conditions_report
+    from tessera.generate.video import video_scores
     from tessera.model.bundle import load as load_bundle
-    from tessera.pictures import save_png
-    from tessera.sequence.tasks import conditioned
+    from tessera.sequence.tasks import Task, conditioned
 
     bundle = load_bundle(ckpt, device(device_name))
-    if not conditioned(bundle.cfg.tasks):
-        raise InputError(f"{ckpt} was not trained on a conditioned task (its tasks: {', '.join(bundle.cfg.tasks)})")
+    video = Task.T2V in bundle.cfg.tasks
+    if not conditioned(bundle.cfg.tasks) and not video:
+        tasks = ", ".join(bundle.cfg.tasks)
+        raise InputError(f"{ckpt} was not trained on a conditioned task or on t2v (its tasks: {tasks})")
     sampling = bundle.cfg.sampling
     if image_scale is not None:
         sampling = dataclasses.replace(sampling, image_scale=image_scale)
-    scores, sheets = evaluate_conditions(bundle, Judge.load(), per_kind, sampling, seed)
+    judge = Judge.load()
+    scores, sheets = ({}, {})
+    if conditioned(bundle.cfg.tasks):
+        scores, sheets = evaluate_conditions(bundle, judge, per_kind, sampling, seed)
+    videos = None
+    if video:
+        videos = video_scores(bundle, judge, sampling, seed)
+        scores[Task.T2V], sheets[Task.T2V] = videos.scores, videos.sheet()
     header = f"{'task':9s} {'metric':9s} {'model':>7s} {'ceiling':>8s} {'copy':>7s}"
-    console.print(f"{header}  ({per_kind} per kind, seed {seed}; copy: the source image or the last given frame)")
+    console.print(
+        f"{header}  ({per_kind} per kind, seed {seed}; copy: the source image, the last given frame, or a clip's "
+        "first frame held)"
+    )
     for task, metrics in scores.items():
         for metric, s in metrics.items():
             copy = f"{s['copy']:7.3f}" if "copy" in s else ""
             console.print(f"{task:9s} {metric:9s} {s['model']:7.3f} {s['ceiling']:8.3f} {copy}")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")
-        for task, sheet in sheets.items():
-            save_png(sheet, out / f"{task}.png", scale=2)
-        console.print(f"results and sheets (condition | drawn | ceiling) in {out}/")
+        write_conditions_report(out, scores, sheets, videos, ckpt)
+        console.print(f"results, sheets (condition | drawn | ceiling) and report.html in {out}/")

@@ -20,7 +20,10 @@ def train(
         str, typer.Option(help="shapes | shapes-classes | a folder of class sub-folders | a captions .jsonl")
     ] = "shapes",
     preset_name: Annotated[
-        str, typer.Option("--preset", help="smoke | quick | full | gpu | gpt-b | conditions (tessera/configs/model/)")
+        str,
+        typer.Option(
+            "--preset", help="smoke | quick | full | gpu | gpt-b | conditions | video (tessera/configs/model/)"
+        ),
     ] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, samples/, metrics.jsonl.")] = Path("runs/t2i"),
@@ -77,22 +80,30 @@ def generate(
     image_scale: Annotated[
         float | None, typer.Option(min=0.0, help="Guidance of the --condition apart from the text's --cfg.")
     ] = None,
+    video: Annotated[
+        bool,
+        typer.Option(
+            help="Draw clips, e.g. 'a red circle moving right' (a model trained on t2v): each clip as a GIF and "
+            "its frames, the grid one row of frames per clip."
+        ),
+    ] = False,
     device_name: Device = "auto",
     seed: Seed = 0,
 ) -> None:
-    """Draw images for a prompt (after a segmentation or edge map with --condition); writes the grid and each
-    image."""
+    """Draw images for a prompt (after a segmentation or edge map with --condition), or clips with --video; writes
+    the grid and each image or clip."""
     from tessera.generate.images import image_batches, write_images
     from tessera.generate.introspect import introspect as draw_chains
     from tessera.generate.introspect import write_chains
+    from tessera.generate.video import write_videos
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task
     from tessera.understand.answer import read_picture
 
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
-    if introspect and condition is not None:
-        raise InputError("--introspect and --condition do not go together")
+    if sum((introspect, condition is not None, video)) > 1:
+        raise InputError("--introspect, --condition and --video do not go together")
     bundle = load_bundle(ckpt, device(device_name))
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                "image_scale": image_scale}  # fmt: skip
@@ -114,8 +125,12 @@ def generate(
         console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
         return
     batches = image_batches(
-        bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64, conditions=pictures
+        bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64, conditions=pictures, video=video
     )
+    if video:
+        folder = write_videos((clips for clips, _ in batches), out)
+        console.print(f"{n} clips: grid {out} (a row of frames each), GIFs and frames in {folder}/")
+        return
     singles = write_images((images for images, _ in batches), out)
     console.print(f"{n} images: grid {out}, single images in {singles}/")
 

@@ -1,10 +1,10 @@
 """Training examples as (task, text, answer, image, condition): from the world, a folder of classes, or captions.
 
 Sources: `shapes` (the world's prompts and captions, text-to-image; with `tasks` also captioning, questions and
-judging of the world's scenes, and any-to-image: a segmentation or edge map with the scene's caption, a source
-image with an edit instruction), `shapes-classes` (one coloured shape, class-to-image), a folder of class
-sub-folders (class-to-image), or a JSONL of {"image", "caption"} lines (text-to-image). Unreadable files are
-skipped and counted.
+judging of the world's scenes, any-to-image: a segmentation or edge map with the scene's caption, a source
+image with an edit instruction, earlier frames; and text-to-video: a clip of objects moving as its caption
+says), `shapes-classes` (one coloured shape, class-to-image), a folder of class sub-folders (class-to-image), or
+a JSONL of {"image", "caption"} lines (text-to-image). Unreadable files are skipped and counted.
 """
 
 from __future__ import annotations
@@ -28,8 +28,16 @@ from tessera.text.tokenizers import WorldTokenizer, class_name
 from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description
-from tessera.world.render import render_image, render_map
-from tessera.world.scene import VIDEO_FRAMES, Scene, add_motion, check_canvas, pick_pair, sample_scene
+from tessera.world.render import render_image, render_map, render_video
+from tessera.world.scene import (
+    VIDEO_FRAMES,
+    Scene,
+    add_motion,
+    add_straight_motion,
+    check_canvas,
+    pick_pair,
+    sample_scene,
+)
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
@@ -70,7 +78,8 @@ class DataConfig:
 
 
 Example = tuple[str, str, str, np.ndarray, np.ndarray | None]
-# (task, text, answer, uint8 image, uint8 condition picture or None); text-to-image examples have no answer
+# (task, text, answer, uint8 image, uint8 condition picture(s) or None); text-to-image examples have no answer,
+# text-to-video ones give the first frame as the image and the whole clip (T, H, W, 3) in the picture's place
 
 
 def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
@@ -88,6 +97,22 @@ def described_scene(rng: np.random.Generator, canvas: int):
     while True:
         scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
         text = lang.caption(scene, rng)
+        if may_train_on(text):
+            return text, scene
+
+
+MAX_VIDEO_OBJECTS = 3  # objects in a training clip: more would not fit a caption that names each one's motion
+
+
+def video_text(rng: np.random.Generator, canvas: int) -> tuple[str, Scene]:
+    """A training clip's caption and scene: one to MAX_VIDEO_OBJECTS objects, each moving in a straight line,
+    named with its direction; never one that says what a text-to-video evaluation prompt says."""
+    while True:
+        n = int(rng.integers(1, MAX_VIDEO_OBJECTS + 1))
+        scene = add_straight_motion(sample_scene(rng, canvas, n, avoid=UNSEEN_PAIRS), rng)
+        if scene is None:
+            continue
+        text = lang.video_caption(scene, rng)
         if may_train_on(text):
             return text, scene
 
@@ -179,8 +204,13 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
             continue
         task = names[0] if len(names) == 1 else names[rng.choice(len(names), p=shares / shares.sum())]
         condition = None
-        if task == Task.T2I:
-            (text, scene), answer = world_text(rng, cfg.canvas, cfg.prompt_share), ""
+        if task in (Task.T2I, Task.T2V):
+            if task == Task.T2I:
+                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share)
+            else:
+                text, scene = video_text(rng, cfg.canvas)
+                condition = render_video(scene)  # (T, H, W, 3): the clip to draw
+            answer = ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         elif task in CONDITIONED:
             (text, scene, condition, _), answer = (

@@ -6,7 +6,8 @@ Kept out of every training text (prompts, captions, judging questions, RL and in
   new seeds);
 - a second held-out set of those categories, the same size or smaller, to test that a gain carries over;
 - the compositional split: every text naming one of the colour-shape pairs no training scene holds
-  (`shapes_eval.UNSEEN_PAIRS`).
+  (`shapes_eval.UNSEEN_PAIRS`);
+- the text-to-video prompts (`video_prompts`): one or two objects, each moving one way.
 The split is fixed (seed 0), whatever the seed of a run, so runs of different seeds never train on each other's
 held-out prompts.
 """
@@ -19,8 +20,9 @@ import numpy as np
 
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata
 from tessera.world.constraints import to_geneval
-from tessera.world.grammar import parse_description
-from tessera.world.language import CATEGORIES, distinct_prompts
+from tessera.world.grammar import MOTION_WORD, parse_description
+from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
+from tessera.world.scene import DIRECTIONS, pick_pair
 
 HELD_OUT = ("colors", "position", "color_attr")
 SPLIT_SEED = 0
@@ -34,7 +36,7 @@ def mentions_unseen(text: str) -> bool:
 def description_key(text: str) -> tuple:
     """What a description asks for, whatever its wording or framing: its objects and relations."""
     c = parse_description(text)
-    specs = [(s.shape or "", s.colour or "", s.size or "", s.count) for s in c.objects]
+    specs = [(s.shape or "", s.colour or "", s.size or "", s.count, s.motion or "") for s in c.objects]
     relations = sorted((specs[r.subject], r.relation, specs[r.target]) for r in c.relations)
     return tuple(sorted(specs)), tuple(relations)
 
@@ -60,7 +62,31 @@ def kept_out() -> frozenset[tuple]:
     texts = [m["prompt"] for m in load_metadata() if m["tag"] in HELD_OUT]
     texts += [p for pool in held_out_pools().values() for p in pool]
     texts += [m["prompt"] for m in load_metadata(COMPOSITIONAL_PATH)]
+    texts += video_prompts()
     return frozenset(description_key(t) for t in texts)
+
+
+@cache
+def video_prompts(singles: int = 16, pairs: int = 24) -> list[str]:
+    """The text-to-video evaluation prompts, fixed: `singles` of one object and `pairs` of two different ones, each
+    with a colour and a direction ('a red circle moving right and a blue square moving up'), no unseen pair."""
+    rng = np.random.default_rng(SPLIT_SEED + 1)
+    out: dict[tuple, str] = {}
+    for n, want in ((1, singles), (2, pairs)):
+        made = 0
+        while made < want:
+            objects = set()
+            while len(objects) < n:
+                objects.add(pick_pair(None, None, rng, UNSEEN_PAIRS))
+            clauses = [
+                f"{noun_phrase((shape, colour, None))} {MOTION_WORD} {list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]}"
+                for shape, colour in sorted(objects)
+            ]
+            text = " and ".join(clauses)
+            if description_key(text) not in out:
+                out[description_key(text)] = text
+                made += 1
+    return list(out.values())
 
 
 def may_train_on(text: str) -> bool:

@@ -1,4 +1,5 @@
-"""The end-to-end demo's report: one HTML page (run/report.html) with ShapesEval scores, samples, curves and timings."""
+"""One HTML page (run/report.html) of results: the end-to-end demo's ShapesEval scores, samples, curves and timings,
+or the conditions set's tables, sheets and clips."""
 
 from __future__ import annotations
 
@@ -37,10 +38,12 @@ def write_report(run: Path, sections: dict) -> Path:
     path relative to run), sample_sheet (PNG path relative to run), before_after (category -> PNG path: the same
     prompts before and after RL), edits (edit kind -> PNG path), curves (name -> metric rows) with curve_keys
     (name -> keys to plot), timings (stage -> seconds), config (name -> plain dict), tables (title -> {"head":
-    [...], "rows": [[str, ...]]}).
+    [...], "rows": [[str, ...]]}), figures (title -> {"text": str, "images": {caption -> PNG or GIF path}}), title
+    (the page's heading).
     """
     run = Path(run)
-    body = [f"<h1>tessera demo report</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
+    title = html.escape(sections.get("title", "tessera demo report"))
+    body = [f"<h1>{title}</h1>\n<p>{html.escape(_date())} &middot; {html.escape(_machine())}</p>"]
     if "notes" in sections:
         body.append(_bullets(sections["notes"]))
     if "shapes_eval" in sections:
@@ -56,13 +59,16 @@ def write_report(run: Path, sections: dict) -> Path:
     if "edits" in sections:
         figures = "\n".join(_figure(str(path), kind) for kind, path in sections["edits"].items())
         body.append(_section("Editing by prefix", f"<p>{EDITS}</p>\n{figures}"))
+    for heading, figures in sections.get("figures", {}).items():
+        shown = "\n".join(_figure(str(path), caption) for caption, path in figures["images"].items())
+        body.append(_section(heading, f"<p>{html.escape(figures['text'])}</p>\n{shown}"))
     if "curves" in sections:
         body.append(_section("Training curves", _curves(run, sections["curves"], sections.get("curve_keys", {}))))
     if "timings" in sections:
         body.append(_section("Timings", _timings_table(sections["timings"])))
     if "config" in sections:
         body.append(_section("Configuration", _configs(sections["config"])))
-    return write_atomically(run / "report.html", _page("\n".join(body)))
+    return write_atomically(run / "report.html", _page(title, "\n".join(body)))
 
 
 def _date() -> str:
@@ -78,9 +84,9 @@ def _machine() -> str:
     return text
 
 
-def _page(body: str) -> str:
+def _page(title: str, body: str) -> str:
     return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>tessera demo report</title>\n'
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
 

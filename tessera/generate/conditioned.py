@@ -3,20 +3,35 @@ instructions or earlier frames, and score the conditions set beside the tokenize
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from tessera.data.examples import condition_cases
+from tessera.engine.checkpoint import write_atomically
 from tessera.eval.conditions import EVAL_SEED, ConditionCase, score_conditions
 from tessera.eval.judge import Judge
+from tessera.eval.report import write_report
 from tessera.generate.images import draw_images
+from tessera.generate.video import SHEET_CLIPS, VideoResults
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
-from tessera.pictures import grid
+from tessera.pictures import grid, save_gif, save_png
 from tessera.sequence.tasks import Task, conditioned
 from tessera.world.render import render_image
 
 SHEET_COLUMNS = 8  # cases shown per task: condition (the last given frame), drawn and ceiling rows
 COPYABLE = (Task.INSTRUCT, Task.PREDICT)  # tasks whose condition is a picture of what is drawn, before a change
+SHEETS = (
+    "Per task: the condition (the last given frame for predict) over what the model drew over the ceiling (the "
+    "true image through the tokenizer); for t2v a clip's frames drawn over a true clip's through the tokenizer."
+)
+COPIES = {  # what each task's `copy` baseline shows
+    Task.INSTRUCT: "the source image",
+    Task.PREDICT: "the last given frame",
+    Task.T2V: "the first frame held",
+}
 
 
 def draw_conditioned(
@@ -75,3 +90,35 @@ def evaluate_conditions(
     tasks = conditioned(cfg.tasks)
     cases = condition_cases(per_kind, cfg.canvas, EVAL_SEED + seed, bundle.fits, tasks, cfg.context_frames)
     return condition_scores(bundle, judge, cases, sampling, seed)
+
+
+def write_conditions_report(
+    out: Path, scores: dict, sheets: dict[str, np.ndarray], videos: VideoResults | None, ckpt: Path
+) -> Path:
+    """out/conditions.json, out/<task>.png per sheet, the first clips drawn and true (GIFs), and out/report.html
+    with them all; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")
+    for task, sheet in sheets.items():
+        save_png(sheet, out / f"{task}.png", scale=2)
+    figures = {"Sheets": {"text": SHEETS, "images": {task: f"{task}.png" for task in sheets}}}
+    if videos is not None:
+        clips = {}
+        for i, prompt in enumerate(videos.prompts[:SHEET_CLIPS]):
+            for name, source in (("drawn", videos.drawn), ("ceiling", videos.ceiling)):
+                save_gif(source[i].repeat(3, axis=1).repeat(3, axis=2), out / f"t2v-{i}-{name}.gif")
+                clips[f"{prompt} ({name})"] = f"t2v-{i}-{name}.gif"
+        figures["Text-to-video clips"] = {"text": "Held-out prompts: the model's clip and a true one.", "images": clips}
+    tables = {
+        f"{task}: model, ceiling" + (f", copy ({COPIES[task]})" if task in COPIES else ""): {
+            "head": ["metric", "model", "ceiling", *(["copy"] if task in COPIES else [])],
+            "rows": [
+                [metric, *(f"{s[k]:.3f}" for k in ("model", "ceiling", "copy") if k in s)]
+                for metric, s in metrics.items()
+            ],
+        }
+        for task, metrics in scores.items()
+    }
+    notes = [f"checkpoint: {ckpt}", "the judge reads every picture; ceilings are true pictures through the tokenizer"]
+    return write_report(out, {"title": "tessera conditions report", "notes": notes, "tables": tables,
+                              "figures": figures})  # fmt: skip

@@ -32,7 +32,7 @@ LOGP_FLOOR = -1e4  # a token outside today's support scores this, not -inf: its 
 
 @dataclass
 class Drawn:
-    codes: torch.Tensor  # (B, h, w) image codes on the grid
+    codes: torch.Tensor  # (B, h, w) image codes on the grid, or (B, t, h, w) a clip's
     order: torch.Tensor  # (B, N) raster index of each generated token, in generation order
     ids: torch.Tensor  # (B, N) generated ids (one id space), in generation order
     logprobs: torch.Tensor  # (B, N) log-prob of each under the distribution it was drawn from
@@ -84,8 +84,8 @@ def generate(
     model: Transformer,
     space: IdSpace,
     text: torch.Tensor,  # (B, L) sequence ids of the prompts (left-padded)
-    grid: tuple[int, int],
-    order: torch.Tensor,  # (B, h*w) raster indices in generation order
+    grid: tuple[int, ...],  # (h, w), or a clip's (t, h, w)
+    order: torch.Tensor,  # (B, N) raster indices over the grid in generation order
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
     text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
@@ -96,12 +96,11 @@ def generate(
     conditions = None if conditions is None else Conditions.of(conditions)
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
-    batch, (h, w) = text.shape[0], grid
-    n = h * w
+    batch, n = text.shape[0], order.shape[1]
     rows = _rows(space, text, cfg, text_pos, conditions)
     r, p = rows.ids.shape
     k = r // batch  # 1, 2 with guidance, 3 with guidance of visual conditions
-    target = grid_positions(order, w, 0 if conditions is None else conditions.drawn).repeat(k, 1, 1)  # (R, N, 3)
+    target = grid_positions(order, grid, 0 if conditions is None else conditions.drawn).repeat(k, 1, 1)  # (R, N, 3)
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
 
@@ -119,7 +118,7 @@ def generate(
         step_ids = token.repeat(k)[:, None]  # (R, 1): every row continues with the drawn token
         logits = model(step_ids, target[:, i : i + 1], target[:, i + 1 : i + 2], cache, p + i)[:, -1]
     ids_t = torch.stack(ids, dim=1)  # (B, N)
-    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(batch, h, w)
+    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(batch, *grid)
     return Drawn(codes, order, ids_t, torch.stack(logps, dim=1))
 
 
@@ -129,7 +128,7 @@ def score(
     text: torch.Tensor,  # (B, L)
     ids: torch.Tensor,  # (B, N) image ids in generation order
     order: torch.Tensor,  # (B, N)
-    width: int,
+    grid: tuple[int, ...],  # (h, w), or a clip's (t, h, w)
     cfg: SamplingConfig,
     train_unconditional: bool = True,
     text_pos: torch.Tensor | None = None,
@@ -146,7 +145,7 @@ def score(
     k = r // batch
     seq = torch.cat([rows.ids, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing
     frame = 0 if conditions is None else conditions.drawn
-    pos = torch.cat([rows.pos, grid_positions(order, width, frame).repeat(k, 1, 1)], 1)
+    pos = torch.cat([rows.pos, grid_positions(order, grid, frame).repeat(k, 1, 1)], 1)
     parts = None if rows.part is None else torch.cat([rows.part, torch.zeros_like(seq[:, p:])], 1)
 
     def forward(rows: slice) -> torch.Tensor:  # (rows, N, V): position t-1 scores token t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.layouts import Conditions, pad_text
+from tessera.sequence.tasks import Task
 
 
 @torch.no_grad()
@@ -31,12 +33,13 @@ def image_batches(
     progress: bool = False,
     conditions: np.ndarray | None = None,
     instructions: bool = False,
+    video: bool = False,
 ) -> Iterator[tuple[np.ndarray, Drawn]]:
     """One image per prompt, a batch at a time as it is drawn: uint8 (b, H, W, 3) and what was drawn (codes, order,
     log-probs). With `conditions` (uint8 (B, H, W, 3) pictures: segmentation or edge maps, or source images with
     edit instructions as the prompts and `instructions` set; or (B, K, H, W, 3) earlier frames of clips, whose
-    next frames are drawn with no text), each image is drawn after its conditions. Every prompt is checked
-    before any work."""
+    next frames are drawn with no text), each image is drawn after its conditions. With `video`, a clip per prompt:
+    uint8 (b, T, H, W, 3), its code frames drawn as one image. Every prompt is checked before any work."""
     sampling = sampling or bundle.cfg.sampling
     sampling.validate()
     clips = conditions is not None and conditions.ndim == 5
@@ -47,14 +50,17 @@ def image_batches(
     device = bundle.model.output.weight.device
     gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
-    h, w = bundle.cfg.grid
+    if video:
+        bundle.check_task(Task.T2V)
+    grid = bundle.cfg.video_grid if video else bundle.cfg.grid
+    *t, h, w = grid
     with progress_bar(progress) as bar:
         task = bar.add_task("generating", total=len(prompts))
         for start in range(0, len(prompts), batch_size):
             chunk = text[start : start + batch_size]
-            orders = make_orders(order or bundle.cfg.order, len(chunk), h, w, order_gen)
+            orders = make_orders(order or bundle.cfg.order, len(chunk), math.prod(t) * h, w, order_gen)
             coded = None if conditions is None else condition_codes(bundle, conditions[start : start + batch_size])
-            drawn = generate(bundle.model, bundle.space, chunk, (h, w), orders, sampling, gen, conditions=coded)
+            drawn = generate(bundle.model, bundle.space, chunk, grid, orders, sampling, gen, conditions=coded)
             yield to_uint8(bundle.image_tokenizer.decode(drawn.codes)), drawn
             bar.update(task, advance=len(chunk))
 

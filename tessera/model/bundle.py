@@ -42,6 +42,7 @@ class BundleConfig:
     question_len: int = 24  # understanding: question tokens and answer tokens
     answer_len: int = 24
     context_frames: int = 2  # frame prediction: earlier frames each drawn frame follows
+    video_grid: tuple[int, int, int] | None = None  # text-to-video: the code grid (t, h, w) of a clip
 
 
 @dataclass
@@ -82,16 +83,17 @@ class Bundle:
 
     @torch.no_grad()
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (B, H, W, 3) at the model's canvas -> (B, h, w) codes."""
-        if images.shape[1:3] != (self.cfg.canvas, self.cfg.canvas):
+        """uint8 (B, H, W, 3) at the model's canvas -> (B, h, w) codes; clips (B, T, H, W, 3) -> (B, t, h, w)."""
+        if images.shape[-3:-1] != (self.cfg.canvas, self.cfg.canvas):
             raise InputError(
-                f"images must be {self.cfg.canvas}x{self.cfg.canvas}, got {images.shape[2]}x{images.shape[1]}"
+                f"images must be {self.cfg.canvas}x{self.cfg.canvas}, got {images.shape[-2]}x{images.shape[-3]}"
             )
         return self.image_tokenizer.encode(to_tensor(images).to(self.model.output.weight.device))
 
     @torch.no_grad()
     def round_trip(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) pictures through the visual tokenizer and back: what the model could draw at best."""
+        """uint8 (B, H, W, 3) pictures (or (B, T, H, W, 3) clips) through the visual tokenizer and back: what the
+        model could draw at best."""
         return to_uint8(self.image_tokenizer.decode(self.encode_images(images)))
 
     def to(self, device) -> Bundle:

@@ -80,7 +80,7 @@ def draw_rollout(
     seconds = {"generate_s": drawn_at - start, "reward_s": time.time() - drawn_at}
 
     def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
-        args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], w, sampling)
+        args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], (h, w), sampling)
         given = None if conditions is None else conditions.rows(rows)
         return score(model, *args, train_unconditional=train_unconditional, conditions=given)
 
@@ -200,12 +200,12 @@ def introspect_rollout(
     second_mask = torch.zeros_like(chain.first.ids, dtype=torch.bool)
     if chain.second is not None:
         second_logp[rows], second_mask[rows] = chain.second.logprobs, True
-    text, judged, width = chain.text, chain.judged, bundle.cfg.grid[1]
+    text, judged, grid = chain.text, chain.judged, bundle.cfg.grid
     where = torch.full((len(metadata),), -1, dtype=torch.long, device=device)  # row -> its index among the redrawn
     where[rows] = torch.arange(len(rows), device=device)
 
     def rescore(model: torch.nn.Module, part: slice) -> torch.Tensor:
-        f = score(model, bundle.space, text[part], chain.first.ids[part], chain.first.order[part], width, sampling,
+        f = score(model, bundle.space, text[part], chain.first.ids[part], chain.first.order[part], grid, sampling,
                   train_unconditional)  # fmt: skip
         v = score_text(model, bundle.space, judged.rows(part), chain.verdict.ids[part], judging)
         s = torch.zeros_like(f)
@@ -213,7 +213,7 @@ def introspect_rollout(
         if (mine >= 0).any():
             k = mine[mine >= 0]
             ctx = chain.context
-            s2 = score(model, bundle.space, ctx.ids[k], chain.second.ids[k], chain.second.order[k], width, sampling,
+            s2 = score(model, bundle.space, ctx.ids[k], chain.second.ids[k], chain.second.order[k], grid, sampling,
                        train_unconditional, text_pos=ctx.pos[k])  # fmt: skip
             s = s.index_put(((mine >= 0).nonzero().squeeze(1),), s2)
         return torch.cat([f, v, s], 1)

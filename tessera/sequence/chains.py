@@ -70,7 +70,7 @@ def introspection_batch(
     redraw: list[bool],  # the verdict says no
     second_codes: torch.Tensor,  # (B, h, w) the image to draw after "no" (ignored after "yes")
     second_order: torch.Tensor,  # (B, N)
-    width: int,
+    grid: tuple[int, int],
 ) -> Batch:
     """Whole chains as one training Batch (right-padded). The loss falls on the verdict and </think>, then on <eos>
     or on the second image - not on the first image, which is the model's own sample."""
@@ -79,7 +79,7 @@ def introspection_batch(
     for i, said in enumerate(verdicts):
         parts = [
             _part([*text[i].cpu().tolist(), special("<boi>")], TEXT, False),
-            _part(first_ids[i].cpu().tolist(), IMAGE, False, grid_positions(first_order[i : i + 1].cpu(), width)[0]),
+            _part(first_ids[i].cpu().tolist(), IMAGE, False, grid_positions(first_order[i : i + 1].cpu(), grid)[0]),
             _part([special("<eoi>"), special("<think>")], TEXT, False),
             _part([*space.text(said), special("</think>")], TEXT, True),
         ]
@@ -88,7 +88,7 @@ def introspection_batch(
             image = space.image(second_codes[i].flatten().cpu()[order]).tolist()
             parts += [
                 _part([special("<boi>")], TEXT, True),
-                _part(image, IMAGE, True, grid_positions(order[None], width)[0]),
+                _part(image, IMAGE, True, grid_positions(order[None], grid)[0]),
                 _part([special("<eoi>")], TEXT, True),
             ]
         else:

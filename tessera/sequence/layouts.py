@@ -1,6 +1,7 @@
 """Tasks as layouts of the one token stream.
 
 Text-to-image:  <pad>.. text <boi> image tokens (in generation order) <eoi>
+Text-to-video:  the same, with a clip's code frames as one image whose tokens carry their frame
 Class-to-image: the same, with the class name as a one-token text.
 Image-to-text:  <pad>.. question <boi> image tokens (raster) <eoi> <sep> answer <eos> <pad>..
                 (captioning, question answering and judging differ only in the question)
@@ -71,9 +72,11 @@ def prefix(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
     return torch.cat([text, boi], dim=1)
 
 
-def grid_positions(order: torch.Tensor, width: int, frame: int = 0) -> torch.Tensor:
-    """(B, N) raster indices in generation order -> (B, N, 3) (frame, row, col), all in frame `frame`."""
-    return torch.stack([torch.full_like(order, frame), order // width, order % width], dim=-1)
+def grid_positions(order: torch.Tensor, grid: tuple[int, ...], frame: int = 0) -> torch.Tensor:
+    """(B, N) raster indices in generation order over a grid (h, w) or a clip's (t, h, w) -> (B, N, 3) (frame,
+    row, col); frames count from `frame`."""
+    h, w = grid[-2:]
+    return torch.stack([frame + order // (h * w), order % (h * w) // w, order % w], dim=-1)
 
 
 def t2i_length(text_len: int, n_image: int) -> int:
@@ -125,15 +128,15 @@ def conditioned_length(text_len: int, n_image: int, n_conditions: int) -> int:
 def text_to_image(
     space: IdSpace, text: torch.Tensor, codes: torch.Tensor, order: torch.Tensor, frame: int = 0
 ) -> Batch:
-    """text (B, L) sequence ids, codes (B, h, w), order (B, h*w) raster indices -> the training Batch; the loss
-    falls on the image tokens in the image slots, which sit in frame `frame`."""
+    """text (B, L) sequence ids, codes (B, h, w) or a clip's (B, t, h, w), order (B, N) raster indices -> the
+    training Batch; the loss falls on the image tokens in the image slots, whose frames count from `frame`."""
     b, length = text.shape
     flat = codes.flatten(1)  # (B, N)
     image = space.image(flat.gather(1, order))  # (B, N) in generation order
     eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
     ids = torch.cat([prefix(space, text), image, eoi], dim=1)  # (B, L + N + 2)
     pos = torch.full((*ids.shape, 3), NO_POS, dtype=torch.long, device=ids.device)
-    pos[:, length + 1 : -1] = grid_positions(order, codes.shape[-1], frame)
+    pos[:, length + 1 : -1] = grid_positions(order, tuple(codes.shape[1:]), frame)
     slot = torch.full_like(ids, TEXT)
     slot[:, length + 1 : -1] = IMAGE
     loss = slot == IMAGE
@@ -221,7 +224,7 @@ def condition_prompt(space: IdSpace, text: torch.Tensor, conditions: Conditions 
     part = [torch.full_like(text, TEXT_PART)]
     for i in range(k):
         ids += [boi, space.image(conditions.codes[:, i].flatten(1)), eoi]
-        pos += [none, grid_positions(raster, w, conditions.frame(i)), none]
+        pos += [none, grid_positions(raster, (h, w), conditions.frame(i)), none]
         part.append(torch.full((b, h * w + 2), 2 + i, dtype=torch.long, device=text.device))
     ids_t, part_t = torch.cat(ids, 1), torch.cat(part, 1)
     slot = torch.full_like(ids_t, TEXT)

@@ -18,12 +18,13 @@ class Task(StrEnum):
     EDGE2I = "edge2i"  # an edge map + the scene's caption -> image
     INSTRUCT = "instruct"  # a source image + an edit instruction -> the edited image
     PREDICT = "predict"  # earlier frames of a clip -> the next frame
+    T2V = "t2v"  # text naming objects and their motion -> a clip (its code frames in one stream)
 
 
 READING = (Task.CAPTION, Task.QA, Task.JUDGE)  # image-to-text tasks
 CONDITIONED = (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT, Task.PREDICT)  # visual conditions (and text) -> image
-MIXABLE = (Task.T2I, *READING, *CONDITIONED)  # tasks a training mixture draws from the world (not chains: those
-# come from a model's own samples)
+MIXABLE = (Task.T2I, Task.T2V, *READING, *CONDITIONED)  # tasks a training mixture draws from the world (not
+# chains: those come from a model's own samples)
 
 
 def tasks(names: Iterable[str], allowed: Iterable[Task] = tuple(Task), where: str = "tasks") -> tuple[Task, ...]:

@@ -21,6 +21,10 @@ class FrameByFrame(nn.Module):
         recon = recon.reshape(b, t, *recon.shape[1:]).transpose(1, 2)
         return recon, Quantized(q.latent, codes, q.loss, q.perplexity)
 
+    def video_grid(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Code grid (T, h, w) of a clip of shape (T, H, W): one code frame per frame."""
+        return (shape[0], *self.grid(shape[1:]))
+
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, h, w) codes; (B, 3, T, H, W) -> (B, T, h, w)."""

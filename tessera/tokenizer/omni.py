@@ -140,6 +140,10 @@ class OmniTok(nn.Module):
         p = self.cfg.patch
         return (*(1 + (t[0] - 1) // self.cfg.temporal_patch for _ in t), h // p, w // p)
 
+    def video_grid(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Code grid (t, h, w) of a clip of shape (T, H, W): 1 + (T - 1) / temporal_patch code frames."""
+        return self.grid(shape)
+
     def _check(self, video: torch.Tensor) -> None:
         t, h, w = video.shape[2:]
         tp, p = self.cfg.temporal_patch, self.cfg.patch

@@ -137,7 +137,7 @@ class IntrospectionTrainer:
             [self.redraw[i] for i in rows],
             chains["second"][rows],
             chains["second_order"][rows],
-            self.bundle.cfg.grid[1],
+            self.bundle.cfg.grid,
         )
         ids, pos, tpos = (t.to(self.device) for t in batch.inputs())
         targets, slots, mask = (t.to(self.device) for t in batch.targets())

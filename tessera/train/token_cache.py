@@ -22,6 +22,7 @@ from tessera.errors import ConfigError, InputError
 from tessera.pictures import to_tensor
 from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, TextTokenizer, WorldTokenizer, from_dict
+from tessera.world.scene import VIDEO_FRAMES
 
 console = Console(stderr=True)
 
@@ -35,6 +36,7 @@ class Examples:
     tasks: list[str] = field(default_factory=list)  # per example; empty: all t2i
     answers: list[list[int]] = field(default_factory=list)  # per example (empty for t2i)
     conditions: torch.Tensor | None = None  # (N, K, h, w) codes of each example's visual conditions (zeros: none)
+    clips: torch.Tensor | None = None  # (N, t, h, w) codes of each text-to-video example's clip (zeros: none)
 
 
 def _stacked(picture: np.ndarray | None, like: np.ndarray, k: int) -> np.ndarray:
@@ -71,7 +73,10 @@ def _read(codes_path: Path, meta_path: Path) -> Examples:
     if len(meta["texts"]) != len(codes):
         raise ValueError("texts and codes differ in number")
     conditions = tensors["conditions"].long() if "conditions" in tensors else None  # (N, K, h, w)
-    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions)
+    clips = tensors["clips"].long() if "clips" in tensors else None  # (N, t, h, w)
+    return Examples(
+        meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions, clips
+    )
 
 
 @torch.no_grad()
@@ -89,19 +94,29 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
             console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
     stream, total = examples(cfg, seed, skipped)
-    items, codes, conditions, batch = [], [], [], []  # items: (task, text, answer)
+    items, codes, conditions, clips, batch = [], [], [], [], []  # items: (task, text, answer)
     most = cfg.context_frames if Task.PREDICT in cfg.tasks else 1  # visual conditions an example may have
     device = next(tokenizer.parameters()).device
 
     def flush():
         images = np.stack([item[3] for item in batch])
         codes.append(tokenizer.encode(to_tensor(images).to(device)).to(torch.int32).cpu())
-        if any(item[4] is not None for item in batch):
-            pictures = np.stack([_stacked(item[4], images[i], most) for i, item in enumerate(batch)])  # (B, K, H, W, 3)
+        given = [item[4] if item[0] in CONDITIONED else None for item in batch]
+        if any(g is not None for g in given):
+            pictures = np.stack([_stacked(g, images[i], most) for i, g in enumerate(given)])  # (B, K, H, W, 3)
             coded = tokenizer.encode(to_tensor(pictures.reshape(-1, *images.shape[1:])).to(device))
             conditions.append(coded.reshape(len(batch), most, *coded.shape[1:]).to(torch.int32).cpu())
         else:
             conditions.append(torch.zeros(len(batch), most, *codes[-1].shape[1:], dtype=torch.int32))
+        if Task.T2V in cfg.tasks:  # the clips of text-to-video examples; zeros for the others
+            coded = torch.zeros(
+                len(batch), *tokenizer.video_grid((VIDEO_FRAMES, *images.shape[1:3])), dtype=torch.int32
+            )
+            rows = [i for i, item in enumerate(batch) if item[0] == Task.T2V]
+            if rows:
+                videos = to_tensor(np.stack([batch[i][4] for i in rows])).to(device)  # (b, 3, T, H, W)
+                coded[rows] = tokenizer.encode(videos).to(torch.int32).cpu()
+            clips.append(coded)  # (B, t, h, w)
         items.extend(item[:3] for item in batch)
         batch.clear()
 
@@ -118,7 +133,7 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     tasks = [task for task, _, _ in items]
     ids = [text_tok.encode(t) if t else [] for _, t, _ in items]  # frame prediction has no text
     answers = [text_tok.encode(a) if a else [] for _, _, a in items]
-    drawn = [len(i) for i, task in zip(ids, tasks, strict=True) if task == Task.T2I or task in CONDITIONED]
+    drawn = [len(i) for i, task in zip(ids, tasks, strict=True) if task in (Task.T2I, Task.T2V, *CONDITIONED)]
     too_long = max(drawn, default=0)
     if too_long > cfg.text_len:
         raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
@@ -126,6 +141,8 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     tensors = {"codes": all_codes}
     if any(task in CONDITIONED for task in tasks):
         tensors["conditions"] = torch.cat(conditions)
+    if clips:
+        tensors["clips"] = torch.cat(clips)
     folder.mkdir(parents=True, exist_ok=True)
     partial = codes_path.with_name(codes_path.name + ".tmp")
     save_file(tensors, str(partial))
@@ -133,4 +150,5 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     meta = {"texts": ids, "tasks": tasks, "answers": answers, "text": text_tok.to_dict(), "source": cfg.source}
     write_atomically(meta_path, json.dumps(meta))
     all_conditions = tensors["conditions"].long() if "conditions" in tensors else None
-    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions)
+    all_clips = tensors["clips"].long() if "clips" in tensors else None
+    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions, all_clips)

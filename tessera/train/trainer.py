@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,11 +168,15 @@ class Trainer:
             conditioned_length(cfg.data.text_len, h * w, cfg.data.context_frames if Task.PREDICT in tasks else 1)
             if conditioned_tasks(tasks)
             else 0,
+            t2i_length(cfg.data.text_len, examples.clips[0].numel()) if Task.T2V in tasks else 0,
         )
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
         if max(h, w) > cfg.model.max_grid:
             raise ConfigError(f"images of {h}x{w} tokens need model.max_grid >= {max(h, w)}")
+        video_grid = tuple(examples.clips.shape[1:]) if Task.T2V in tasks else None  # (t, h, w)
+        if video_grid and video_grid[0] > cfg.model.max_frames:
+            raise ConfigError(f"clips of {video_grid[0]} code frames need model.max_frames >= {video_grid[0]}")
         space = IdSpace(examples.text_tokenizer.vocab_size, self.image_tokenizer.codebook_size)
         vectors = visual.code_vectors(self.image_tokenizer) if cfg.code_vectors else None  # (n_image, code_dim)
         code_dim = 0 if vectors is None else vectors.shape[1]
@@ -190,6 +195,7 @@ class Trainer:
             question_len=cfg.data.question_len,
             answer_len=cfg.data.answer_len,
             context_frames=cfg.data.context_frames,
+            video_grid=video_grid,
         )
         torch.manual_seed(cfg.seed)
         self.model = Transformer(self.cfg.model).to(self.device)
@@ -205,7 +211,9 @@ class Trainer:
         example_tasks = examples.tasks or [Task.T2I] * len(examples.texts)
         self.is_t2i = torch.tensor([t == Task.T2I for t in example_tasks])  # (N,)
         self.is_conditioned = torch.tensor([t in CONDITIONED for t in example_tasks])  # (N,)
-        is_read = ~(self.is_t2i | self.is_conditioned)
+        self.is_video = torch.tensor([t == Task.T2V for t in example_tasks])  # (N,)
+        is_read = ~(self.is_t2i | self.is_conditioned | self.is_video)
+        self.is_read = is_read
         texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
         self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
         self.conditions = examples.conditions  # (N, K, h, w) or None
@@ -215,6 +223,7 @@ class Trainer:
             self.questions = pad_text(space, questions, cfg.data.question_len)  # (N, Q)
             self.answers = pad_answer(space, examples.answers, cfg.data.answer_len)  # (N, A + 1)
         self.codes = examples.codes  # (N, h, w)
+        self.clips = examples.clips  # (N, t, h, w) or None
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.processes.rank)  # this process's data order
         self.engine.track(model=self.model, opt=self.opt, ema=self.ema, data=self.gen)
         self.engine.schedule(self.opt, WarmupCosine(cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
@@ -230,20 +239,22 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
     def batch(self) -> Batch:
-        """A batch of examples drawn with this process's generator: text-to-image rows (a share with the empty
-        prompt, for guidance), conditioned rows (shares with the text, the visual condition, or both dropped) and
-        image-to-text rows."""
+        """A batch of examples drawn with this process's generator: text-to-image and text-to-video rows (a share
+        with the empty prompt, for guidance), conditioned rows (shares with the text, the visual condition, or both
+        dropped) and image-to-text rows."""
         cfg, space = self.cfg, self.bundle.space
         index = torch.randint(len(self.codes), (cfg.batch_size,), generator=self.gen)
-        t2i_rows, cond_rows = index[self.is_t2i[index]], index[self.is_conditioned[index]]
-        read_rows = index[~(self.is_t2i | self.is_conditioned)[index]]
-        h, w = self.codes.shape[1:]
+        cond_rows, read_rows = index[self.is_conditioned[index]], index[self.is_read[index]]
         parts = []
-        if len(t2i_rows):
-            text, codes = self.texts[t2i_rows], self.codes[t2i_rows]
-            drop = torch.rand(len(t2i_rows), generator=self.gen) < cfg.cond_dropout
-            text = torch.where(drop[:, None], unconditional(space, text), text)
-            parts.append(text_to_image(space, text, codes, make_orders(cfg.order, len(t2i_rows), h, w, self.gen)))
+        for is_task, codes in ((self.is_t2i, self.codes), (self.is_video, self.clips)):
+            rows = index[is_task[index]]
+            if len(rows):
+                text = self.texts[rows]
+                drop = torch.rand(len(rows), generator=self.gen) < cfg.cond_dropout
+                text = torch.where(drop[:, None], unconditional(space, text), text)
+                *t, h, w = codes.shape[1:]
+                order = make_orders(cfg.order, len(rows), math.prod(t) * h, w, self.gen)  # a clip's frames stacked
+                parts.append(text_to_image(space, text, codes[rows], order))
         for i, task in enumerate(CONDITIONED):  # one part per conditioned task: each has its own conditions
             rows = cond_rows[self.task_index[cond_rows] == i]
             if len(rows):

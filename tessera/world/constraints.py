@@ -13,6 +13,7 @@ from tessera.world.scene import (
     SIZES,
     Pairs,
     Scene,
+    add_straight_motion,
     check_canvas,
     make_object,
     pick_pair,
@@ -39,19 +40,23 @@ class Thing(Protocol):
 
 @dataclass(frozen=True)
 class ObjectSpec:
-    """`count` objects with the given attributes (None: any). exact: the scene holds exactly `count` such objects."""
+    """`count` objects with the given attributes (None: any). exact: the scene holds exactly `count` such objects.
+    motion: in a video, the direction they move in (left, right, up, down); a still frame does not check it."""
 
     shape: str | None = None
     colour: str | None = None
     size: str | None = None
     count: int = 1
     exact: bool = False
+    motion: str | None = None
 
     def accepts(self, thing: Thing) -> bool:
+        """Whether the thing has these attributes; the motion too when the thing knows its own (a track)."""
         return (
             (self.shape is None or thing.shape == self.shape)
             and (self.colour is None or thing.colour == self.colour)
             and (self.size is None or thing.size == self.size)
+            and (self.motion is None or getattr(thing, "motion", self.motion) == self.motion)
         )
 
 
@@ -133,6 +138,19 @@ def sample_scene_for(
         f"found no scene for the text in {tries} tries: its constraints contradict each other or do not fit "
         f"a {canvas}x{canvas} canvas"
     )
+
+
+def moving_scene_for(
+    constraints: Constraints, rng: np.random.Generator, canvas: int = 64, tries: int = 50, avoid: Pairs = frozenset()
+) -> Scene:
+    """A scene for the text (`sample_scene_for`) whose objects move as it says (at random where it is silent), in
+    straight lines that stay on the canvas and clear of each other for a whole clip; InputError if none is found."""
+    directions = [spec.motion for spec in constraints.objects for _ in range(spec.count)]
+    for _ in range(tries):
+        moving = add_straight_motion(sample_scene_for(constraints, rng, canvas, avoid=avoid), rng, directions)
+        if moving is not None:
+            return moving
+    raise InputError(f"found no clip for the text in {tries} tries: its objects cannot move so on this canvas")
 
 
 def to_geneval(constraints: Constraints, tag: str, prompt: str) -> dict:

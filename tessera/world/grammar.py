@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tessera.errors import InputError
 from tessera.world.constraints import Constraints, ObjectSpec, RelationSpec, Thing
-from tessera.world.scene import COLOURS, MAX_OBJECTS, SHAPES, SIZES, boxes_apart, relative_position
+from tessera.world.scene import COLOURS, DIRECTIONS, MAX_OBJECTS, SHAPES, SIZES, boxes_apart, relative_position
 
 NUMBERS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -35,10 +35,10 @@ RELATION_PHRASES = {
     "above": "above",
     "below": "below",
 }
-DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 ANY_NOUNS = ("object", "shape")
 PLURAL = {**{s + "s": s for s in SHAPES}, "objects": "object", "shapes": "shape"}
 QUESTION_WORDS = ["how", "many", "are", "there", "what", "colour", "color", "is", "shape", "?"]
+MOTION_WORD = "moving"  # "a red circle moving right": an object of a video and its direction
 EDIT_WORDS = ["make", "paint", "change", "the", "colour", "color", "of", "to", "move", "add", "remove", "delete"]
 TASK_WORDS = ["describe", "image", "does", "this", "show", "not", "no", "yes"]  # captioning, judging, reasons
 ANSWERS = ("yes", "no", *NUMBERS[: MAX_OBJECTS + 1], *COLOURS, *SHAPES)
@@ -60,7 +60,7 @@ VOCAB: tuple[str, ...] = tuple(
         | set(QUESTION_WORDS)
         | set(EDIT_WORDS)
         | set(TASK_WORDS)
-        | {"a", "an", "and", "the", ",", ".", "?"}
+        | {MOTION_WORD, "a", "an", "and", "the", ",", ".", "?"}
     )
 )
 _VOCAB_SET = set(VOCAB)
@@ -177,7 +177,19 @@ class _Parser:
     def np(self) -> ObjectSpec:
         n, exact = self.count()
         shape, colour, size = self.attributes(plural=n > 1)
-        return ObjectSpec(shape, colour, size, n, exact)
+        return ObjectSpec(shape, colour, size, n, exact, self.motion())
+
+    def motion(self) -> str | None:
+        if not self.accept(MOTION_WORD):
+            return None
+        return self.direction()
+
+    def direction(self) -> str:
+        direction = self.peek()
+        if direction not in DIRECTIONS:
+            raise PromptError(f"expected left, right, up or down {self.where()}")
+        self.i += 1
+        return direction
 
     def definite_np(self) -> ObjectSpec:
         self.expect("the")
@@ -241,11 +253,7 @@ class _Parser:
             e = Edit("recolour", subject, colour=self.colour())
         elif self.accept("move"):
             subject = self.definite_np()
-            direction = self.peek()
-            if direction not in DIRECTIONS:
-                raise PromptError(f"expected left, right, up or down {self.where()}")
-            self.i += 1
-            e = Edit("move", subject, direction=direction)
+            e = Edit("move", subject, direction=self.direction())
         elif self.accept("add"):
             e = Edit("add", self.np())
         elif self.accept("remove") or self.accept("delete"):

@@ -15,6 +15,7 @@ import numpy as np
 from tessera.world.constraints import RELATIONS
 from tessera.world.grammar import (
     DIRECTIONS,
+    MOTION_WORD,
     NUMBERS,
     PREFIXES,
     RELATION_PHRASES,
@@ -29,6 +30,7 @@ from tessera.world.scene import (
     Object,
     Scene,
     boxes_apart,
+    direction_of,
     make_object,
     min_gap,
     place,
@@ -154,6 +156,22 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
         used = {a, b}
     clauses += [noun_phrase(k, len(groups[k])) for k in keys if k not in used]
     return _frame(_join(clauses), rng)
+
+
+def video_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A full caption of a moving scene: every object once, each with the direction it moves in ('a red circle
+    moving right and two small blue stars moving up'); objects must move along one axis."""
+    with_size = rng.random() < 0.5
+    groups: dict[tuple[Description, str], int] = {}
+    for o in scene.objects:
+        direction = direction_of(o)
+        if direction is None:
+            raise ValueError("a video caption needs every object moving along one axis")
+        key = ((o.shape, o.colour, o.size if with_size else None), direction)
+        groups[key] = groups.get(key, 0) + 1
+    keys = list(groups)
+    rng.shuffle(keys)
+    return _frame(_join([f"{noun_phrase(d, groups[d, m])} {MOTION_WORD} {m}" for d, m in keys]), rng)
 
 
 def _random_description(o: Object, rng: np.random.Generator) -> Description:

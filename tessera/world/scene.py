@@ -28,6 +28,7 @@ MAX_OBJECTS = 6
 GAP = 2.0  # minimum pixels between two objects' boxes at 64x64 (scaled with the canvas), so they never touch
 POSITION_MARGIN = 0.1  # GenEval's position threshold
 VIDEO_FRAMES = 9
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # unit steps (y grows downwards)
 
 
 def check_canvas(canvas: int) -> int:
@@ -230,6 +231,44 @@ def add_motion(scene: Scene, rng: np.random.Generator, frames: int = VIDEO_FRAME
         if all(_frame_clear(moving.at_frame(t)) for t in range(1, frames)):
             return moving
     return scene
+
+
+def add_straight_motion(
+    scene: Scene,
+    rng: np.random.Generator,
+    directions: list[str | None] | None = None,
+    frames: int = VIDEO_FRAMES,
+    tries: int = 100,
+) -> Scene | None:
+    """Give every object a speed along one direction (its own of `directions`, or one at random), such that over
+    `frames` frames it never reaches the border (no bounce: its direction holds throughout) and no two objects
+    overlap in any frame; None if no such motion is found. Speeds lie in [0.5, 1] of the world's top speed, so
+    every object travels at least 14 % of the canvas over nine frames."""
+    top = 0.035 * scene.canvas
+    directions = directions or [None] * len(scene.objects)
+    for _ in range(tries):
+        moved = []
+        for o, direction in zip(scene.objects, directions, strict=True):
+            dx, dy = DIRECTIONS[direction or list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]]
+            speed = float(rng.uniform(0.5, 1.0)) * top
+            moved.append(replace(o, vx=dx * speed, vy=dy * speed))
+        moving = replace(scene, objects=tuple(moved))
+        last = moving.at_frame(frames - 1)
+        unbounced = all(
+            math.isclose(b.x, a.x + a.vx * (frames - 1)) and math.isclose(b.y, a.y + a.vy * (frames - 1))
+            for a, b in zip(moving.objects, last.objects, strict=True)
+        )
+        if unbounced and all(_frame_clear(moving.at_frame(t)) for t in range(1, frames)):
+            return moving
+    return None
+
+
+def direction_of(o: Object) -> str | None:
+    """The direction an object moves in when it moves along one axis; None when still or diagonal."""
+    for name, (dx, dy) in DIRECTIONS.items():
+        if (o.vx, o.vy) != (0, 0) and o.vx * dy == 0 and o.vy * dx == 0 and o.vx * dx + o.vy * dy > 0:
+            return name
+    return None
 
 
 def _frame_clear(scene: Scene) -> bool:
