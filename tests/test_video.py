@@ -198,7 +198,7 @@ def test_eval_conditions_scores_video(cli, video_ckpt, tmp_path):
     assert scores["motion"]["copy"] == 0.0  # a held first frame never moves
     assert (tmp_path / "t2v.png").exists() and Image.open(tmp_path / "t2v-0-drawn.gif").n_frames == VIDEO_FRAMES
     report = (tmp_path / "report.html").read_text()
-    assert "t2v: model, ceiling, copy (the first frame held)" in report and 't2v-0-ceiling.gif' in report
+    assert "t2v: model, ceiling, copy (the first frame held)" in report and "t2v-0-ceiling.gif" in report
 
 
 def test_the_video_preset_fits_its_clips():

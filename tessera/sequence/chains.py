@@ -50,14 +50,15 @@ def redraw_context(space: IdSpace, judged: Batch, verdict: torch.Tensor, written
     return Batch(ids, pos, torch.full_like(ids, TEXT), torch.zeros_like(ids, dtype=torch.bool))
 
 
-def _part(ids: list[int], slot: int, loss: bool, pos: torch.Tensor | None = None) -> Batch:
+def stretch(ids: list[int], slot: int, loss: bool, pos: torch.Tensor | None = None) -> Batch:
     """One stretch of a row: (1, n) ids with their positions (NO_POS unless given), slot and loss."""
     n = len(ids)
     pos = torch.full((n, 3), NO_POS, dtype=torch.long) if pos is None else pos
     return Batch(torch.tensor([ids]), pos[None], torch.full((1, n), slot), torch.full((1, n), loss, dtype=torch.bool))
 
 
-def _join(parts: list[Batch]) -> Batch:
+def concat(parts: list[Batch]) -> Batch:
+    """Stretches of one row, in order, as one (1, T) Batch."""
     return Batch(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("ids", "pos", "slot", "loss")))
 
 
@@ -78,20 +79,20 @@ def introspection_batch(
     rows = []
     for i, said in enumerate(verdicts):
         parts = [
-            _part([*text[i].cpu().tolist(), special("<boi>")], TEXT, False),
-            _part(first_ids[i].cpu().tolist(), IMAGE, False, grid_positions(first_order[i : i + 1].cpu(), grid)[0]),
-            _part([special("<eoi>"), special("<think>")], TEXT, False),
-            _part([*space.text(said), special("</think>")], TEXT, True),
+            stretch([*text[i].cpu().tolist(), special("<boi>")], TEXT, False),
+            stretch(first_ids[i].cpu().tolist(), IMAGE, False, grid_positions(first_order[i : i + 1].cpu(), grid)[0]),
+            stretch([special("<eoi>"), special("<think>")], TEXT, False),
+            stretch([*space.text(said), special("</think>")], TEXT, True),
         ]
         if redraw[i]:
             order = second_order[i].cpu()
             image = space.image(second_codes[i].flatten().cpu()[order]).tolist()
             parts += [
-                _part([special("<boi>")], TEXT, True),
-                _part(image, IMAGE, True, grid_positions(order[None], grid)[0]),
-                _part([special("<eoi>")], TEXT, True),
+                stretch([special("<boi>")], TEXT, True),
+                stretch(image, IMAGE, True, grid_positions(order[None], grid)[0]),
+                stretch([special("<eoi>")], TEXT, True),
             ]
         else:
-            parts.append(_part([special("<eos>")], TEXT, True))
-        rows.append(_join(parts))
+            parts.append(stretch([special("<eos>")], TEXT, True))
+        rows.append(concat(parts))
     return stack(rows, space)

@@ -40,6 +40,7 @@ PLURAL = {**{s + "s": s for s in SHAPES}, "objects": "object", "shapes": "shape"
 QUESTION_WORDS = ["how", "many", "are", "there", "what", "colour", "color", "is", "shape", "?"]
 MOTION_WORD = "moving"  # "a red circle moving right": an object of a video and its direction
 EDIT_WORDS = ["make", "paint", "change", "the", "colour", "color", "of", "to", "move", "add", "remove", "delete"]
+THOUGHT_WORDS = ["band", "nothing", "score", "fine", "missing", "extra", "top", "middle", "bottom", "in", "centre"]
 TASK_WORDS = ["describe", "image", "does", "this", "show", "not", "no", "yes"]  # captioning, judging, reasons
 ANSWERS = ("yes", "no", *NUMBERS[: MAX_OBJECTS + 1], *COLOURS, *SHAPES)
 
@@ -60,6 +61,7 @@ VOCAB: tuple[str, ...] = tuple(
         | set(QUESTION_WORDS)
         | set(EDIT_WORDS)
         | set(TASK_WORDS)
+        | set(THOUGHT_WORDS)
         | {MOTION_WORD, "a", "an", "and", "the", ",", ".", "?"}
     )
 )
@@ -106,7 +108,9 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-class _Parser:
+class Parser:
+    """Recursive descent over the world's words: descriptions, questions and edits here; thoughts extend it."""
+
     def __init__(self, text: str):
         self.text = text
         self.toks = tokenize(text)
@@ -273,15 +277,15 @@ class _Parser:
 
 def parse_description(text: str) -> Constraints:
     """Parse a prompt, caption or partial description into the constraints it states."""
-    return _Parser(text).description()
+    return Parser(text).description()
 
 
 def parse_question(text: str) -> Question:
-    return _Parser(text).question()
+    return Parser(text).question()
 
 
 def parse_edit(text: str) -> Edit:
-    return _Parser(text).edit()
+    return Parser(text).edit()
 
 
 def _the(spec: ObjectSpec, things: Sequence[Thing]) -> Thing:

@@ -114,7 +114,8 @@ def check_question(text: str) -> None:
         parse_question(text)
 
 
-def _join(clauses: list[str]) -> str:
+def join_clauses(clauses: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
     return clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
 
 
@@ -155,7 +156,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
         clauses.append(_relation_clause(a, rel, b, rng))
         used = {a, b}
     clauses += [noun_phrase(k, len(groups[k])) for k in keys if k not in used]
-    return _frame(_join(clauses), rng)
+    return _frame(join_clauses(clauses), rng)
 
 
 def video_caption(scene: Scene, rng: np.random.Generator) -> str:
@@ -171,7 +172,7 @@ def video_caption(scene: Scene, rng: np.random.Generator) -> str:
         groups[key] = groups.get(key, 0) + 1
     keys = list(groups)
     rng.shuffle(keys)
-    return _frame(_join([f"{noun_phrase(d, groups[d, m])} {MOTION_WORD} {m}" for d, m in keys]), rng)
+    return _frame(join_clauses([f"{noun_phrase(d, groups[d, m])} {MOTION_WORD} {m}" for d, m in keys]), rng)
 
 
 def _random_description(o: Object, rng: np.random.Generator) -> Description:
@@ -196,7 +197,7 @@ def partial_description(scene: Scene, rng: np.random.Generator) -> str:
         taken |= hit
         exact = len(hit) > 1 and rng.random() < 0.6
         clauses.append(noun_phrase(desc, len(hit)) if exact else noun_phrase(desc))
-    return _frame(_join(clauses), rng)
+    return _frame(join_clauses(clauses), rng)
 
 
 def prompt(scene: Scene, category: str, rng: np.random.Generator, framed: bool = True) -> str | None:

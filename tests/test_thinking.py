@@ -1,0 +1,134 @@
+"""Thinking while generating: band schedules, thoughts and critiques from the world (parsed back), critiques from
+the judge on a partial image, and the interleaved layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tessera.errors import ConfigError
+from tessera.eval.critique import band_critique, drawn_so_far
+from tessera.sequence.bands import Bands, BandStep, chain_length, thinking_batch, thinking_row
+from tessera.sequence.ids import IMAGE, IdSpace
+from tessera.sequence.layouts import pad_text
+from tessera.world.grammar import PromptError
+from tessera.world.render import render_image
+from tessera.world.scene import COLOURS, SHAPES, SIZES, Scene, sample_scene
+from tessera.world.thoughts import MAX_SCORE, Critique, band_thought, parse_critique, parse_thought
+
+SPACE = IdSpace(n_text=10, n_image=16)
+
+
+def _edges(bands: Bands, canvas: int) -> list[float]:
+    rows = sum(bands.heights)
+    return [canvas * sum(bands.heights[:k]) / rows for k in range(len(bands) + 1)]
+
+
+def test_equal_bands():
+    assert Bands.equal(16, 3).heights == (6, 5, 5)
+    assert Bands.equal(8, 4).heights == (2, 2, 2, 2)
+    assert list(Bands.equal(16, 3).rows(1)) == list(range(6, 11))
+    with pytest.raises(ConfigError, match="do not fit"):
+        Bands.equal(4, 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), canvas=st.sampled_from([32, 64]))
+def test_thoughts_say_what_each_band_holds(seed, k, canvas):
+    scene = sample_scene(np.random.default_rng(seed), canvas)
+    bands = Bands.equal(canvas // 4, k)
+    edges = _edges(bands, canvas)
+    thoughts = [band_thought(scene, b, edges) for b in range(k)]
+    for t in thoughts:
+        assert parse_thought(t.text()) == t
+    attributes = [(o.shape, o.colour, o.size) for o in scene.objects]
+    for attrs in attributes:  # each object told whole once, or as a top, middles and a bottom in band order
+        if attributes.count(attrs) > 1:  # twins: the texts cannot tell their parts apart
+            continue
+        parts = [p.part for t in thoughts for p in t.objects if (p.shape, p.colour, p.size) == attrs]
+        assert parts.count("whole") + parts.count("top") >= 1
+        told = [p for p in parts if p != "whole"]
+        if told:
+            assert told[0] == "top" and told[-1] == "bottom" and set(told[1:-1]) <= {"middle"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    score=st.integers(0, MAX_SCORE),
+    missing=st.lists(st.tuples(st.sampled_from(SHAPES), st.sampled_from(COLOURS), st.sampled_from(SIZES)), max_size=2),
+    extra=st.lists(st.tuples(st.sampled_from((*SHAPES, None)), st.sampled_from(COLOURS), st.sampled_from(SIZES)),
+                   max_size=2),
+    seed=st.integers(0, 1000),
+)  # fmt: skip
+def test_critiques_parse_back(score, missing, extra, seed):
+    thought = band_thought(sample_scene(np.random.default_rng(seed), 64), 0, [0, 32, 64])
+    critique = Critique(score, tuple(missing), tuple(extra), thought)
+    assert parse_critique(critique.text()) == critique
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("band four of three , nothing", "does not exist"),
+        ("band one of three , a red circle on the left", "size, colour and shape"),
+        ("band one of three , a large red circle", "on the left"),
+        ("score eleven of ten , fine , band one of one , nothing", "zero to ten"),
+        ("score two of ten , red , band one of one , nothing", "fine, missing or extra"),
+    ],
+)
+def test_thought_grammar_names_the_problem(text, named):
+    parse = parse_critique if text.startswith("score") else parse_thought
+    with pytest.raises(PromptError, match=named):
+        parse(text)
+
+
+def test_critique_from_the_judge(judge):
+    rng = np.random.default_rng(5)
+    scenes = [sample_scene(rng, 64, 3) for _ in range(12)]
+    edges = [0.0, 64 / 3, 128 / 3, 64.0]
+    low = 0
+    for scene in scenes:
+        image = render_image(scene)
+        for band in range(3):
+            cut = edges[band + 1]
+            thought = band_thought(scene, band, edges)
+            true = band_critique(judge.read(drawn_so_far(image, cut)[None])[0], scene, cut, thought)
+            assert true.score == MAX_SCORE and not true.missing and not true.extra, (band, true)
+        # drop the first object that is wholly above the last cut but one: its band loses it
+        gone = Scene(64, scene.objects[1:])
+        due = scene.objects[0].box[3]
+        cut = next(e for e in edges[1:] if e >= due)
+        found = judge.read(drawn_so_far(render_image(gone), cut)[None])[0]
+        critique = band_critique(found, scene, cut, band_thought(scene, 0, edges))
+        o = scene.objects[0]
+        assert critique.score < MAX_SCORE and (o.shape, o.colour, o.size) in critique.missing
+        low += critique.score < MAX_SCORE
+    assert low == len(scenes)
+
+
+def test_thinking_layout():
+    bands = Bands.equal(4, 2)  # a 4 x 3 grid in two bands of two rows
+    thought = [1, 2]
+    steps = [
+        BandStep(thought, torch.arange(6) % 16),
+        BandStep(thought, torch.arange(6, 12) % 16, learn=False, critique=[3], redraw=torch.zeros(6, dtype=torch.long)),
+    ]
+    row = thinking_row(SPACE, pad_text(SPACE, [[4]], 2)[0].tolist(), steps, bands, 3)
+    image = row.slot[0] == IMAGE
+    cells = row.pos[0][image]  # (n, 3)
+    assert len(cells) == 18 and cells[:12, 1:].tolist() == [[r, c] for r in range(4) for c in range(3)]
+    assert cells[12:].tolist() == cells[6:12].tolist()  # the redrawn band sits on the same cells
+    assert row.loss[0][image].tolist() == [True] * 6 + [False] * 6 + [True] * 6  # not the model's own band
+    ids = row.ids[0].tolist()
+    think, end = SPACE.special("<think>"), SPACE.special("</think>")
+    assert (
+        ids.count(think) == 3 and ids.count(end) == 3 and row.loss[0][[i for i, t in enumerate(ids) if t == end]].all()
+    )
+    assert row.ids.shape[1] <= chain_length(2, 3, bands, 2, 1)
+    plain = [steps[0], BandStep(thought, torch.arange(6, 12) % 16)]
+    batch = thinking_batch(SPACE, pad_text(SPACE, [[1], [2, 3]], 2), [steps, plain], bands, 3)
+    short = thinking_row(SPACE, pad_text(SPACE, [[4]], 2)[0].tolist(), plain, bands, 3).ids.shape[1]
+    assert batch.ids.shape == (2, row.ids.shape[1]) and not batch.loss[1, short:].any() and batch.loss[1, :short].any()
