@@ -3,21 +3,31 @@ the judge on a partial image, and the interleaved layout."""
 
 from __future__ import annotations
 
+import itertools
+import json
+
 import numpy as np
 import pytest
 import torch
+from conftest import one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
+from tessera.generate import thinking
+from tessera.generate.generator import generate, score
+from tessera.model.bundle import load as load_bundle
+from tessera.model.sampling import SamplingConfig
+from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.bands import Bands, BandStep, chain_length, thinking_batch, thinking_row
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import pad_text
 from tessera.world.grammar import PromptError
 from tessera.world.render import render_image
 from tessera.world.scene import COLOURS, SHAPES, SIZES, Scene, sample_scene
-from tessera.world.thoughts import MAX_SCORE, Critique, band_thought, parse_critique, parse_thought
+from tessera.world.thoughts import MAX_SCORE, Critique, Thought, band_thought, parse_critique, parse_thought
 
 SPACE = IdSpace(n_text=10, n_image=16)
 
@@ -132,3 +142,47 @@ def test_thinking_layout():
     batch = thinking_batch(SPACE, pad_text(SPACE, [[1], [2, 3]], 2), [steps, plain], bands, 3)
     short = thinking_row(SPACE, pad_text(SPACE, [[4]], 2)[0].tolist(), plain, bands, 3).ids.shape[1]
     assert batch.ids.shape == (2, row.ids.shape[1]) and not batch.loss[1, short:].any() and batch.loss[1, :short].any()
+
+
+def test_a_band_after_bands_rescores_exactly():
+    """Guidance that keeps the image drawn so far: the sampler's log-probs are the scorer's."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=SPACE.size, dim=32, n_layer=2, n_head=4, n_kv_head=2,
+                                    max_seq_len=64, max_grid=4)).eval()  # fmt: skip
+    torch.nn.init.normal_(model.output.weight, std=0.3)
+    bands = Bands.equal(4, 2)
+    text = pad_text(SPACE, [[4]], 2)[0].tolist()
+    first = thinking_row(SPACE, text, [BandStep([1, 2], torch.arange(8) % 16)], Bands((2,)), 4)  # band one, 2 rows
+    prefix = first.rows([0, 0])
+    order = bands.cells(1, 4).expand(2, -1)
+    cfg = SamplingConfig(cfg_scale=3.0, temperature=1.0, top_k=0, top_p=1.0)
+    drawn = generate(model, SPACE, prefix.ids, (4, 4), order, cfg, torch.Generator().manual_seed(0),
+                     text_pos=prefix.pos, keep_images=True)  # fmt: skip
+    assert (drawn.codes.flatten(1)[:, :8] == -1).all() and (drawn.codes.flatten(1)[:, 8:] >= 0).all()
+    rescored = score(model, SPACE, prefix.ids, drawn.ids, order, (4, 4), cfg, text_pos=prefix.pos, keep_images=True)
+    torch.testing.assert_close(rescored, drawn.logprobs, atol=1e-5, rtol=1e-5)
+    blind = score(model, SPACE, prefix.ids, drawn.ids, order, (4, 4), cfg, text_pos=prefix.pos)
+    assert not torch.allclose(blind, drawn.logprobs, atol=1e-3)  # the unconditional rows differ
+
+
+def test_generate_thinks_zero_shot(cli, unified_run, tmp_path):
+    ckpt = unified_run / "unified" / "checkpoint"
+    done = cli("generate", "a red circle", "--ckpt", str(ckpt), "--think", "-n", "2", "--out", str(tmp_path / "t.png"))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "t" / "chain.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(len(x["thoughts"]) == len(x["critiques"]) == len(x["redrawn"]) == 3 for x in lines)
+    picture = Image.open(tmp_path / "t" / lines[0]["chain"])
+    assert picture.size == (32 * 4 + 640, 32 * 4)
+    one_line_error(cli("generate", "a red circle", "--ckpt", str(ckpt), "--think", "--bands", "8"), "max_seq_len")
+
+
+def test_bands_scored_low_are_drawn_again(unified_run, monkeypatch):
+    bundle = load_bundle(unified_run / "unified" / "checkpoint")
+    said = itertools.count()  # critiques come row by row: the first row's score low, the second's high
+    monkeypatch.setattr(thinking, "parse_critique", lambda text: Critique(0 if next(said) % 2 == 0 else MAX_SCORE,
+                                                                          (), (), Thought(0, 1, ())))  # fmt: skip
+    chain = thinking.think_and_draw(bundle, ["a red circle", "a blue star"], seed=0)
+    assert chain.redrawn == [[True] * 3, [False] * 3] and chain.scores[1] == [MAX_SCORE] * 3
+    assert np.array_equal(chain.images[1], chain.first_images[1])
+    assert not np.array_equal(chain.images[0], chain.first_images[0])
+    assert chain.tokens > 2 * bundle.cfg.grid[0] * bundle.cfg.grid[1]  # thoughts, critiques and the redrawn bands

@@ -80,6 +80,14 @@ def generate(
     image_scale: Annotated[
         float | None, typer.Option(min=0.0, help="Guidance of the --condition apart from the text's --cfg.")
     ] = None,
+    think: Annotated[
+        bool,
+        typer.Option(
+            help="Think while drawing: a thought before each band, a critique after it, a band scored low drawn "
+            "again; writes chain.jsonl and a picture of each chain with its thoughts."
+        ),
+    ] = False,
+    bands: Annotated[int, typer.Option(min=1, max=8, help="Bands for --think (equal heights).")] = 3,
     video: Annotated[
         bool,
         typer.Option(
@@ -95,15 +103,17 @@ def generate(
     from tessera.generate.images import image_batches, write_images
     from tessera.generate.introspect import introspect as draw_chains
     from tessera.generate.introspect import write_chains
+    from tessera.generate.thinking import think_and_draw, write_thinking
     from tessera.generate.video import write_videos
     from tessera.model.bundle import load as load_bundle
+    from tessera.sequence.bands import Bands
     from tessera.sequence.tasks import Task
     from tessera.understand.answer import read_picture
 
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
-    if sum((introspect, condition is not None, video)) > 1:
-        raise InputError("--introspect, --condition and --video do not go together")
+    if sum((introspect, condition is not None, video, think)) > 1:
+        raise InputError("--introspect, --condition, --think and --video do not go together")
     bundle = load_bundle(ckpt, device(device_name))
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                "image_scale": image_scale}  # fmt: skip
@@ -123,6 +133,14 @@ def generate(
         for i, verdict in enumerate(chain.verdicts):
             console.print(f"{i:4d}  {verdict}" + ("  -> drawn again" if chain.redraw[i] else ""))
         console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
+        return
+    if think:
+        schedule = Bands.equal(bundle.cfg.grid[0], bands)
+        chain = think_and_draw(bundle, [prompt] * n, schedule, sampling, seed=seed)
+        folder = write_thinking(chain, out, schedule)
+        redrawn = sum(map(sum, chain.redrawn))
+        console.print(f"{n} chains: grid {out} (top: bands as first drawn, bottom: final), {redrawn} bands drawn "
+                      f"again; pictures and chain.jsonl in {folder}/")  # fmt: skip
         return
     batches = image_batches(
         bundle, [prompt] * n, sampling, order=order, seed=seed, progress=n >= 64, conditions=pictures, video=video

@@ -7,6 +7,7 @@ Both route logits through `sampling.log_distribution`, so the two agree (RL reli
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +33,7 @@ LOGP_FLOOR = -1e4  # a token outside today's support scores this, not -inf: its 
 
 @dataclass
 class Drawn:
-    codes: torch.Tensor  # (B, h, w) image codes on the grid, or (B, t, h, w) a clip's
+    codes: torch.Tensor  # (B, h, w) image codes on the grid, or (B, t, h, w) a clip's; -1 where not drawn
     order: torch.Tensor  # (B, N) raster index of each generated token, in generation order
     ids: torch.Tensor  # (B, N) generated ids (one id space), in generation order
     logprobs: torch.Tensor  # (B, N) log-prob of each under the distribution it was drawn from
@@ -44,9 +45,11 @@ def _rows(
     cfg: SamplingConfig,
     text_pos: torch.Tensor | None,  # (B, L, 3) or None
     conditions: Conditions | None,
+    keep_images: bool = False,
 ) -> Batch:
     """The prompts the model runs, each ending in <boi>: the conditioned rows, then with guidance the rows with
-    the text dropped (where there are visual conditions) and the unconditional rows. (R, P) with R = k B."""
+    the text dropped (where there are visual conditions) and the unconditional rows (all <pad>, or with
+    `keep_images` only the prompt's image tokens kept). (R, P) with R = k B."""
     if conditions is None:
         pos = torch.full((*text.shape, 3), NO_POS, dtype=torch.long, device=text.device)
         if text_pos is not None:
@@ -58,7 +61,11 @@ def _rows(
     if cfg.guided:
         if conditions is not None:
             rows.append(blank(space, head, (TEXT_PART,)))
-        rows.append(blank(space, head))
+        if keep_images:
+            text_only = head.ids < space.image_start
+            rows.append(Batch(head.ids.masked_fill(text_only, space.special("<pad>")), head.pos, head.slot, head.loss))
+        else:
+            rows.append(blank(space, head))
     both = stack(rows, space)
     boi = torch.full_like(both.ids[:, :1], space.special("<boi>"))
     part = None if both.part is None else torch.cat([both.part, torch.full_like(boi, CONTENT)], 1)
@@ -91,13 +98,14 @@ def generate(
     text_pos: torch.Tensor | None = None,  # (B, L, 3) positions of the prompt's tokens (an earlier image in it)
     given: torch.Tensor | None = None,  # (B, K) image ids taken as the first K tokens of the order (editing)
     conditions: Conditions | torch.Tensor | None = None,  # codes (B, C, h, w) of visual conditions (any-to-image)
+    keep_images: bool = False,  # guidance's unconditional rows keep text_pos's image tokens (a band after bands)
 ) -> Drawn:
     cfg.validate()
     conditions = None if conditions is None else Conditions.of(conditions)
     device = model.output.weight.device
     text, order = text.to(device), order.to(device)
     batch, n = text.shape[0], order.shape[1]
-    rows = _rows(space, text, cfg, text_pos, conditions)
+    rows = _rows(space, text, cfg, text_pos, conditions, keep_images)
     r, p = rows.ids.shape
     k = r // batch  # 1, 2 with guidance, 3 with guidance of visual conditions
     target = grid_positions(order, grid, 0 if conditions is None else conditions.drawn).repeat(k, 1, 1)  # (R, N, 3)
@@ -118,7 +126,7 @@ def generate(
         step_ids = token.repeat(k)[:, None]  # (R, 1): every row continues with the drawn token
         logits = model(step_ids, target[:, i : i + 1], target[:, i + 1 : i + 2], cache, p + i)[:, -1]
     ids_t = torch.stack(ids, dim=1)  # (B, N)
-    codes = torch.empty_like(ids_t).scatter_(1, order, space.codes(ids_t)).view(batch, *grid)
+    codes = ids_t.new_full((batch, math.prod(grid)), -1).scatter_(1, order, space.codes(ids_t)).view(batch, *grid)
     return Drawn(codes, order, ids_t, torch.stack(logps, dim=1))
 
 
@@ -133,6 +141,7 @@ def score(
     train_unconditional: bool = True,
     text_pos: torch.Tensor | None = None,
     conditions: Conditions | torch.Tensor | None = None,  # codes (B, C, h, w)
+    keep_images: bool = False,
 ) -> torch.Tensor:
     """(B, N) log-probs of the given tokens under the sampling distribution, in one forward pass (with grad);
     a token the distribution cannot draw (after a policy update) scores LOGP_FLOOR. With guidance and
@@ -140,7 +149,7 @@ def score(
     conditional rows alone."""
     batch, n = ids.shape
     conditions = None if conditions is None else Conditions.of(conditions)
-    rows = _rows(space, text, cfg, text_pos, conditions)
+    rows = _rows(space, text, cfg, text_pos, conditions, keep_images)
     r, p = rows.ids.shape
     k = r // batch
     seq = torch.cat([rows.ids, ids.repeat(k, 1)], dim=1)[:, :-1]  # (R, P + N - 1): the last token predicts nothing

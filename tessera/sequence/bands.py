@@ -61,9 +61,11 @@ class BandStep:
     redraw: torch.Tensor | None = None  # (n,) codes drawn again after the critique
 
 
-def chain_length(text_len: int, width: int, bands: Bands, thought_len: int, critique_len: int) -> int:
-    """Tokens in the longest chain: text, then per band a thought, the band, a critique and the band again."""
-    per_band = [(thought_len + 2) + 2 * (h * width + 2) + (critique_len + 2) for h in bands.heights]
+def chain_length(text_len: int, width: int, bands: Bands, thought_len: int, critique_len: int = 0) -> int:
+    """Tokens in the longest chain: text, then per band a thought and the band, and with critiques (critique_len
+    > 0) a critique and the band again."""
+    again = 1 if critique_len else 0
+    per_band = [(thought_len + 2) + (1 + again) * (h * width + 2) + again * (critique_len + 2) for h in bands.heights]
     return text_len + sum(per_band)
 
 

@@ -1,0 +1,193 @@
+"""Think while drawing (TwiG): before each band the model writes a thought, then draws the band; after it, a
+critique with a score, and a band scored below the threshold is drawn once more.
+
+Every phase continues the same growing sequence (`sequence.bands`): text by `write`, bands by `generate` with the
+prompt's earlier bands in `text_pos`; guidance's unconditional rows keep the image drawn so far and pad the text.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from tessera.engine.checkpoint import write_atomically
+from tessera.errors import CheckpointError
+from tessera.generate.generator import generate
+from tessera.generate.text import GREEDY, write
+from tessera.model.bundle import Bundle
+from tessera.model.sampling import SamplingConfig
+from tessera.pictures import grid, save_png, to_uint8
+from tessera.sequence.bands import Bands, chain_length
+from tessera.sequence.layouts import NO_POS, Batch, grid_positions
+from tessera.world.grammar import PromptError
+from tessera.world.thoughts import parse_critique
+
+THOUGHT_LEN = 40  # tokens a thought or a critique may take before its </think>
+REDRAW_BELOW = 6  # a band whose critique scores less than this (of MAX_SCORE) is drawn again
+
+
+@dataclass
+class ThinkingChain:
+    prompts: list[str]
+    thoughts: list[list[str]] = field(default_factory=list)  # per row, per band
+    critiques: list[list[str]] = field(default_factory=list)  # per row, per band ("" when not asked)
+    scores: list[list[int | None]] = field(default_factory=list)  # the critique's score; None: it does not parse
+    redrawn: list[list[bool]] = field(default_factory=list)
+    first_images: np.ndarray | None = None  # (B, H, W, 3): every band as first drawn
+    images: np.ndarray | None = None  # (B, H, W, 3): the final image, redrawn bands in place
+    tokens: int = 0  # tokens the chain drew (text and image), per row
+
+
+class _Rows:
+    """Each row's sequence so far as (id, position) pairs, handed to the samplers left-padded."""
+
+    def __init__(self, space, text: torch.Tensor):
+        self.space = space
+        self.ids = [row.tolist() for row in text]
+        self.pos = [[(NO_POS,) * 3 for _ in row] for row in self.ids]
+
+    def add(self, i: int, ids: list[int], pos: list[tuple[int, int, int]] | None = None) -> None:
+        self.ids[i] += ids
+        self.pos[i] += pos or [(NO_POS,) * 3] * len(ids)
+
+    def add_special(self, name: str) -> None:
+        for i in range(len(self.ids)):
+            self.add(i, [self.space.special(name)])
+
+    def batch(self, device) -> Batch:
+        length = max(len(r) for r in self.ids)
+        pad = self.space.special("<pad>")
+        ids = torch.tensor([[pad] * (length - len(r)) + r for r in self.ids], device=device)
+        pos = torch.tensor([[(NO_POS,) * 3] * (length - len(p)) + p for p in self.pos], device=device)
+        return Batch(ids, pos, torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool))
+
+
+@torch.no_grad()
+def think_and_draw(
+    bundle: Bundle,
+    prompts: list[str],
+    bands: Bands | None = None,
+    sampling: SamplingConfig | None = None,
+    writing: SamplingConfig = GREEDY,
+    critique: bool = True,
+    seed: int = 0,
+) -> ThinkingChain:
+    """One interleaved chain per prompt: per band a thought, the band, and (with `critique`) a critique and the
+    band once more where it scores below REDRAW_BELOW."""
+    sampling = sampling or bundle.cfg.sampling
+    space, model = bundle.space, bundle.model
+    device = model.output.weight.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    h, w = bundle.cfg.grid
+    bands = bands or Bands.equal(h)
+    longest = chain_length(bundle.cfg.text_len, w, bands, THOUGHT_LEN, THOUGHT_LEN if critique else 0)
+    if longest > model.cfg.max_seq_len:
+        raise CheckpointError(
+            f"this model reads at most {model.cfg.max_seq_len} tokens; thinking in {len(bands)} bands takes up to "
+            f"{longest}: train one with model.max_seq_len >= {longest}"
+        )
+    rows = _Rows(space, bundle.encode_prompts(prompts))
+    out = ThinkingChain(prompts, [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts],
+                        [[] for _ in prompts])  # fmt: skip
+    first = torch.zeros(len(prompts), h * w, dtype=torch.long, device=device)
+    codes = first.clone()
+    tokens = 0
+
+    def text() -> list[str]:
+        nonlocal tokens
+        rows.add_special("<think>")
+        written = write(model, space, rows.batch(device), THOUGHT_LEN, writing, gen, stop="</think>")
+        texts = written.texts(space, bundle.text_tokenizer)
+        for i in range(len(prompts)):
+            said = written.ids[i][written.mask[i]].tolist()
+            if said[-1:] != [space.special("</think>")]:
+                said.append(space.special("</think>"))  # cut short: closed, so the band follows
+            rows.add(i, said)
+        tokens += int(written.mask.sum())
+        return [t.replace("</think>", "").strip() for t in texts]
+
+    def band(b: int, which: list[int]) -> torch.Tensor:
+        nonlocal tokens
+        cells = bands.cells(b, w).to(device)
+        order = cells.expand(len(which), -1)
+        prompt = rows.batch(device)  # generate adds the <boi>
+        drawn = generate(model, space, prompt.ids[which], (h, w), order, sampling, gen, text_pos=prompt.pos[which],
+                         keep_images=True)  # fmt: skip
+        positions = [(NO_POS,) * 3] + [tuple(p) for p in grid_positions(cells[None], (h, w))[0].tolist()]
+        for k, i in enumerate(which):
+            rows.add(i, [space.special("<boi>"), *drawn.ids[k].tolist(), space.special("<eoi>")],
+                     positions + [(NO_POS,) * 3])  # fmt: skip
+        tokens += drawn.ids.numel()
+        return drawn.codes.flatten(1)[:, cells]  # (len(which), n)
+
+    everyone = list(range(len(prompts)))
+    for b in range(len(bands)):
+        for i, thought in enumerate(text()):
+            out.thoughts[i].append(thought)
+        cells = bands.cells(b, w).to(device)
+        first[:, cells] = codes[:, cells] = band(b, everyone)
+        if not critique:
+            continue
+        again = []
+        for i, said in enumerate(text()):
+            try:
+                score = parse_critique(said).score
+            except PromptError:
+                score = None
+            out.critiques[i].append(said)
+            out.scores[i].append(score)
+            out.redrawn[i].append(score is not None and score < REDRAW_BELOW)
+            if out.redrawn[i][-1]:
+                again.append(i)
+        if again:
+            codes[torch.tensor(again, device=device)[:, None], cells] = band(b, again)
+    decode = bundle.image_tokenizer.decode
+    out.first_images = to_uint8(decode(first.view(-1, h, w)))
+    out.images = to_uint8(decode(codes.view(-1, h, w)))
+    out.tokens = tokens // len(prompts)
+    return out
+
+
+def chain_picture(image: np.ndarray, bands: Bands, thoughts: list[str], critiques: list[str], redrawn: list[bool],
+                  scale: int = 4, panel: int = 640) -> np.ndarray:  # fmt: skip
+    """The final image (scaled) with its bands ruled off, and beside each band its thought and its critique."""
+    h = image.shape[0] * scale
+    picture = Image.new("RGB", (image.shape[1] * scale + panel, h), "white")
+    picture.paste(Image.fromarray(image).resize((image.shape[1] * scale, h), Image.NEAREST))
+    draw = ImageDraw.Draw(picture)
+    rows = sum(bands.heights)
+    for b in range(len(bands)):
+        top = h * bands.rows(b).start // rows
+        if b:
+            draw.line([(0, top), (picture.width, top)], fill=(200, 0, 0), width=1)
+        lines = textwrap.wrap(thoughts[b], 100)
+        if b < len(critiques) and critiques[b]:
+            lines += textwrap.wrap(critiques[b] + ("  (drawn again)" if redrawn[b] else ""), 100)
+        for k, line in enumerate(lines):
+            draw.text((image.shape[1] * scale + 6, top + 3 + 11 * k), line, fill=(90, 90, 90) if k else (0, 0, 0))
+    return np.asarray(picture)
+
+
+def write_thinking(chain: ThinkingChain, out: str | Path, bands: Bands) -> Path:
+    """At `out` a grid (top row: bands as first drawn, bottom row: final); in the folder of the same name each
+    final image, its picture with the thoughts (NNNN-chain.png), and chain.jsonl: per row its thoughts, critiques,
+    scores and which bands were drawn again."""
+    out = Path(out)
+    folder = out.with_suffix("")
+    lines = []
+    for i, prompt in enumerate(chain.prompts):
+        save_png(chain.images[i], folder / f"{i:04d}.png")
+        picture = chain_picture(chain.images[i], bands, chain.thoughts[i], chain.critiques[i], chain.redrawn[i])
+        save_png(picture, folder / f"{i:04d}-chain.png")
+        said = {"thoughts": chain.thoughts[i], "critiques": chain.critiques[i], "scores": chain.scores[i]}
+        lines.append({"prompt": prompt, "image": f"{i:04d}.png", "chain": f"{i:04d}-chain.png",
+                      "bands": list(bands.heights), **said, "redrawn": chain.redrawn[i]})  # fmt: skip
+    write_atomically(folder / "chain.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    save_png(grid(np.concatenate([chain.first_images, chain.images]), cols=len(lines)), out, scale=2)
+    return folder
