@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error
+from conftest import TINY_MODEL, one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tessera.config import override
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.generate import thinking
@@ -24,10 +25,19 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.bands import Bands, BandStep, chain_length, thinking_batch, thinking_row
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import pad_text
+from tessera.train.trainer import TrainConfig, Trainer
 from tessera.world.grammar import PromptError
 from tessera.world.render import render_image
 from tessera.world.scene import COLOURS, SHAPES, SIZES, Scene, sample_scene
-from tessera.world.thoughts import MAX_SCORE, Critique, Thought, band_thought, parse_critique, parse_thought
+from tessera.world.thoughts import (
+    MAX_SCORE,
+    REDRAW_BELOW,
+    Critique,
+    Thought,
+    band_thought,
+    parse_critique,
+    parse_thought,
+)
 
 SPACE = IdSpace(n_text=10, n_image=16)
 
@@ -186,3 +196,39 @@ def test_bands_scored_low_are_drawn_again(unified_run, monkeypatch):
     assert np.array_equal(chain.images[1], chain.first_images[1])
     assert not np.array_equal(chain.images[0], chain.first_images[0])
     assert chain.tokens > 2 * bundle.cfg.grid[0] * bundle.cfg.grid[1]  # thoughts, critiques and the redrawn bands
+
+
+@pytest.fixture(scope="module")
+def thinker(tokenizer_dir, tmp_path_factory):
+    """A tiny model trained a few steps on thinking chains of the world (every chain drafts a band)."""
+    root = tmp_path_factory.mktemp("think")
+    cfg = override(TrainConfig(), {
+        "model": TINY_MODEL | {"max_seq_len": 400}, "tokenizer": str(tokenizer_dir),
+        "data": {"examples": 24, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
+                 "tasks": {"think": 1}, "draft_share": 1.0},
+        "steps": 2, "batch_size": 4, "warmup": 1, "sample_every": 1000})  # fmt: skip
+    trainer = Trainer(cfg, root / "run", progress=False)
+    return trainer, root / "run" / "checkpoint"
+
+
+def test_thinking_chains_train(thinker):
+    trainer, _ = thinker
+    drafted = [c for c in trainer.chains if c["draft"] >= 0]
+    assert drafted and all(parse_critique(trainer.bundle.text_tokenizer.decode(c["critiques"][c["draft"]])).score
+                           < REDRAW_BELOW for c in drafted)  # fmt: skip
+    kept = [c for c in trainer.chains if c["draft"] < 0]
+    assert all(parse_critique(trainer.bundle.text_tokenizer.decode(t)).score >= REDRAW_BELOW
+               for c in kept for t in c["critiques"])  # fmt: skip
+    batch = trainer.batch()
+    space = trainer.bundle.space
+    assert (batch.ids == space.special("<think>")).sum(1).max() == 2 * len(trainer.bands)  # thought and critique
+    first = trainer.fit()[0]["loss"]
+    assert np.isfinite(first)
+
+
+def test_generate_thinks_after_training(cli, thinker, tmp_path):
+    _, ckpt = thinker
+    done = cli("generate", "a red circle", "--ckpt", str(ckpt), "--think", "-n", "2", "--out", str(tmp_path / "t.png"))
+    assert done.returncode == 0, done.stderr
+    line = json.loads((tmp_path / "t" / "chain.jsonl").read_text().splitlines()[0])
+    assert line["bands"] == [2, 1, 1]  # three bands over the tiny tokenizer's four rows

@@ -87,7 +87,9 @@ def generate(
             "again; writes chain.jsonl and a picture of each chain with its thoughts."
         ),
     ] = False,
-    bands: Annotated[int, typer.Option(min=1, max=8, help="Bands for --think (equal heights).")] = 3,
+    bands: Annotated[
+        int | None, typer.Option(min=1, max=8, help="Bands for --think, equal heights (default: as trained).")
+    ] = None,
     video: Annotated[
         bool,
         typer.Option(
@@ -135,7 +137,7 @@ def generate(
         console.print(f"{n} chains: grid {out} (top: first images, bottom: final), chains in {singles}/chain.jsonl")
         return
     if think:
-        schedule = Bands.equal(bundle.cfg.grid[0], bands)
+        schedule = Bands.equal(bundle.cfg.grid[0], bands or bundle.cfg.bands)
         chain = think_and_draw(bundle, [prompt] * n, schedule, sampling, seed=seed)
         folder = write_thinking(chain, out, schedule)
         redrawn = sum(map(sum, chain.redrawn))

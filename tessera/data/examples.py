@@ -10,6 +10,7 @@ a JSONL of {"image", "caption"} lines (text-to-image). Unreadable files are skip
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,12 @@ from tessera.data.folders import IMAGE_EXTS, fit, listed
 from tessera.data.prompts import may_train_on, prompt_pools
 from tessera.errors import ConfigError
 from tessera.eval.conditions import ConditionCase
+from tessera.eval.critique import band_critique, drawn_so_far
+from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
+from tessera.sequence.bands import Bands
 from tessera.sequence.tasks import CONDITIONED, MIXABLE, Task, tasks
 from tessera.text.tokenizers import WorldTokenizer, class_name
 from tessera.world import language as lang
@@ -38,6 +42,7 @@ from tessera.world.scene import (
     pick_pair,
     sample_scene,
 )
+from tessera.world.thoughts import MAX_BANDS, REDRAW_BELOW, band_thought
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
@@ -56,6 +61,9 @@ class DataConfig:
     question_len: int = 24  # reading tasks: question tokens (left-padded) and answer tokens
     answer_len: int = 24
     context_frames: int = 2  # predict: earlier frames given before the one drawn
+    bands: int = 3  # think: bands per image, as equal as the grid's rows allow
+    thought_len: int = 40  # think: tokens of a thought or a critique (a longer one is redrawn)
+    draft_share: float = 0.5  # think: share of chains whose one band is first drawn wrong, critiqued and redrawn
 
     def validate(self) -> None:
         path = Path(self.source)
@@ -65,11 +73,14 @@ class DataConfig:
             raise ConfigError(f"data source {self.source!r}: {expected}")
         if not 2 <= self.context_frames < VIDEO_FRAMES:
             raise ConfigError(f"data.context_frames must lie in [2, {VIDEO_FRAMES - 1}], got {self.context_frames}")
-        for name in ("examples", "text_len", "question_len", "answer_len", "bpe_vocab"):
+        for name in ("examples", "text_len", "question_len", "answer_len", "bpe_vocab", "thought_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.prompt_share <= 1:
-            raise ConfigError(f"data.prompt_share must lie in [0, 1], got {self.prompt_share}")
+        for name in ("prompt_share", "draft_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"data.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 1 <= self.bands <= MAX_BANDS:
+            raise ConfigError(f"data.bands must lie in [1, {MAX_BANDS}], got {self.bands}")
         tasks(self.tasks, MIXABLE, "data.tasks")
         if set(self.tasks) != {Task.T2I} and self.source != "shapes":
             raise ConfigError("reading and conditioned tasks need the world's scenes: data.source=shapes")
@@ -77,9 +88,20 @@ class DataConfig:
             raise ConfigError("data.tasks needs positive shares")
 
 
-Example = tuple[str, str, str, np.ndarray, np.ndarray | None]
+@dataclass(frozen=True)
+class Chain:
+    """A thinking chain's texts: per band its thought and its critique; `draft`: the band first drawn wrong (from
+    the example's draft image), critiqued low and drawn again, or -1."""
+
+    thoughts: tuple[str, ...]
+    critiques: tuple[str, ...]
+    draft: int = -1
+
+
+Example = tuple[str, str, str | Chain, np.ndarray, np.ndarray | None]
 # (task, text, answer, uint8 image, uint8 condition picture(s) or None); text-to-image examples have no answer,
-# text-to-video ones give the first frame as the image and the whole clip (T, H, W, 3) in the picture's place
+# text-to-video ones give the first frame as the image and the whole clip (T, H, W, 3) in the picture's place;
+# thinking ones give their chain as the answer and a draft image (one band of it wrong) as the picture, if any
 
 
 def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
@@ -115,6 +137,42 @@ def video_text(rng: np.random.Generator, canvas: int) -> tuple[str, Scene]:
         text = lang.video_caption(scene, rng)
         if may_train_on(text):
             return text, scene
+
+
+def thinking_example(
+    rng: np.random.Generator, canvas: int, bands: Bands, judge: Judge, prompt_share: float, draft_share: float
+) -> tuple[str, Scene, Chain, np.ndarray | None]:
+    """(prompt, scene, chain, draft image or None): a training text and its scene (`world_text`), the thought of
+    each band from the scene, and each band's critique from the judge on the image drawn so far. With
+    `draft_share`, one band is first drawn from an edited scene (an object recoloured, moved, added or removed):
+    kept when its critique scores below REDRAW_BELOW, so the chain critiques it and draws the band again."""
+    text, scene = world_text(rng, canvas, prompt_share)
+    rows = sum(bands.heights)
+    edges = [canvas * bands.rows(b).start / rows for b in range(len(bands))] + [float(canvas)]
+    thoughts = [band_thought(scene, b, edges) for b in range(len(bands))]
+    image = render_image(scene)
+    draft, draft_image = -1, None
+    if rng.random() < draft_share:
+        try:
+            _, edited = lang.edit_instruction(scene, rng)
+        except ValueError:  # no edit applies
+            edited = None
+        if edited is not None and not any((o.shape, o.colour) in UNSEEN_PAIRS for o in edited.objects):
+            top = min(o.box[1] for o in set(scene.objects) ^ set(edited.objects))
+            b = next(k for k in range(len(bands)) if top < edges[k + 1])
+            drawn = render_image(edited)
+            mixed = image.copy()
+            mixed[math.ceil(edges[b]) : math.ceil(edges[b + 1])] = drawn[math.ceil(edges[b]) : math.ceil(edges[b + 1])]
+            found = judge.read(drawn_so_far(mixed, edges[b + 1])[None])[0]
+            critique = band_critique(found, scene, edges[b + 1], thoughts[b])
+            if critique.score < REDRAW_BELOW:
+                draft, draft_image = b, mixed
+    partial = np.stack([drawn_so_far(image, edges[b + 1]) for b in range(len(bands))])
+    critiques = [band_critique(found, scene, edges[b + 1], thoughts[b]) for b, found in enumerate(judge.read(partial))]
+    if draft >= 0:
+        critiques[draft] = critique
+    chain = Chain(tuple(t.text() for t in thoughts), tuple(c.text() for c in critiques), draft)
+    return text, scene, chain, draft_image
 
 
 def understanding_example(task: str, rng: np.random.Generator, canvas: int):
@@ -186,9 +244,13 @@ def condition_cases(
     return cases
 
 
-def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
+def _world(cfg: DataConfig, seed: int, rows: int | None) -> Iterator[Example]:
     rng = np.random.default_rng(seed)
     tokenizer = WorldTokenizer()
+    if Task.THINK in cfg.tasks:
+        if rows is None:
+            raise ConfigError("thinking examples need the visual tokenizer's grid rows to lay out their bands")
+        bands, judge = Bands.equal(rows, cfg.bands), Judge.load()
     names, shares = list(cfg.tasks), np.array(list(cfg.tasks.values()), dtype=float)
     made, refused, shortest = 0, 0, {}  # texts in a row too long for their slot, and the shortest of each kind
     while made < cfg.examples:
@@ -212,6 +274,15 @@ def _world(cfg: DataConfig, seed: int) -> Iterator[Example]:
                 condition = render_video(scene)  # (T, H, W, 3): the clip to draw
             answer = ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
+        elif task == Task.THINK:
+            text, scene, answer, condition = thinking_example(
+                rng, cfg.canvas, bands, judge, cfg.prompt_share, cfg.draft_share
+            )
+            said = [len(tokenizer.encode(t)) for t in (*answer.thoughts, *answer.critiques)]
+            lengths = {
+                "text_len": (len(tokenizer.encode(text)), cfg.text_len),
+                "thought_len": (max(said), cfg.thought_len),
+            }
         elif task in CONDITIONED:
             (text, scene, condition, _), answer = (
                 conditioned_example(task, rng, cfg.canvas, None, cfg.context_frames),
@@ -261,11 +332,14 @@ def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
             skipped[f"{path}:{n}"] = f"{e.__class__.__name__}: {str(e)[:80]}"
 
 
-def examples(cfg: DataConfig, seed: int, skipped: dict) -> tuple[Iterator[Example], int | None]:
-    """The examples' stream and its length if known; unreadable files are added to `skipped` on the way."""
+def examples(
+    cfg: DataConfig, seed: int, skipped: dict, rows: int | None = None
+) -> tuple[Iterator[Example], int | None]:
+    """The examples' stream and its length if known; unreadable files are added to `skipped` on the way. `rows`:
+    the visual tokenizer's grid rows, which thinking examples lay their bands on."""
     if cfg.source in WORLD_SOURCES:
         check_canvas(cfg.canvas)
-        return _world(cfg, seed), cfg.examples
+        return _world(cfg, seed, rows), cfg.examples
     path = Path(cfg.source)
     if path.is_dir():
         return _folder(cfg, skipped), None

@@ -26,10 +26,9 @@ from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.bands import Bands, chain_length
 from tessera.sequence.layouts import NO_POS, Batch, grid_positions
 from tessera.world.grammar import PromptError
-from tessera.world.thoughts import parse_critique
+from tessera.world.thoughts import REDRAW_BELOW, parse_critique
 
 THOUGHT_LEN = 40  # tokens a thought or a critique may take before its </think>
-REDRAW_BELOW = 6  # a band whose critique scores less than this (of MAX_SCORE) is drawn again
 
 
 @dataclass

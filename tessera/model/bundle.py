@@ -43,6 +43,7 @@ class BundleConfig:
     answer_len: int = 24
     context_frames: int = 2  # frame prediction: earlier frames each drawn frame follows
     video_grid: tuple[int, int, int] | None = None  # text-to-video: the code grid (t, h, w) of a clip
+    bands: int = 3  # thinking while drawing: the bands it was trained to think in
 
 
 @dataclass

@@ -19,12 +19,13 @@ class Task(StrEnum):
     INSTRUCT = "instruct"  # a source image + an edit instruction -> the edited image
     PREDICT = "predict"  # earlier frames of a clip -> the next frame
     T2V = "t2v"  # text naming objects and their motion -> a clip (its code frames in one stream)
+    THINK = "think"  # text -> per band a thought, the band, a critique and (after a low score) the band again
 
 
 READING = (Task.CAPTION, Task.QA, Task.JUDGE)  # image-to-text tasks
 CONDITIONED = (Task.SEG2I, Task.EDGE2I, Task.INSTRUCT, Task.PREDICT)  # visual conditions (and text) -> image
-MIXABLE = (Task.T2I, Task.T2V, *READING, *CONDITIONED)  # tasks a training mixture draws from the world (not
-# chains: those come from a model's own samples)
+MIXABLE = (Task.T2I, Task.T2V, Task.THINK, *READING, *CONDITIONED)  # tasks a training mixture draws from the world
+# (not introspection chains: those come from a model's own samples)
 
 
 def tasks(names: Iterable[str], allowed: Iterable[Task] = tuple(Task), where: str = "tasks") -> tuple[Task, ...]:

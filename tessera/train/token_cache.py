@@ -16,7 +16,7 @@ from rich.progress import track
 from safetensors.torch import load_file, save_file
 
 from tessera.config import to_dict
-from tessera.data.examples import WORLD_SOURCES, DataConfig, examples
+from tessera.data.examples import WORLD_SOURCES, Chain, DataConfig, examples
 from tessera.engine.checkpoint import write_atomically
 from tessera.errors import ConfigError, InputError
 from tessera.pictures import to_tensor
@@ -37,6 +37,8 @@ class Examples:
     answers: list[list[int]] = field(default_factory=list)  # per example (empty for t2i)
     conditions: torch.Tensor | None = None  # (N, K, h, w) codes of each example's visual conditions (zeros: none)
     clips: torch.Tensor | None = None  # (N, t, h, w) codes of each text-to-video example's clip (zeros: none)
+    drafts: torch.Tensor | None = None  # (N, h, w) codes of each thinking example's draft image (zeros: none)
+    chains: list[dict | None] = field(default_factory=list)  # thinking: {"thoughts", "critiques": ids, "draft"}
 
 
 def _stacked(picture: np.ndarray | None, like: np.ndarray, k: int) -> np.ndarray:
@@ -45,6 +47,12 @@ def _stacked(picture: np.ndarray | None, like: np.ndarray, k: int) -> np.ndarray
         return np.zeros((k, *like.shape), dtype=like.dtype)
     frames = picture if picture.ndim == 4 else picture[None]
     return np.concatenate([frames, np.zeros((k - len(frames), *like.shape), dtype=like.dtype)])
+
+
+def _chain_ids(chain: Chain, text_tok: TextTokenizer) -> dict:
+    """A thinking chain with its texts as text-tokenizer ids."""
+    return {"thoughts": [text_tok.encode(t) for t in chain.thoughts],
+            "critiques": [text_tok.encode(c) for c in chain.critiques], "draft": chain.draft}  # fmt: skip
 
 
 def _text_tokenizer(cfg: DataConfig, texts: list[str]):
@@ -74,9 +82,9 @@ def _read(codes_path: Path, meta_path: Path) -> Examples:
         raise ValueError("texts and codes differ in number")
     conditions = tensors["conditions"].long() if "conditions" in tensors else None  # (N, K, h, w)
     clips = tensors["clips"].long() if "clips" in tensors else None  # (N, t, h, w)
-    return Examples(
-        meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions, clips
-    )
+    drafts = tensors["drafts"].long() if "drafts" in tensors else None  # (N, h, w)
+    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions,
+                    clips, drafts, meta.get("chains", []))  # fmt: skip
 
 
 @torch.no_grad()
@@ -93,8 +101,9 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
         except Exception as e:  # a cache cut short or damaged: made again
             console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
-    stream, total = examples(cfg, seed, skipped)
-    items, codes, conditions, clips, batch = [], [], [], [], []  # items: (task, text, answer)
+    grid_rows = tokenizer.grid((cfg.canvas, cfg.canvas))[0]
+    stream, total = examples(cfg, seed, skipped, grid_rows)
+    items, codes, conditions, clips, drafts, batch = [], [], [], [], [], []  # items: (task, text, answer)
     most = cfg.context_frames if Task.PREDICT in cfg.tasks else 1  # visual conditions an example may have
     device = next(tokenizer.parameters()).device
 
@@ -117,6 +126,12 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
                 videos = to_tensor(np.stack([batch[i][4] for i in rows])).to(device)  # (b, 3, T, H, W)
                 coded[rows] = tokenizer.encode(videos).to(torch.int32).cpu()
             clips.append(coded)  # (B, t, h, w)
+        if Task.THINK in cfg.tasks:  # the draft images of thinking examples; zeros for the others
+            coded = torch.zeros_like(codes[-1])
+            rows = [i for i, item in enumerate(batch) if item[0] == Task.THINK and item[4] is not None]
+            if rows:
+                coded[rows] = tokenizer.encode(to_tensor(np.stack([batch[i][4] for i in rows])).to(device)).int().cpu()
+            drafts.append(coded)
         items.extend(item[:3] for item in batch)
         batch.clear()
 
@@ -132,8 +147,11 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     text_tok = _text_tokenizer(cfg, [t for _, t, _ in items])
     tasks = [task for task, _, _ in items]
     ids = [text_tok.encode(t) if t else [] for _, t, _ in items]  # frame prediction has no text
-    answers = [text_tok.encode(a) if a else [] for _, _, a in items]
-    drawn = [len(i) for i, task in zip(ids, tasks, strict=True) if task in (Task.T2I, Task.T2V, *CONDITIONED)]
+    answers = [text_tok.encode(a) if isinstance(a, str) and a else [] for _, _, a in items]
+    chains = [_chain_ids(a, text_tok) if isinstance(a, Chain) else None for _, _, a in items]
+    drawn = [
+        len(i) for i, task in zip(ids, tasks, strict=True) if task in (Task.T2I, Task.T2V, Task.THINK, *CONDITIONED)
+    ]
     too_long = max(drawn, default=0)
     if too_long > cfg.text_len:
         raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
@@ -143,12 +161,18 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
         tensors["conditions"] = torch.cat(conditions)
     if clips:
         tensors["clips"] = torch.cat(clips)
+    if drafts:
+        tensors["drafts"] = torch.cat(drafts)
     folder.mkdir(parents=True, exist_ok=True)
     partial = codes_path.with_name(codes_path.name + ".tmp")
     save_file(tensors, str(partial))
     os.replace(partial, codes_path)  # the codes whole, then their texts: a cache is there only when both are
     meta = {"texts": ids, "tasks": tasks, "answers": answers, "text": text_tok.to_dict(), "source": cfg.source}
+    if any(chains):
+        meta["chains"] = chains
     write_atomically(meta_path, json.dumps(meta))
     all_conditions = tensors["conditions"].long() if "conditions" in tensors else None
     all_clips = tensors["clips"].long() if "clips" in tensors else None
-    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions, all_clips)
+    all_drafts = tensors["drafts"].long() if "drafts" in tensors else None
+    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions, all_clips, all_drafts,
+                    meta.get("chains", []))  # fmt: skip

@@ -29,6 +29,8 @@ from tessera.model.orders import ORDERS, make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.pictures import grid, save_png, to_uint8
+from tessera.sequence.bands import Bands, BandStep, thinking_batch
+from tessera.sequence.bands import chain_length as thinking_length
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import (
     TEXT_PART,
@@ -169,7 +171,9 @@ class Trainer:
             if conditioned_tasks(tasks)
             else 0,
             t2i_length(cfg.data.text_len, examples.clips[0].numel()) if Task.T2V in tasks else 0,
-        )
+            thinking_length(cfg.data.text_len, w, Bands.equal(h, cfg.data.bands), cfg.data.thought_len,
+                            cfg.data.thought_len) if Task.THINK in tasks else 0,
+        )  # fmt: skip
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
         if max(h, w) > cfg.model.max_grid:
@@ -196,6 +200,7 @@ class Trainer:
             answer_len=cfg.data.answer_len,
             context_frames=cfg.data.context_frames,
             video_grid=video_grid,
+            bands=cfg.data.bands,
         )
         torch.manual_seed(cfg.seed)
         self.model = Transformer(self.cfg.model).to(self.device)
@@ -212,8 +217,11 @@ class Trainer:
         self.is_t2i = torch.tensor([t == Task.T2I for t in example_tasks])  # (N,)
         self.is_conditioned = torch.tensor([t in CONDITIONED for t in example_tasks])  # (N,)
         self.is_video = torch.tensor([t == Task.T2V for t in example_tasks])  # (N,)
-        is_read = ~(self.is_t2i | self.is_conditioned | self.is_video)
+        self.is_think = torch.tensor([t == Task.THINK for t in example_tasks])  # (N,)
+        is_read = ~(self.is_t2i | self.is_conditioned | self.is_video | self.is_think)
         self.is_read = is_read
+        self.chains, self.drafts = examples.chains, examples.drafts  # thinking: texts per example, (N, h, w)
+        self.bands = Bands.equal(h, cfg.data.bands)
         texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
         self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
         self.conditions = examples.conditions  # (N, K, h, w) or None
@@ -255,6 +263,9 @@ class Trainer:
                 *t, h, w = codes.shape[1:]
                 order = make_orders(cfg.order, len(rows), math.prod(t) * h, w, self.gen)  # a clip's frames stacked
                 parts.append(text_to_image(space, text, codes[rows], order))
+        think_rows = index[self.is_think[index]]
+        if len(think_rows):
+            parts.append(self.thinking_rows(think_rows))
         for i, task in enumerate(CONDITIONED):  # one part per conditioned task: each has its own conditions
             rows = cond_rows[self.task_index[cond_rows] == i]
             if len(rows):
@@ -264,6 +275,28 @@ class Trainer:
                 image_to_text(space, self.questions[read_rows], self.codes[read_rows], self.answers[read_rows])
             )
         return parts[0] if len(parts) == 1 else stack(parts, space)
+
+    def thinking_rows(self, rows: torch.Tensor) -> Batch:
+        """Thinking chains: per band its thought, the band, its critique; a draft band is kept as context (no loss)
+        and drawn again after its critique. A share cond_dropout keeps only the bands (every text made <pad>), as
+        guidance's unconditional rows see them."""
+        w = self.codes.shape[2]
+        chains = []
+        for i in rows.tolist():
+            chain, steps = self.chains[i], []
+            for b, (thought, critique) in enumerate(zip(chain["thoughts"], chain["critiques"], strict=True)):
+                cells = self.bands.cells(b, w)
+                true = self.codes[i].flatten()[cells]
+                if b == chain["draft"]:
+                    steps.append(BandStep(thought, self.drafts[i].flatten()[cells], False, critique, true))
+                else:
+                    steps.append(BandStep(thought, true, critique=critique))
+            chains.append(steps)
+        space = self.bundle.space
+        batch = thinking_batch(space, self.texts[rows], chains, self.bands, w)
+        drop = torch.rand(len(rows), generator=self.gen) < self.cfg.cond_dropout  # guidance: text gone, bands kept
+        gone = (batch.ids < space.image_start) & drop[:, None]
+        return Batch(batch.ids.masked_fill(gone, space.special("<pad>")), batch.pos, batch.slot, batch.loss & ~gone)
 
     def conditioned_rows(self, task: str, rows: torch.Tensor) -> Batch:
         """Examples of one conditioned task, with the text, the visual conditions or both dropped for guidance."""

@@ -25,6 +25,7 @@ PARTS = {"whole": "", "top": "the top of", "middle": "the middle of", "bottom": 
 PLACES = {"left": "on the left", "centre": "in the centre", "right": "on the right"}
 MAX_SCORE = 10
 MAX_BANDS = 8
+REDRAW_BELOW = 6  # a band whose critique scores less than this is drawn again
 
 
 @dataclass(frozen=True)
