@@ -17,6 +17,7 @@ from PIL import Image
 from tessera.config import override
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
+from tessera.eval.shapes_eval import first_prompts
 from tessera.generate import thinking
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load as load_bundle
@@ -208,11 +209,12 @@ def thinker(tokenizer_dir, tmp_path_factory):
                  "tasks": {"think": 1}, "draft_share": 1.0},
         "steps": 2, "batch_size": 4, "warmup": 1, "sample_every": 1000})  # fmt: skip
     trainer = Trainer(cfg, root / "run", progress=False)
-    return trainer, root / "run" / "checkpoint"
+    losses = [row["loss"] for row in trainer.fit()]
+    return trainer, root / "run" / "checkpoint", losses
 
 
 def test_thinking_chains_train(thinker):
-    trainer, _ = thinker
+    trainer, _, losses = thinker
     drafted = [c for c in trainer.chains if c["draft"] >= 0]
     assert drafted and all(parse_critique(trainer.bundle.text_tokenizer.decode(c["critiques"][c["draft"]])).score
                            < REDRAW_BELOW for c in drafted)  # fmt: skip
@@ -222,13 +224,27 @@ def test_thinking_chains_train(thinker):
     batch = trainer.batch()
     space = trainer.bundle.space
     assert (batch.ids == space.special("<think>")).sum(1).max() == 2 * len(trainer.bands)  # thought and critique
-    first = trainer.fit()[0]["loss"]
-    assert np.isfinite(first)
+    assert np.isfinite(losses).all()
 
 
 def test_generate_thinks_after_training(cli, thinker, tmp_path):
-    _, ckpt = thinker
+    _, ckpt, _ = thinker
     done = cli("generate", "a red circle", "--ckpt", str(ckpt), "--think", "-n", "2", "--out", str(tmp_path / "t.png"))
     assert done.returncode == 0, done.stderr
     line = json.loads((tmp_path / "t" / "chain.jsonl").read_text().splitlines()[0])
     assert line["bands"] == [2, 1, 1]  # three bands over the tiny tokenizer's four rows
+
+
+def test_evaluate_thinking(thinker, judge):
+    _, ckpt, _ = thinker
+    bundle = load_bundle(ckpt)
+    metadata = first_prompts(1)
+    summary, images, lines = thinking.evaluate_thinking(bundle, metadata, judge, per_prompt=2, batch_size=8)
+    assert images.shape == (2 * len(metadata), 32, 32, 3) and len(lines) == len(images)
+    assert summary["first"]["images"] == summary["final"]["images"] == len(images)
+    redrawn = np.array([any(line["redrawn"]) for line in lines])
+    assert summary["chains_redrawn"] == pytest.approx(redrawn.mean())
+    grid_tokens = bundle.cfg.grid[0] * bundle.cfg.grid[1]
+    assert summary["tokens_per_image"] >= grid_tokens + 3  # every band, and at least a token of each thought
+    for key in ("redraw_fixes", "critiques_parsed", "low_precision", "low_recall", "bands_redrawn"):
+        assert 0.0 <= summary[key] <= 1.0

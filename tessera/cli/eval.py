@@ -35,6 +35,14 @@ def shapes(
         int, typer.Option(min=1, max=64, help="Images per prompt with --ckpt or --ground-truth (GenEval: 4).")
     ] = 4,
     weights: Annotated[Path | None, typer.Option(help="A judge folder (default: the shipped judge).")] = None,
+    think: Annotated[
+        bool,
+        typer.Option(
+            help="With --ckpt: draw by thinking while drawing (generate --think); also writes thinking.json (the "
+            "bands as first drawn against the final images, redraws, the critiques against the judge) and "
+            "chains.jsonl."
+        ),
+    ] = False,
     canvas: Canvas = 64,
     device_name: Device = "auto",
     seed: Seed = 0,
@@ -57,7 +65,18 @@ def shapes(
         from tessera.model.bundle import load as load_bundle
 
         images = _new_folder(out, "--ckpt")
-        write_shapes_eval(load_bundle(ckpt, device(device_name)), images, load_metadata(), per_prompt, seed=seed)
+        bundle = load_bundle(ckpt, device(device_name))
+        if think:
+            from tessera.generate.thinking import write_thinking_eval
+
+            thought = write_thinking_eval(bundle, images, load_metadata(), judge, per_prompt, seed=seed)
+            shown = {k: v for k, v in thought.items() if not isinstance(v, dict)}
+            console.print(f"first drawn {thought['first']['overall']:.3f}, final {thought['final']['overall']:.3f}; "
+                          + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))  # fmt: skip
+        else:
+            write_shapes_eval(bundle, images, load_metadata(), per_prompt, seed=seed)
+    elif think:
+        raise InputError("--think needs --ckpt CKPT --out DIR")
     if images is None:
         raise InputError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
     summary, _ = score_folder(images, judge, out)
