@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tessera.cli.common import preset
+from tessera.config import load as load_config
 from tessera.config import override
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
@@ -248,3 +250,12 @@ def test_evaluate_thinking(thinker, judge):
     assert summary["tokens_per_image"] >= grid_tokens + 3  # every band, and at least a token of each thought
     for key in ("redraw_fixes", "critiques_parsed", "low_precision", "low_recall", "bands_redrawn"):
         assert 0.0 <= summary[key] <= 1.0
+
+
+def test_the_think_preset_fits_its_chains():
+    cfg = load_config(TrainConfig(), preset("model", "think"), {"tokenizer": "tok"})
+    cfg.validate()
+    rows = cfg.data.canvas // 4  # the recipe's 4 x 4-patch tokenizer
+    longest = chain_length(cfg.data.text_len, rows, Bands.equal(rows, cfg.data.bands), cfg.data.thought_len,
+                           cfg.data.thought_len)  # fmt: skip
+    assert "think" in cfg.data.tasks and cfg.model.max_seq_len >= longest

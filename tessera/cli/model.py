@@ -22,7 +22,7 @@ def train(
     preset_name: Annotated[
         str,
         typer.Option(
-            "--preset", help="smoke | quick | full | gpu | gpt-b | conditions | video (tessera/configs/model/)"
+            "--preset", help="smoke | quick | full | gpu | gpt-b | conditions | video | think (tessera/configs/model/)"
         ),
     ] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
