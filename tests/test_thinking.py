@@ -259,3 +259,20 @@ def test_the_think_preset_fits_its_chains():
     longest = chain_length(cfg.data.text_len, rows, Bands.equal(rows, cfg.data.bands), cfg.data.thought_len,
                            cfg.data.thought_len)  # fmt: skip
     assert "think" in cfg.data.tasks and cfg.model.max_seq_len >= longest
+
+
+def test_whole_chains_rescore_exactly(unified_run, monkeypatch):
+    """Every text and image token of a chain, redrawn bands included, rescored under the distribution sampled."""
+    bundle = load_bundle(unified_run / "unified" / "checkpoint")
+    said = itertools.count()
+    monkeypatch.setattr(thinking, "parse_critique", lambda text: Critique(0 if next(said) % 2 == 0 else MAX_SCORE,
+                                                                          (), (), Thought(0, 1, ())))  # fmt: skip
+    sampling, writing = SamplingConfig(cfg_scale=2.0), SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
+    chain = thinking.think_and_draw(bundle, ["a red circle", "a blue star"], sampling=sampling, writing=writing)
+    old, mask = thinking.chain_logprobs(chain)
+    new = thinking.rescore_chain(bundle, bundle.model, chain, sampling, writing)
+    assert mask.sum(1)[0] > mask.sum(1)[1]  # the first row drew its bands twice
+    assert ((new - old).abs() * mask).max() < 1e-4
+    assert (old[mask] < 0).all()  # sampled at temperature 1: no token was certain
+    greedy = thinking.rescore_chain(bundle, bundle.model, chain, sampling, SamplingConfig(top_k=1))
+    assert ((greedy - old).abs() * mask).max() > 1  # scored under another distribution, the text differs

@@ -20,8 +20,8 @@ from tessera.engine.checkpoint import write_atomically
 from tessera.errors import CheckpointError
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import score_images, summarize
-from tessera.generate.generator import generate
-from tessera.generate.text import GREEDY, write
+from tessera.generate.generator import generate, score
+from tessera.generate.text import GREEDY, score_text, write
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png, to_uint8
@@ -34,6 +34,19 @@ THOUGHT_LEN = 40  # tokens a thought or a critique may take before its </think>
 
 
 @dataclass
+class Phase:
+    """One sampling call of a chain: the rows it served, the prompt they continued, and what was drawn (a thought
+    or critique: text ids with their mask; a band: image ids in `order`), with each token's log-prob."""
+
+    rows: list[int]
+    prompt: Batch
+    ids: torch.Tensor  # (b, M)
+    mask: torch.Tensor  # (b, M) bool: tokens drawn
+    logprobs: torch.Tensor  # (b, M)
+    order: torch.Tensor | None = None  # (b, M) a band's cells; None for text
+
+
+@dataclass
 class ThinkingChain:
     prompts: list[str]
     thoughts: list[list[str]] = field(default_factory=list)  # per row, per band
@@ -43,6 +56,7 @@ class ThinkingChain:
     first_images: np.ndarray | None = None  # (B, H, W, 3): every band as first drawn
     images: np.ndarray | None = None  # (B, H, W, 3): the final image, redrawn bands in place
     tokens: int = 0  # tokens the chain drew (text and image), per row
+    phases: list[Phase] = field(default_factory=list)  # every sampling call, in order (for exact rescoring)
 
 
 class _Rows:
@@ -103,7 +117,9 @@ def think_and_draw(
     def text() -> list[str]:
         nonlocal tokens
         rows.add_special("<think>")
-        written = write(model, space, rows.batch(device), THOUGHT_LEN, writing, gen, stop="</think>")
+        prompt = rows.batch(device)
+        written = write(model, space, prompt, THOUGHT_LEN, writing, gen, stop="</think>")
+        out.phases.append(Phase(list(range(len(prompts))), prompt, written.ids, written.mask, written.logprobs))
         texts = written.texts(space, bundle.text_tokenizer)
         for i in range(len(prompts)):
             said = written.ids[i][written.mask[i]].tolist()
@@ -117,9 +133,10 @@ def think_and_draw(
         nonlocal tokens
         cells = bands.cells(b, w).to(device)
         order = cells.expand(len(which), -1)
-        prompt = rows.batch(device)  # generate adds the <boi>
-        drawn = generate(model, space, prompt.ids[which], (h, w), order, sampling, gen, text_pos=prompt.pos[which],
-                         keep_images=True)  # fmt: skip
+        prompt = rows.batch(device).rows(which)  # generate adds the <boi>
+        drawn = generate(model, space, prompt.ids, (h, w), order, sampling, gen, text_pos=prompt.pos, keep_images=True)
+        done = torch.ones_like(drawn.ids, dtype=torch.bool)
+        out.phases.append(Phase(which, prompt, drawn.ids, done, drawn.logprobs, order))
         positions = [(NO_POS,) * 3] + [tuple(p) for p in grid_positions(cells[None], (h, w))[0].tolist()]
         for k, i in enumerate(which):
             rows.add(i, [space.special("<boi>"), *drawn.ids[k].tolist(), space.special("<eoi>")],
@@ -153,6 +170,43 @@ def think_and_draw(
     out.images = to_uint8(decode(codes.view(-1, h, w)))
     out.tokens = tokens // len(prompts)
     return out
+
+
+def _by_row(chain: ThinkingChain, values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per phase (b, M) values -> (B, T) each row's drawn tokens in the order drawn, right-padded, and the mask."""
+    rows: list[list[torch.Tensor]] = [[] for _ in chain.prompts]
+    for phase, value in zip(chain.phases, values, strict=True):
+        for k, i in enumerate(phase.rows):
+            rows[i].append(value[k][phase.mask[k]])
+    joined = [torch.cat(r) for r in rows]
+    length = max(len(r) for r in joined)
+    out = torch.zeros(len(joined), length, dtype=joined[0].dtype, device=joined[0].device)
+    mask = torch.zeros(len(joined), length, dtype=torch.bool, device=joined[0].device)
+    for i, r in enumerate(joined):
+        out[i, : len(r)], mask[i, : len(r)] = r, True
+    return out, mask
+
+
+def chain_logprobs(chain: ThinkingChain) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) the log-prob of every token each chain drew, text and image, as sampled; and the mask."""
+    return _by_row(chain, [phase.logprobs for phase in chain.phases])
+
+
+def rescore_chain(
+    bundle: Bundle, model: torch.nn.Module, chain: ThinkingChain, sampling: SamplingConfig,
+    writing: SamplingConfig = GREEDY,
+) -> torch.Tensor:  # fmt: skip
+    """(B, T) the same log-probs recomputed by `model` with grad, one teacher-forced pass per phase (in
+    `chain_logprobs`' layout): what GRPO on whole chains needs."""
+    h, w = bundle.cfg.grid
+    values = []
+    for phase in chain.phases:
+        if phase.order is None:
+            values.append(score_text(model, bundle.space, phase.prompt, phase.ids, writing))
+        else:
+            values.append(score(model, bundle.space, phase.prompt.ids, phase.ids, phase.order, (h, w), sampling,
+                                text_pos=phase.prompt.pos, keep_images=True))  # fmt: skip
+    return _by_row(chain, values)[0]
 
 
 def chain_picture(image: np.ndarray, bands: Bands, thoughts: list[str], critiques: list[str], redrawn: list[bool],
