@@ -25,6 +25,7 @@ from tessera.generate.generator import generate, score
 from tessera.model.bundle import load as load_bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
+from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.sequence.bands import Bands, BandStep, chain_length, thinking_batch, thinking_row
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import pad_text
@@ -274,5 +275,24 @@ def test_whole_chains_rescore_exactly(unified_run, monkeypatch):
     assert mask.sum(1)[0] > mask.sum(1)[1]  # the first row drew its bands twice
     assert ((new - old).abs() * mask).max() < 1e-4
     assert (old[mask] < 0).all()  # sampled at temperature 1: no token was certain
+    second = thinking.rescore_chain(bundle, bundle.model, chain, sampling, writing, rows=[1])
+    assert torch.allclose(second, new[1:, : second.shape[1]]) and not new[1, second.shape[1] :].any()
+    segments = thinking.chain_segments(chain, {"text": ("thought", "critique"), "image": ("band", "redraw")})
+    assert torch.equal(segments["text"] | segments["image"], mask) and not (segments["text"] & segments["image"]).any()
+    grid = bundle.cfg.grid[0] * bundle.cfg.grid[1]
+    assert segments["image"].sum(1).tolist() == [2 * grid, grid]  # the first row drew every band twice
     greedy = thinking.rescore_chain(bundle, bundle.model, chain, sampling, SamplingConfig(top_k=1))
     assert ((greedy - old).abs() * mask).max() > 1  # scored under another distribution, the text differs
+
+
+def test_twig_grpo_scores_what_it_sampled(unified_run, tmp_path):
+    cfg = override(RLConfig(), {
+        "init": str(unified_run / "unified" / "checkpoint"), "think": True, "prompts_per_step": 1,
+        "grpo.group_size": 3, "steps": 2, "eval_every": 0, "update_batch": 3, "sampling.cfg_scale": 2.0,
+        "lr": 1e-3,
+    })  # fmt: skip
+    rows = [r for r in RLTrainer(cfg, tmp_path / "rl", progress=False).fit() if "reward_mean" in r]
+    assert len(rows) == 2 and all(r["ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in rows)
+    assert all({"reward/final", "reward/honest", "reward/format"} <= set(r) for r in rows)
+    with pytest.raises(ConfigError, match="choose one"):
+        override(RLConfig(), {"init": "x", "think": True, "introspect": True}).validate()

@@ -28,7 +28,7 @@ from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.bands import Bands, chain_length
 from tessera.sequence.layouts import NO_POS, Batch, grid_positions
 from tessera.world.grammar import PromptError
-from tessera.world.thoughts import REDRAW_BELOW, parse_critique
+from tessera.world.thoughts import REDRAW_BELOW, parse_critique, parse_thought
 
 THOUGHT_LEN = 40  # tokens a thought or a critique may take before its </think>
 
@@ -38,6 +38,7 @@ class Phase:
     """One sampling call of a chain: the rows it served, the prompt they continued, and what was drawn (a thought
     or critique: text ids with their mask; a band: image ids in `order`), with each token's log-prob."""
 
+    kind: str  # thought | band | critique | redraw
     rows: list[int]
     prompt: Batch
     ids: torch.Tensor  # (b, M)
@@ -54,6 +55,7 @@ class ThinkingChain:
     scores: list[list[int | None]] = field(default_factory=list)  # the critique's score; None: it does not parse
     redrawn: list[list[bool]] = field(default_factory=list)
     first_images: np.ndarray | None = None  # (B, H, W, 3): every band as first drawn
+    critiqued: np.ndarray | None = None  # (B, H, W, 3): the image the last critique saw (earlier redraws in place)
     images: np.ndarray | None = None  # (B, H, W, 3): the final image, redrawn bands in place
     tokens: int = 0  # tokens the chain drew (text and image), per row
     phases: list[Phase] = field(default_factory=list)  # every sampling call, in order (for exact rescoring)
@@ -114,12 +116,12 @@ def think_and_draw(
     codes = first.clone()
     tokens = 0
 
-    def text() -> list[str]:
+    def text(kind: str) -> list[str]:
         nonlocal tokens
         rows.add_special("<think>")
         prompt = rows.batch(device)
         written = write(model, space, prompt, THOUGHT_LEN, writing, gen, stop="</think>")
-        out.phases.append(Phase(list(range(len(prompts))), prompt, written.ids, written.mask, written.logprobs))
+        out.phases.append(Phase(kind, list(range(len(prompts))), prompt, written.ids, written.mask, written.logprobs))
         texts = written.texts(space, bundle.text_tokenizer)
         for i in range(len(prompts)):
             said = written.ids[i][written.mask[i]].tolist()
@@ -129,14 +131,14 @@ def think_and_draw(
         tokens += int(written.mask.sum())
         return [t.replace("</think>", "").strip() for t in texts]
 
-    def band(b: int, which: list[int]) -> torch.Tensor:
+    def band(b: int, which: list[int], kind: str) -> torch.Tensor:
         nonlocal tokens
         cells = bands.cells(b, w).to(device)
         order = cells.expand(len(which), -1)
         prompt = rows.batch(device).rows(which)  # generate adds the <boi>
         drawn = generate(model, space, prompt.ids, (h, w), order, sampling, gen, text_pos=prompt.pos, keep_images=True)
         done = torch.ones_like(drawn.ids, dtype=torch.bool)
-        out.phases.append(Phase(which, prompt, drawn.ids, done, drawn.logprobs, order))
+        out.phases.append(Phase(kind, which, prompt, drawn.ids, done, drawn.logprobs, order))
         positions = [(NO_POS,) * 3] + [tuple(p) for p in grid_positions(cells[None], (h, w))[0].tolist()]
         for k, i in enumerate(which):
             rows.add(i, [space.special("<boi>"), *drawn.ids[k].tolist(), space.special("<eoi>")],
@@ -146,14 +148,16 @@ def think_and_draw(
 
     everyone = list(range(len(prompts)))
     for b in range(len(bands)):
-        for i, thought in enumerate(text()):
+        for i, thought in enumerate(text("thought")):
             out.thoughts[i].append(thought)
         cells = bands.cells(b, w).to(device)
-        first[:, cells] = codes[:, cells] = band(b, everyone)
+        first[:, cells] = codes[:, cells] = band(b, everyone, "band")
+        if b == len(bands) - 1:
+            out.critiqued = to_uint8(bundle.image_tokenizer.decode(codes.view(-1, h, w)))
         if not critique:
             continue
         again = []
-        for i, said in enumerate(text()):
+        for i, said in enumerate(text("critique")):
             try:
                 score = parse_critique(said).score
             except PromptError:
@@ -164,7 +168,7 @@ def think_and_draw(
             if out.redrawn[i][-1]:
                 again.append(i)
         if again:
-            codes[torch.tensor(again, device=device)[:, None], cells] = band(b, again)
+            codes[torch.tensor(again, device=device)[:, None], cells] = band(b, again, "redraw")
     decode = bundle.image_tokenizer.decode
     out.first_images = to_uint8(decode(first.view(-1, h, w)))
     out.images = to_uint8(decode(codes.view(-1, h, w)))
@@ -172,19 +176,46 @@ def think_and_draw(
     return out
 
 
-def _by_row(chain: ThinkingChain, values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per phase (b, M) values -> (B, T) each row's drawn tokens in the order drawn, right-padded, and the mask."""
-    rows: list[list[torch.Tensor]] = [[] for _ in chain.prompts]
+def _by_row(
+    chain: ThinkingChain, values: list[torch.Tensor], rows: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per phase values for the phase's rows (or, with `rows`, for those of them among `rows`) -> (len(rows), T)
+    each row's drawn tokens in the order drawn, right-padded, and the mask."""
+    rows = list(range(len(chain.prompts))) if rows is None else rows
+    where = {i: n for n, i in enumerate(rows)}
+    parts: list[list[torch.Tensor]] = [[] for _ in rows]
     for phase, value in zip(chain.phases, values, strict=True):
-        for k, i in enumerate(phase.rows):
-            rows[i].append(value[k][phase.mask[k]])
-    joined = [torch.cat(r) for r in rows]
+        mine = [(k, i) for k, i in enumerate(phase.rows) if i in where]
+        every = len(value) == len(phase.rows)  # values for all the phase's rows, or for `mine` alone
+        for n, (k, i) in enumerate(mine):
+            parts[where[i]].append(value[k if every else n][phase.mask[k]])
+    joined = [torch.cat(r) for r in parts]
     length = max(len(r) for r in joined)
     out = torch.zeros(len(joined), length, dtype=joined[0].dtype, device=joined[0].device)
     mask = torch.zeros(len(joined), length, dtype=torch.bool, device=joined[0].device)
     for i, r in enumerate(joined):
         out[i, : len(r)], mask[i, : len(r)] = r, True
     return out, mask
+
+
+def well_formed(chain: ThinkingChain, i: int) -> float:
+    """The share of chain i's thoughts and critiques that parse, each thought naming its own band."""
+    ok = []
+    for b, thought in enumerate(chain.thoughts[i]):
+        try:
+            ok.append(parse_thought(thought).band == b)
+        except PromptError:
+            ok.append(False)
+    ok += [score is not None for score in chain.scores[i]]
+    return float(np.mean(ok))
+
+
+def chain_segments(chain: ThinkingChain, kinds: dict[str, tuple[str, ...]]) -> dict[str, torch.Tensor]:
+    """Name -> (B, T) bool: the tokens of the phases of those kinds, in `chain_logprobs`' layout."""
+    return {
+        name: _by_row(chain, [torch.full_like(p.mask, p.kind in wanted) for p in chain.phases])[0]
+        for name, wanted in kinds.items()
+    }
 
 
 def chain_logprobs(chain: ThinkingChain) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,19 +225,26 @@ def chain_logprobs(chain: ThinkingChain) -> tuple[torch.Tensor, torch.Tensor]:
 
 def rescore_chain(
     bundle: Bundle, model: torch.nn.Module, chain: ThinkingChain, sampling: SamplingConfig,
-    writing: SamplingConfig = GREEDY,
+    writing: SamplingConfig = GREEDY, rows: list[int] | None = None, train_unconditional: bool = True,
 ) -> torch.Tensor:  # fmt: skip
-    """(B, T) the same log-probs recomputed by `model` with grad, one teacher-forced pass per phase (in
-    `chain_logprobs`' layout): what GRPO on whole chains needs."""
+    """(len(rows), T) the same log-probs of the chains `rows` (default: all) recomputed by `model` with grad, one
+    teacher-forced pass per phase, in `chain_logprobs`' layout (padded to these rows' longest): what GRPO on whole
+    chains needs."""
     h, w = bundle.cfg.grid
+    wanted = set(range(len(chain.prompts)) if rows is None else rows)
     values = []
     for phase in chain.phases:
+        k = [n for n, i in enumerate(phase.rows) if i in wanted]
+        if not k:
+            values.append(phase.ids[:0].float())
+            continue
+        prompt = phase.prompt.rows(k)
         if phase.order is None:
-            values.append(score_text(model, bundle.space, phase.prompt, phase.ids, writing))
+            values.append(score_text(model, bundle.space, prompt, phase.ids[k], writing))
         else:
-            values.append(score(model, bundle.space, phase.prompt.ids, phase.ids, phase.order, (h, w), sampling,
-                                text_pos=phase.prompt.pos, keep_images=True))  # fmt: skip
-    return _by_row(chain, values)[0]
+            values.append(score(model, bundle.space, prompt.ids, phase.ids[k], phase.order[k], (h, w), sampling,
+                                train_unconditional, text_pos=prompt.pos, keep_images=True))  # fmt: skip
+    return _by_row(chain, values, rows)[0]
 
 
 def chain_picture(image: np.ndarray, bands: Bands, thoughts: list[str], critiques: list[str], redrawn: list[bool],

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from tessera.data.examples import conditioned_example, understanding_example
 from tessera.eval.conditions import ConditionCase
 from tessera.eval.shapes_eval import score_images
 from tessera.eval.verdicts import is_yes
+from tessera.generate import thinking
 from tessera.generate.generator import generate, score
 from tessera.generate.images import condition_codes
 from tessera.generate.introspect import introspect
@@ -30,6 +32,7 @@ from tessera.sequence.layouts import image_prefix, pad_text
 from tessera.sequence.tasks import Task
 from tessera.world.grammar import parse_edit
 from tessera.world.render import render_image
+from tessera.world.thoughts import MAX_SCORE
 
 
 @dataclass
@@ -224,4 +227,47 @@ def introspect_rollout(
     total = parts["final"]
     roll = Rollout(metadata, old, mask, total, parts, rescore, seconds, images=chain.final_images, texts=chain.verdicts)
     roll.segments = chain_segments(n, chain.verdict.mask, second_mask)
+    return roll
+
+
+@torch.no_grad()
+def thinking_rollout(
+    bundle: Bundle,
+    metadata: list[dict],  # each prompt's metadata, repeated group_size times (adjacent)
+    sampling: SamplingConfig,
+    writing: SamplingConfig,
+    judge,
+    seed: int,
+    train_unconditional: bool = False,
+) -> Rollout:
+    """Thinking chains (TwiG-GRPO) rewarded three ways, each with its own tokens: the final image by the strict
+    rule (every token of the chain), the honesty of the last critique (1 - |its score / 10 - the strict rule on
+    the image it saw|; 0 when it does not parse: the critiques' tokens), and the format (the share of
+    thoughts and critiques that parse, the thought naming its own band: the thoughts' and critiques' tokens)."""
+    device = bundle.model.output.weight.device
+    start = time.time()
+    chain = thinking.think_and_draw(bundle, [m["prompt"] for m in metadata], sampling=sampling, writing=writing,
+                                    seed=seed)  # fmt: skip
+    done = time.time()
+    seen = [r["strict"] for r in score_images(chain.critiqued, metadata, judge)]
+    final = [r["strict"] for r in score_images(chain.images, metadata, judge)]
+    honest = [0.0 if said[-1] is None else 1 - abs(said[-1] / MAX_SCORE - ok)
+              for said, ok in zip(chain.scores, seen, strict=True)]  # fmt: skip
+    formed = [thinking.well_formed(chain, i) for i in range(len(metadata))]
+    parts = {name: torch.tensor(v, dtype=torch.float32, device=device)
+             for name, v in (("final", final), ("honest", honest), ("format", formed))}  # fmt: skip
+    old, mask = thinking.chain_logprobs(chain)
+    kinds = {"final": ("thought", "band", "critique", "redraw"), "honest": ("critique",),
+             "format": ("thought", "critique")}  # fmt: skip
+    segments = thinking.chain_segments(chain, kinds)
+
+    def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
+        picked = list(range(len(metadata)))[rows]
+        logp = thinking.rescore_chain(bundle, model, chain, sampling, writing, picked, train_unconditional)
+        return nn.functional.pad(logp, (0, old.shape[1] - logp.shape[1]))  # the batch's width
+
+    seconds = {"generate_s": done - start, "reward_s": time.time() - done}
+    texts = [" | ".join(t) for t in chain.thoughts]
+    roll = Rollout(metadata, old, mask, parts["final"], parts, rescore, seconds, images=chain.images, texts=texts)
+    roll.segments = segments
     return roll

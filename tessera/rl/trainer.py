@@ -41,6 +41,7 @@ from tessera.rl.rollouts import (
     introspect_rollout,
     read_examples,
     read_rollout,
+    thinking_rollout,
 )
 from tessera.sequence.tasks import CONDITIONED, READING, Task, reading, tasks
 from tessera.understand.answer import ask
@@ -63,6 +64,7 @@ class RLConfig:
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
     draw: bool = True  # drawing rollouts (text-to-image)
     introspect: bool = False  # drawing rollouts are chains: draw, judge in words, draw again (Janus-Pro-R1)
+    think: bool = False  # drawing rollouts are thinking chains: thoughts, bands, critiques, redraws (TwiG-GRPO)
     read: dict[str, float] = field(default_factory=dict)  # reading rollouts: task (caption|qa|judge) -> share
     read_reward: str = "answer:1,answer_format:0.25"
     read_sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -102,6 +104,13 @@ class RLConfig:
         parse_spec(self.reward), parse_spec(self.read_reward)
         tasks(self.read, READING, "read")
         tasks(self.conditions, CONDITIONED, "conditions")
+        if self.introspect and self.think:
+            raise ConfigError("introspect=true and think=true are two kinds of chain: choose one")
+        if self.think and (self.reward != "shapes_eval" or self.separate_advantages):
+            raise ConfigError(
+                "think=true rewards each chain three ways (the final image by the strict rule, the last critique's "
+                "honesty, the format), each with its own advantage: reward and separate_advantages would be ignored"
+            )
         if self.introspect and (self.reward != "shapes_eval" or self.separate_advantages):
             raise ConfigError(
                 "introspect=true rewards each chain three ways by GenEval's rule (first image, honesty of the verdict, "
@@ -170,6 +179,10 @@ class RLTrainer:
                 judge = self._judge()
                 out["draw"] = introspect_rollout(
                     self.bundle, metadata, cfg.sampling, cfg.read_sampling, judge, seed, cfg.train_unconditional
+                )
+            elif cfg.think:
+                out["draw"] = thinking_rollout(
+                    self.bundle, metadata, cfg.sampling, cfg.read_sampling, self._judge(), seed, cfg.train_unconditional
                 )
             else:
                 args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
