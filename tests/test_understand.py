@@ -14,7 +14,16 @@ from tessera.model.bundle import load as load_bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
-from tessera.sequence.layouts import NO_POS, image_prefix, image_to_text, pad_answer, pad_text, stack, text_to_image
+from tessera.sequence.layouts import (
+    NO_POS,
+    Batch,
+    image_prefix,
+    image_to_text,
+    pad_answer,
+    pad_text,
+    stack,
+    text_to_image,
+)
 from tessera.text.tokenizers import WorldTokenizer
 from tessera.understand.evaluate import evaluate_understanding
 from tessera.world import language as lang
@@ -85,7 +94,8 @@ def test_written_text_is_rescored_exactly(cfg):
             assert (ids[row, after:] == SPACE.special("<pad>")).all() and not written.mask[row, after:].any()
     rescored = score_text(model, SPACE, prompt, ids, cfg)
     assert (rescored - written.logprobs).abs().max() < 1e-5
-    shifted = score_text(model, SPACE, prompt, torch.roll(ids, 1, dims=1), cfg)
+    early = Batch(prompt.ids[:, :-1], prompt.pos[:, :-1], prompt.slot[:, :-1], prompt.loss[:, :-1])
+    shifted = score_text(model, SPACE, early, ids, cfg)  # off by one: each logit scores the token after its next
     assert (shifted - written.logprobs).abs().max() > 1e-3
 
 
