@@ -18,8 +18,10 @@ import numpy as np
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import first_prompts
 from tessera.generate.images import evaluate_model
+from tessera.generate.text import GREEDY
 from tessera.generate.thinking import evaluate_thinking
 from tessera.model.bundle import load as load_bundle
+from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png
 
 KEYS = ("overall", "strict", "objects_per_image", "objects_asked_per_image")
@@ -31,13 +33,16 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8, help="prompts of each category")
     parser.add_argument("--per-prompt", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=0.0, help="thoughts and critiques (0: greedy)")
     args = parser.parse_args()
     bundle, judge = load_bundle(args.ckpt), Judge.load()
     metadata = first_prompts(args.prompts)
     start = time.time()
     one_shot, _, _ = evaluate_model(bundle, metadata, judge, args.per_prompt, seed=args.seed)
     drawn = time.time()
-    thought, images, lines = evaluate_thinking(bundle, metadata, judge, args.per_prompt, seed=args.seed)
+    writing = SamplingConfig(temperature=args.temperature) if args.temperature > 0 else GREEDY
+    thought, images, lines = evaluate_thinking(bundle, metadata, judge, args.per_prompt, seed=args.seed,
+                                               writing=writing)  # fmt: skip
     done = time.time()
     grid_tokens = bundle.cfg.grid[0] * bundle.cfg.grid[1]
     row = {

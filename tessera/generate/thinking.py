@@ -294,6 +294,7 @@ def evaluate_thinking(
     bands: Bands | None = None,
     seed: int = 0,
     batch_size: int = 32,
+    writing: SamplingConfig = GREEDY,
 ) -> tuple[dict, np.ndarray, list[dict]]:
     """ShapesEval of thinking chains: of the bands as first drawn (`first`) and of the final images (`final`); how
     often a chain draws a band again and how often that turns a wrong image (strict rule) right; whether the
@@ -303,7 +304,7 @@ def evaluate_thinking(
     first_rows, final_rows, images, lines, tokens = [], [], [], [], []
     for i in range(0, len(metas), batch_size):
         part = metas[i : i + batch_size]
-        chain = think_and_draw(bundle, [m["prompt"] for m in part], bands, seed=seed + i)
+        chain = think_and_draw(bundle, [m["prompt"] for m in part], bands, writing=writing, seed=seed + i)
         first_rows += score_images(chain.first_images, part, judge)
         final_rows += score_images(chain.images, part, judge)
         images.append(chain.images)
