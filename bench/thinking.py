@@ -19,7 +19,7 @@ from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import first_prompts
 from tessera.generate.images import evaluate_model
 from tessera.generate.text import GREEDY
-from tessera.generate.thinking import evaluate_thinking
+from tessera.generate.thinking_eval import evaluate_thinking
 from tessera.model.bundle import load as load_bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_png

@@ -20,7 +20,7 @@ from tessera.config import override
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.eval.shapes_eval import first_prompts
-from tessera.generate import thinking
+from tessera.generate import thinking, thinking_eval
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load as load_bundle
 from tessera.model.sampling import SamplingConfig
@@ -242,7 +242,7 @@ def test_evaluate_thinking(thinker, judge):
     _, ckpt, _ = thinker
     bundle = load_bundle(ckpt)
     metadata = first_prompts(1)
-    summary, images, lines = thinking.evaluate_thinking(bundle, metadata, judge, per_prompt=2, batch_size=8)
+    summary, images, lines = thinking_eval.evaluate_thinking(bundle, metadata, judge, per_prompt=2, batch_size=8)
     assert images.shape == (2 * len(metadata), 32, 32, 3) and len(lines) == len(images)
     assert summary["first"]["images"] == summary["final"]["images"] == len(images)
     redrawn = np.array([any(line["redrawn"]) for line in lines])

@@ -67,7 +67,7 @@ def shapes(
         images = _new_folder(out, "--ckpt")
         bundle = load_bundle(ckpt, device(device_name))
         if think:
-            from tessera.generate.thinking import write_thinking_eval
+            from tessera.generate.thinking_eval import write_thinking_eval
 
             thought = write_thinking_eval(bundle, images, load_metadata(), judge, per_prompt, seed=seed)
             shown = {k: v for k, v in thought.items() if not isinstance(v, dict)}

@@ -105,7 +105,8 @@ def generate(
     from tessera.generate.images import image_batches, write_images
     from tessera.generate.introspect import introspect as draw_chains
     from tessera.generate.introspect import write_chains
-    from tessera.generate.thinking import think_and_draw, write_thinking
+    from tessera.generate.thinking import think_and_draw
+    from tessera.generate.thinking_eval import write_thinking
     from tessera.generate.video import write_videos
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.bands import Bands
