@@ -385,8 +385,8 @@ def test_predict_metrics_credit_the_true_next_frame(judge):
     truth = np.stack([render_image(c.scene) for c in cases])
     last = np.stack([render_image(c.shown) for c in cases])
     good, still = (score_conditions(judge, cases, x)["predict"] for x in (truth, last))
-    assert good["persist"] >= 0.8 and good["psnr"] > 60 and good["motion_px"] < 1.5
-    assert still["still"] >= 0.8 and still["psnr"] < good["psnr"]
+    assert good["persist"] >= 0.8 and good["psnr"] > 60 and good["motion_px"] < 1.5 and good["moved"] >= 0.8
+    assert still["still"] >= 0.8 and still["psnr"] < good["psnr"] and still["moved"] == 0.0
 
 
 def test_predict_continues_a_clip(cli, trained, t2i_ckpt, tmp_path):

@@ -8,7 +8,9 @@
   edit kind, and how often it reads the source scene unchanged (`copied`: the instruction ignored);
 - predict: the next frame's PSNR and SSIM against the true one, how often the judge reads exactly the scene of
   that frame (`persist`: every object there, same shape and colour, in its moved place), how far the objects it
-  finds lie from where they should be (`motion_px`), and how often it reads the last given frame (`still`).
+  finds lie from where they should be (`motion_px`), how often it reads the last given frame (`still`), and the
+  share of moving objects found nearer their next place than their last (`moved`: one frame of motion is under an
+  exact read's tolerance, so only this and the pixel metrics tell predicting from copying).
 Each beside the same metric on the visual tokenizer's round trip of the true image (the ceiling).
 """
 
@@ -101,6 +103,21 @@ def offsets(detections: list, scene: Scene) -> list[float]:
     return out
 
 
+def moved_ahead(detections: list, before: Scene, after: Scene, least: float = 0.5) -> list[bool]:
+    """For each object that moves at least `least` pixels from `before` to `after` (the same object, by index) and
+    that a detection of its shape and colour reads: whether the nearest such detection lies nearer its place after
+    than before. Copying the last frame scores False; one frame of motion is under an exact read's tolerance."""
+    out = []
+    for was, now in zip(before.objects, after.objects, strict=True):
+        if math.dist((was.x, was.y), (now.x, now.y)) < least:
+            continue
+        near = [d.centre for d in detections if (d.shape, d.colour) == (now.shape, now.colour)]
+        if near:
+            c = min(near, key=lambda p: math.dist(p, (now.x, now.y)))
+            out.append(math.dist(c, (now.x, now.y)) < math.dist(c, (was.x, was.y)))
+    return out
+
+
 def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> dict[str, dict[str, float]]:
     """Per task, its metrics on `images` (uint8 (N, H, W, 3), one per case, in order)."""
     found, labels = judge.read_labelled(images)
@@ -118,6 +135,8 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
                 np.mean([d for i in rows for d in offsets(found[i], cases[i].scene)] or [np.nan])
             )
             scores["still"] = float(np.mean([reads_as(found[i], cases[i].shown) for i in rows]))
+            ahead = [a for i in rows for a in moved_ahead(found[i], cases[i].shown, cases[i].scene)]
+            scores["moved"] = float(np.mean(ahead)) if ahead else math.nan
         elif task == Task.INSTRUCT:
             exact = {i: reads_as(found[i], cases[i].scene) for i in rows}
             scores["success"] = float(np.mean(list(exact.values())))
