@@ -11,6 +11,7 @@ tokenizer and per model, and a markdown table.
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -43,10 +44,10 @@ def ceiling(spec: str, judge: Judge) -> dict:
     canvas = int(canvas or 64)
     prompts = video_prompts()
     clips = true_clips(prompts, canvas, EVAL_SEED)
-    codes = tokenizer.encode(to_tensor(clips[:1]))
     back = np.concatenate([to_uint8(tokenizer.decode(tokenizer.encode(to_tensor(clips[i : i + 8]))))
                            for i in range(0, len(clips), 8)])  # fmt: skip
-    return {"tokenizer": spec, "tokens_per_clip": codes[0].numel(), **score_videos(judge, prompts, back)}
+    tokens = math.prod(tokenizer.video_grid(clips.shape[1:4]))
+    return {"tokenizer": spec, "tokens_per_clip": tokens, **score_videos(judge, prompts, back)}
 
 
 def train(tokenizer: Path, steps: int) -> tuple[Path, float]:

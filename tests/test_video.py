@@ -20,7 +20,7 @@ from tessera.config import load as load_config
 from tessera.config import override
 from tessera.data.examples import video_text
 from tessera.data.prompts import description_key, may_train_on, video_prompts
-from tessera.eval.video import MIN_TRAVEL, Track, follow, heading, line_error, score_videos
+from tessera.eval.video import MIN_TRAVEL, TRACK_REACH, Track, follow, heading, line_error, score_videos
 from tessera.generate.generator import generate, score
 from tessera.generate.video import true_clips
 from tessera.model.orders import make_orders
@@ -118,6 +118,12 @@ def test_follow_drops_a_track_that_jumps(judge, true_set):
     tracks, lost = follow(found, 64)
     assert lost == 0 and len(tracks) == len(found[0])
     assert tracks[0].motion == parse_description(prompts[0]).objects[0].motion
+    far = TRACK_REACH * 64 + 1  # the object leaps in frame 4: its track ends there
+    leap = [list(f) for f in found]
+    d = leap[4][0]
+    leap[4][0] = dataclasses.replace(d, box=(d.box[0] + far, d.box[1], d.box[2] + far, d.box[3]))
+    tracks, lost = follow(leap, 64)
+    assert lost == 1 and len(tracks) == len(found[0]) - 1
 
 
 def test_clip_positions_count_frames():

@@ -151,7 +151,8 @@ def thinking_example(
     edges = [canvas * bands.rows(b).start / rows for b in range(len(bands))] + [float(canvas)]
     thoughts = [band_thought(scene, b, edges) for b in range(len(bands))]
     image = render_image(scene)
-    draft, draft_image = -1, None
+    partial = [drawn_so_far(image, edges[b + 1]) for b in range(len(bands))]  # the judge reads every one at once
+    draft, mixed = -1, None
     if rng.random() < draft_share:
         try:
             _, edited = lang.edit_instruction(scene, rng)
@@ -159,20 +160,21 @@ def thinking_example(
             edited = None
         if edited is not None and not any((o.shape, o.colour) in UNSEEN_PAIRS for o in edited.objects):
             top = min(o.box[1] for o in set(scene.objects) ^ set(edited.objects))
-            b = next(k for k in range(len(bands)) if top < edges[k + 1])
-            drawn = render_image(edited)
+            draft = next(k for k in range(len(bands)) if top < edges[k + 1])
+            rows = slice(math.ceil(edges[draft]), math.ceil(edges[draft + 1]))
             mixed = image.copy()
-            mixed[math.ceil(edges[b]) : math.ceil(edges[b + 1])] = drawn[math.ceil(edges[b]) : math.ceil(edges[b + 1])]
-            found = judge.read(drawn_so_far(mixed, edges[b + 1])[None])[0]
-            critique = band_critique(found, scene, edges[b + 1], thoughts[b])
-            if critique.score < REDRAW_BELOW:
-                draft, draft_image = b, mixed
-    partial = np.stack([drawn_so_far(image, edges[b + 1]) for b in range(len(bands))])
-    critiques = [band_critique(found, scene, edges[b + 1], thoughts[b]) for b, found in enumerate(judge.read(partial))]
+            mixed[rows] = render_image(edited)[rows]
+            partial.append(drawn_so_far(mixed, edges[draft + 1]))
+    found = judge.read(np.stack(partial))
+    critiques = [band_critique(found[b], scene, edges[b + 1], thoughts[b]) for b in range(len(bands))]
     if draft >= 0:
-        critiques[draft] = critique
+        drafted = band_critique(found[-1], scene, edges[draft + 1], thoughts[draft])
+        if drafted.score < REDRAW_BELOW:
+            critiques[draft] = drafted
+        else:  # the edit is not seen from this band: no draft
+            draft, mixed = -1, None
     chain = Chain(tuple(t.text() for t in thoughts), tuple(c.text() for c in critiques), draft)
-    return text, scene, chain, draft_image
+    return text, scene, chain, mixed
 
 
 def understanding_example(task: str, rng: np.random.Generator, canvas: int):

@@ -18,11 +18,10 @@ from tessera.generate.video import SHEET_CLIPS, VideoResults
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_gif, save_png
-from tessera.sequence.tasks import Task, conditioned
+from tessera.sequence.tasks import CONDITIONED, Task, conditioned
 from tessera.world.render import render_image
 
 SHEET_COLUMNS = 8  # cases shown per task: condition (the last given frame), drawn and ceiling rows
-COPYABLE = (Task.INSTRUCT, Task.PREDICT)  # tasks whose condition is a picture of what is drawn, before a change
 SHEETS = (
     "Per task: the condition (the last given frame for predict) over what the model drew over the ceiling (the "
     "true image through the tokenizer); for t2v a clip's frames drawn over a true clip's through the tokenizer."
@@ -32,6 +31,7 @@ COPIES = {  # what each task's `copy` baseline shows
     Task.PREDICT: "the last given frame",
     Task.T2V: "the first frame held",
 }
+COPYABLE = tuple(t for t in COPIES if t in CONDITIONED)  # conditions that picture what is drawn, before a change
 
 
 def draw_conditioned(

@@ -61,11 +61,7 @@ def _rows(
     if cfg.guided:
         if conditions is not None:
             rows.append(blank(space, head, (TEXT_PART,)))
-        if keep_images:
-            text_only = head.ids < space.image_start
-            rows.append(Batch(head.ids.masked_fill(text_only, space.special("<pad>")), head.pos, head.slot, head.loss))
-        else:
-            rows.append(blank(space, head))
+        rows.append(blank(space, head, keep_images=keep_images))
     both = stack(rows, space)
     boi = torch.full_like(both.ids[:, :1], space.special("<boi>"))
     part = None if both.part is None else torch.cat([both.part, torch.full_like(boi, CONTENT)], 1)

@@ -105,15 +105,22 @@ def write_shapes_eval(
     batch_size: int = 64,
     progress: bool = True,
 ) -> None:
-    """Generate `per_prompt` images per metadata line into GenEval's layout, out/<index>/{metadata.jsonl,
-    samples/NNNN.png}, each image written as its batch is drawn."""
+    """Generate `per_prompt` images per metadata line into GenEval's layout (`write_geneval`), each image written
+    as its batch is drawn."""
+    prompts = [m["prompt"] for m in metadata for _ in range(per_prompt)]
+    batches = image_batches(bundle, prompts, sampling, seed=seed, batch_size=batch_size, progress=progress)
+    write_geneval(out, metadata, per_prompt, (images for images, _ in batches))
+
+
+def write_geneval(out: str | Path, metadata: list[dict], per_prompt: int, batches: Iterable[np.ndarray]) -> None:
+    """GenEval's layout, out/<index>/{metadata.jsonl, samples/NNNN.png}: `per_prompt` images per metadata line,
+    prompt-major, written as their batches arrive."""
     out = Path(out)
     for index, meta in enumerate(metadata):
         (out / f"{index:05d}" / "samples").mkdir(parents=True, exist_ok=True)
         (out / f"{index:05d}" / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
-    prompts = [m["prompt"] for m in metadata for _ in range(per_prompt)]
     n = 0
-    for images, _ in image_batches(bundle, prompts, sampling, seed=seed, batch_size=batch_size, progress=progress):
+    for images in batches:
         for image in images:
             index, k = divmod(n, per_prompt)
             Image.fromarray(image).save(out / f"{index:05d}" / "samples" / f"{k:04d}.png")

@@ -51,8 +51,17 @@ class ThinkingChain:
     first_images: np.ndarray | None = None  # (B, H, W, 3): every band as first drawn
     critiqued: np.ndarray | None = None  # (B, H, W, 3): the image the last critique saw (earlier redraws in place)
     images: np.ndarray | None = None  # (B, H, W, 3): the final image, redrawn bands in place
-    tokens: int = 0  # tokens the chain drew (text and image), per row
     phases: list[Phase] = field(default_factory=list)  # every sampling call, in order (for exact rescoring)
+
+    @property
+    def tokens(self) -> float:
+        """Tokens drawn per chain, text and image (the </think> closing a cut-short text not counted)."""
+        return sum(int(p.mask.sum()) for p in self.phases) / len(self.prompts)
+
+    def line(self, i: int) -> dict:
+        """Chain i's prompt, thoughts, critiques, their scores and the bands drawn again."""
+        return {"prompt": self.prompts[i], "thoughts": self.thoughts[i], "critiques": self.critiques[i],
+                "scores": self.scores[i], "redrawn": self.redrawn[i]}  # fmt: skip
 
 
 class _Rows:
@@ -108,10 +117,8 @@ def think_and_draw(
                         [[] for _ in prompts])  # fmt: skip
     first = torch.zeros(len(prompts), h * w, dtype=torch.long, device=device)
     codes = first.clone()
-    tokens = 0
 
     def text(kind: str) -> list[str]:
-        nonlocal tokens
         rows.add_special("<think>")
         prompt = rows.batch(device)
         written = write(model, space, prompt, THOUGHT_LEN, writing, gen, stop="</think>")
@@ -122,11 +129,9 @@ def think_and_draw(
             if said[-1:] != [space.special("</think>")]:
                 said.append(space.special("</think>"))  # cut short: closed, so the band follows
             rows.add(i, said)
-        tokens += int(written.mask.sum())
         return [t.replace("</think>", "").strip() for t in texts]
 
     def band(b: int, which: list[int], kind: str) -> torch.Tensor:
-        nonlocal tokens
         cells = bands.cells(b, w).to(device)
         order = cells.expand(len(which), -1)
         prompt = rows.batch(device).rows(which)  # generate adds the <boi>
@@ -137,7 +142,6 @@ def think_and_draw(
         for k, i in enumerate(which):
             rows.add(i, [space.special("<boi>"), *drawn.ids[k].tolist(), space.special("<eoi>")],
                      positions + [(NO_POS,) * 3])  # fmt: skip
-        tokens += drawn.ids.numel()
         return drawn.codes.flatten(1)[:, cells]  # (len(which), n)
 
     everyone = list(range(len(prompts)))
@@ -166,23 +170,21 @@ def think_and_draw(
     decode = bundle.image_tokenizer.decode
     out.first_images = to_uint8(decode(first.view(-1, h, w)))
     out.images = to_uint8(decode(codes.view(-1, h, w)))
-    out.tokens = tokens // len(prompts)
     return out
 
 
 def _by_row(
     chain: ThinkingChain, values: list[torch.Tensor], rows: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per phase values for the phase's rows (or, with `rows`, for those of them among `rows`) -> (len(rows), T)
+    """Per phase values for those of its rows among `rows` (default: all), in the phase's order -> (len(rows), T)
     each row's drawn tokens in the order drawn, right-padded, and the mask."""
     rows = list(range(len(chain.prompts))) if rows is None else rows
     where = {i: n for n, i in enumerate(rows)}
     parts: list[list[torch.Tensor]] = [[] for _ in rows]
     for phase, value in zip(chain.phases, values, strict=True):
         mine = [(k, i) for k, i in enumerate(phase.rows) if i in where]
-        every = len(value) == len(phase.rows)  # values for all the phase's rows, or for `mine` alone
         for n, (k, i) in enumerate(mine):
-            parts[where[i]].append(value[k if every else n][phase.mask[k]])
+            parts[where[i]].append(value[n][phase.mask[k]])
     joined = [torch.cat(r) for r in parts]
     length = max(len(r) for r in joined)
     out = torch.zeros(len(joined), length, dtype=joined[0].dtype, device=joined[0].device)

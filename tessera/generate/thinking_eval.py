@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from tessera.engine.checkpoint import write_atomically
 from tessera.eval.judge import Judge
 from tessera.eval.shapes_eval import score_images, summarize
+from tessera.generate.images import write_geneval
 from tessera.generate.text import GREEDY
 from tessera.generate.thinking import ThinkingChain, think_and_draw
 from tessera.model.bundle import Bundle
@@ -49,13 +50,12 @@ def write_thinking(chain: ThinkingChain, out: str | Path, bands: Bands) -> Path:
     out = Path(out)
     folder = out.with_suffix("")
     lines = []
-    for i, prompt in enumerate(chain.prompts):
+    for i in range(len(chain.prompts)):
         save_png(chain.images[i], folder / f"{i:04d}.png")
         picture = chain_picture(chain.images[i], bands, chain.thoughts[i], chain.critiques[i], chain.redrawn[i])
         save_png(picture, folder / f"{i:04d}-chain.png")
-        said = {"thoughts": chain.thoughts[i], "critiques": chain.critiques[i], "scores": chain.scores[i]}
-        lines.append({"prompt": prompt, "image": f"{i:04d}.png", "chain": f"{i:04d}-chain.png",
-                      "bands": list(bands.heights), **said, "redrawn": chain.redrawn[i]})  # fmt: skip
+        lines.append(chain.line(i) | {"image": f"{i:04d}.png", "chain": f"{i:04d}-chain.png",
+                                      "bands": list(bands.heights)})  # fmt: skip
     write_atomically(folder / "chain.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     save_png(grid(np.concatenate([chain.first_images, chain.images]), cols=len(lines)), out, scale=2)
     return folder
@@ -84,9 +84,7 @@ def evaluate_thinking(
         final_rows += score_images(chain.images, part, judge)
         images.append(chain.images)
         tokens.append(chain.tokens)
-        for k in range(len(part)):
-            lines.append({"prompt": part[k]["prompt"], "thoughts": chain.thoughts[k], "critiques": chain.critiques[k],
-                          "scores": chain.scores[k], "redrawn": chain.redrawn[k]})  # fmt: skip
+        lines += [chain.line(k) for k in range(len(part))]
     said_low = np.array([any(s is not None and s < REDRAW_BELOW for s in line["scores"]) for line in lines])
     wrong = np.array([not r["strict"] for r in first_rows])
     redrawn = np.array([any(line["redrawn"]) for line in lines])
@@ -111,11 +109,7 @@ def write_thinking_eval(
     """`evaluate_thinking` with its final images in GenEval's layout under `out` (to be scored like any folder),
     and out/thinking.json (its summary) and out/chains.jsonl beside them; returns the summary."""
     summary, images, lines = evaluate_thinking(bundle, metadata, judge, per_prompt, seed=seed)
-    for index, meta in enumerate(metadata):
-        (out / f"{index:05d}" / "samples").mkdir(parents=True, exist_ok=True)
-        (out / f"{index:05d}" / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
-        for k in range(per_prompt):
-            save_png(images[index * per_prompt + k], out / f"{index:05d}" / "samples" / f"{k:04d}.png")
+    write_geneval(out, metadata, per_prompt, [images])
     write_atomically(out / "thinking.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(out / "chains.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     return summary

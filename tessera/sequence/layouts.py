@@ -193,13 +193,18 @@ def stack(batches: list[Batch], space: IdSpace) -> Batch:
     )
 
 
-def blank(space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None, rows=None) -> Batch:
+def blank(
+    space: IdSpace, batch: Batch, parts: tuple[int, ...] | None = None, rows=None, keep_images: bool = False
+) -> Batch:
     """The batch with the tokens of `parts` (None: all) made <pad> with no position, in every row or in `rows`
-    ((B,) bool): a condition dropped, as training drops it for guidance. Lengths and parts stay, so blanked rows
-    stack with the others."""
+    ((B,) bool), image tokens kept with `keep_images`: a condition dropped, as training drops it for guidance (a
+    thinking chain's text dropped, its bands kept). Lengths and parts stay, so blanked rows stack with the
+    others."""
     gone = torch.ones_like(batch.ids, dtype=torch.bool)
     if parts is not None:
         gone = torch.isin(batch.parts(), torch.tensor(parts, device=batch.ids.device))
+    if keep_images:
+        gone = gone & (batch.ids < space.image_start)
     if rows is not None:
         gone = gone & rows[:, None]
     return Batch(

@@ -74,17 +74,19 @@ def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
+def _examples(tensors: dict[str, torch.Tensor], meta: dict, text_tok: TextTokenizer, skipped: dict) -> Examples:
+    """The cache's tensors and texts as Examples (codes as long; a tensor no example needs is absent: None)."""
+    codes = {name: tensors[name].long() if name in tensors else None for name in ("conditions", "clips", "drafts")}
+    return Examples(meta["texts"], tensors["codes"].long(), text_tok, skipped, meta["tasks"], meta["answers"],
+                    **codes, chains=meta.get("chains", []))  # fmt: skip
+
+
 def _read(codes_path: Path, meta_path: Path) -> Examples:
     meta = json.loads(meta_path.read_text())
     tensors = load_file(str(codes_path))
-    codes = tensors["codes"].long()
-    if len(meta["texts"]) != len(codes):
+    if len(meta["texts"]) != len(tensors["codes"]):
         raise ValueError("texts and codes differ in number")
-    conditions = tensors["conditions"].long() if "conditions" in tensors else None  # (N, K, h, w)
-    clips = tensors["clips"].long() if "clips" in tensors else None  # (N, t, h, w)
-    drafts = tensors["drafts"].long() if "drafts" in tensors else None  # (N, h, w)
-    return Examples(meta["texts"], codes, from_dict(meta["text"]), {}, meta["tasks"], meta["answers"], conditions,
-                    clips, drafts, meta.get("chains", []))  # fmt: skip
+    return _examples(tensors, meta, from_dict(meta["text"]), {})
 
 
 @torch.no_grad()
@@ -155,8 +157,7 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     too_long = max(drawn, default=0)
     if too_long > cfg.text_len:
         raise ConfigError(f"a caption has {too_long} text tokens; raise data.text_len (now {cfg.text_len})")
-    all_codes = torch.cat(codes)
-    tensors = {"codes": all_codes}
+    tensors = {"codes": torch.cat(codes)}
     if any(task in CONDITIONED for task in tasks):
         tensors["conditions"] = torch.cat(conditions)
     if clips:
@@ -171,8 +172,4 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     if any(chains):
         meta["chains"] = chains
     write_atomically(meta_path, json.dumps(meta))
-    all_conditions = tensors["conditions"].long() if "conditions" in tensors else None
-    all_clips = tensors["clips"].long() if "clips" in tensors else None
-    all_drafts = tensors["drafts"].long() if "drafts" in tensors else None
-    return Examples(ids, all_codes.long(), text_tok, skipped, tasks, answers, all_conditions, all_clips, all_drafts,
-                    meta.get("chains", []))  # fmt: skip
+    return _examples(tensors, meta, text_tok, skipped)

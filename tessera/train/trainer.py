@@ -295,8 +295,7 @@ class Trainer:
         space = self.bundle.space
         batch = thinking_batch(space, self.texts[rows], chains, self.bands, w)
         drop = torch.rand(len(rows), generator=self.gen) < self.cfg.cond_dropout  # guidance: text gone, bands kept
-        gone = (batch.ids < space.image_start) & drop[:, None]
-        return Batch(batch.ids.masked_fill(gone, space.special("<pad>")), batch.pos, batch.slot, batch.loss & ~gone)
+        return blank(space, batch, rows=drop, keep_images=True)
 
     def conditioned_rows(self, task: str, rows: torch.Tensor) -> Batch:
         """Examples of one conditioned task, with the text, the visual conditions or both dropped for guidance."""
