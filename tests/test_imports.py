@@ -9,7 +9,7 @@ ROOT = Path(tessera.__file__).parent
 # Each part may import only the parts listed before it.
 LAYERS = (
     "errors", "config", "pictures", "engine", "world", "sequence", "eval", "text", "data", "tokenizer", "model",
-    "generate", "understand", "train", "rl", "pipelines", "cli",
+    "generate", "understand", "train", "rl", "pipelines", "app", "cli",
 )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from tessera.cli import app as app_command
 from tessera.cli import eval as eval_commands
 from tessera.cli import judge, model, runs, tokenizer, world
 from tessera.errors import DivergedError, TesseraError
@@ -31,6 +32,7 @@ for command in (
     model.caption,
     runs.demo,
     runs.unified,
+    app_command.app,
 ):
     app.command(command.__name__)(command)
 
