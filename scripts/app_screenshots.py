@@ -1,6 +1,6 @@
 """A screenshot of each tab of `tessera app` after one request with the page's defaults, for the README.
 
-    python scripts/app_screenshots.py --ckpt A --ckpt B ... --out docs/app
+python scripts/app_screenshots.py --ckpt A --ckpt B ... --out docs/app
 """
 
 from __future__ import annotations
