@@ -50,6 +50,7 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "patch4-2048-c32": ("patch-quick", ["canvas=32"]),  # 32 x 32 scenes: 8 x 8 codes (bench/conditions.py)
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
+    "seq32": ("seq-quick", ["tokenizer.seq.proxy_init=runs/recipe/tokenizer-patch4-2048/checkpoint"]),  # 1D: 32 tokens
 }  # fmt: skip
 BASE = ["model.dim=256", "model.n_head=8", "model.n_kv_head=4", "lr=0.002", "code_vectors=false"]
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
@@ -66,6 +67,7 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128-codes-random": ("patch4-2048", [*D128, "lr=0.003", "order=random", "code_vectors=true"]),
     "patch4-d128-codes-tree": ("patch4-2048", [*D128, "lr=0.003", "order=spanning-tree", "code_vectors=true"]),
     "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
+    "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }

@@ -21,7 +21,8 @@ def train(
     arch: Annotated[
         str,
         typer.Option(
-            help="conv (ConvVQ, LlamaGen layout) | omni (OmniTok, images and video) | patch (PatchVQ, k-means)"
+            help="conv (ConvVQ, LlamaGen layout) | omni (OmniTok, images and video) | patch (PatchVQ, k-means) | "
+            "seq (SeqTok, one ordered sequence; any prefix decodes)"
         ),
     ] = "conv",
     data: Data = "shapes",
@@ -67,25 +68,53 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="JSON file for the metrics (default: next to the checkpoint).")
     ] = None,
+    prefixes: Annotated[
+        str | None,
+        typer.Option(help="A seq tokenizer: decode from these prefix lengths too, e.g. 1,2,4,8,16,32 (PSNR, F1)."),
+    ] = None,
     seed: Seed = 1,
 ) -> None:
-    """PSNR, SSIM, codebook usage and perplexity, the judge on reconstructions; per-frame and temporal for video."""
+    """PSNR, SSIM, codebook usage and perplexity, the judge on reconstructions; per-frame and temporal for video;
+    with --prefixes, a sequence tokenizer decoded from its first k tokens."""
     from tessera.data.folders import source_for
     from tessera.eval.judge import Judge
     from tessera.tokenizer.build import load as load_tokenizer
     from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
-    from tessera.tokenizer.evaluate import write_metrics
+    from tessera.tokenizer.evaluate import prefix_curve, write_metrics
 
     model, _ = load_tokenizer(ckpt)
     source = source_for(data, canvas, video=video or data == "shapes-video")
+    lengths = _lengths(prefixes, model) if prefixes else None
     metrics = evaluate_tokenizer(model, source, n=n, seed=seed, judge=Judge.load())
+    if lengths:
+        metrics["prefixes"] = prefix_curve(model, source, Judge.load(), lengths, n=n, seed=seed)
     dest = out or ckpt.with_name(f"eval-{data.replace('/', '_')}.json" if data.startswith("shapes") else "eval.json")
     write_metrics(dest, metrics)
     table = Table("metric", "value", title=f"{ckpt} on {data}")
     for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        if k != "prefixes":
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    for row in metrics.get("prefixes", []):
+        psnr = "" if row["psnr"] is None else f"PSNR {row['psnr']:.2f}, "
+        name = "the originals" if row["psnr"] is None else f"first {row['tokens']} tokens"
+        table.add_row(name, f"{psnr}judge F1 {row['judge_f1']:.3f}")
     console.print(table)
     console.print(f"wrote {dest}")
+
+
+def _lengths(text: str, model) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]; InputError unless the tokenizer is a sequence one and every length fits it."""
+    from tessera.tokenizer.seq import SeqTok
+
+    if not isinstance(model, SeqTok):
+        raise InputError("--prefixes needs a sequence tokenizer (arch seq)")
+    try:
+        lengths = [int(part) for part in text.split(",")]
+    except ValueError as e:
+        raise InputError(f"--prefixes is a comma-separated list of token counts, got {text!r}") from e
+    if not all(1 <= k <= model.cfg.tokens for k in lengths):
+        raise InputError(f"--prefixes must lie in 1..{model.cfg.tokens}, got {text!r}")
+    return lengths
 
 
 @app.command("import-llamagen")

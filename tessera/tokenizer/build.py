@@ -1,7 +1,8 @@
 """The tokenizer interface in one place: config, construction, save and load.
 
-Every tokenizer has `encode(pixels) -> codes` on a (t,) h, w grid, `decode(codes) -> pixels`,
-`codebook_size`, `grid(shape)`, and `forward(pixels) -> (reconstruction, Quantized)` for training.
+Every tokenizer has `encode(pixels) -> codes` on a (t,) h, w grid (a sequence tokenizer's is one row, 1 x n),
+`decode(codes) -> pixels`, `codebook_size`, `grid(shape)`, and `forward(pixels) -> (reconstruction, Quantized)`
+for training.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from tessera.errors import ConfigError
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.omni import OmniConfig, OmniTok
 from tessera.tokenizer.patch import PatchVQ, PatchVQConfig
+from tessera.tokenizer.seq import SeqTok, SeqTokConfig
 
-ARCHS = ("conv", "omni", "patch")
+ARCHS = ("conv", "omni", "patch", "seq")
 
 
 @dataclass
 class TokenizerConfig:
-    arch: str = "conv"  # conv | omni | patch
+    arch: str = "conv"  # conv | omni | patch | seq (one-dimensional)
     conv: ConvVQConfig = field(default_factory=ConvVQConfig)
     omni: OmniConfig = field(default_factory=OmniConfig)
     patch: PatchVQConfig = field(default_factory=PatchVQConfig)
+    seq: SeqTokConfig = field(default_factory=SeqTokConfig)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -37,7 +40,7 @@ class TokenizerConfig:
 
 def build(cfg: TokenizerConfig) -> nn.Module:
     cfg.validate()
-    return {"conv": ConvVQ, "omni": OmniTok, "patch": PatchVQ}[cfg.arch](getattr(cfg, cfg.arch))
+    return {"conv": ConvVQ, "omni": OmniTok, "patch": PatchVQ, "seq": SeqTok}[cfg.arch](getattr(cfg, cfg.arch))
 
 
 def save(folder: str | Path, model: nn.Module, cfg: TokenizerConfig, trainer=None, state=None) -> None:

@@ -101,6 +101,28 @@ def evaluate(
     return out
 
 
+@torch.no_grad()
+def prefix_curve(model, source: ShapesSource, judge: Judge, lengths: list[int], n: int = 256, batch: int = 32,
+                 seed: int = 0) -> list[dict]:  # fmt: skip
+    """A sequence tokenizer decoded from its first k tokens, for each k of `lengths`: PSNR, and the judge's
+    object F1 against the scenes' true objects (and, at the tokenizer's own length, the originals')."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    scenes = source.scenes(n, rng)
+    x = source.render(scenes)
+    codes = torch.cat([model.encode(x[i : i + batch]) for i in range(0, n, batch)])  # (n, 1, tokens)
+    truth = [s.objects for s in scenes]
+    rows = []
+    for k in lengths:
+        recon = torch.cat([model.decode(codes[i : i + batch, ..., :k]) for i in range(0, n, batch)])
+        found = judge.read(to_uint8(recon))
+        rows.append({"tokens": k, "psnr": float(psnr(recon, x).mean()), "judge_f1": _f1(object_counts(found, truth))})
+    rows.append(
+        {"tokens": "originals", "psnr": math.inf, "judge_f1": _f1(object_counts(judge.read(to_uint8(x)), truth))}
+    )
+    return rows
+
+
 def write_metrics(path: str | Path, metrics: dict) -> None:
     """The metrics of `evaluate` as a JSON file."""
     write_atomically(path, json.dumps(metrics, indent=2) + "\n")

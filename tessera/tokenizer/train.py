@@ -73,6 +73,10 @@ class TokenizerTrainConfig:
         check_canvas(self.canvas)
         if self.crop and not 16 <= self.crop <= self.canvas:
             raise ConfigError(f"crop must be 0 or from 16 to the canvas ({self.canvas}), got {self.crop}")
+        if self.tokenizer.arch == "seq" and self.tokenizer.seq.canvas != self.canvas:
+            raise ConfigError(f"tokenizer.seq.canvas ({self.tokenizer.seq.canvas}) must be the canvas ({self.canvas})")
+        if self.tokenizer.arch == "seq" and not self.tokenizer.seq.proxy_init:
+            raise ConfigError("a seq tokenizer trains against a patch tokenizer's codes: set tokenizer.seq.proxy_init")
         if self.tokenizer.arch == "patch" and (self.gan_start >= 0 or self.perceptual_weights):
             raise ConfigError("a patch tokenizer has no decoder to train: leave gan_start and perceptual_weights unset")
         if self.recon not in ("l1", "l2"):
@@ -98,6 +102,8 @@ class TokenizerTrainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.model = tok.build(cfg.tokenizer)
+        if cfg.tokenizer.arch == "seq":  # the proxy whose codes it learns to predict (a resumed run's weights match)
+            self.model.start_from(tok.load(cfg.tokenizer.seq.proxy_init)[0])
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         image_data = "shapes" if cfg.data == "shapes-video" else cfg.data  # never the compositional split's pairs

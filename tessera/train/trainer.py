@@ -221,7 +221,7 @@ class Trainer:
         is_read = ~(self.is_t2i | self.is_conditioned | self.is_video | self.is_think)
         self.is_read = is_read
         self.chains, self.drafts = examples.chains, examples.drafts  # thinking: texts per example, (N, h, w)
-        self.bands = Bands.equal(h, cfg.data.bands)
+        self.bands = Bands.equal(h, cfg.data.bands) if Task.THINK in tasks else None  # (a 1 x n grid has no bands)
         texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
         self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
         self.conditions = examples.conditions  # (N, K, h, w) or None
