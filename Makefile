@@ -33,7 +33,7 @@ browser:
 # The web app on the demo's checkpoint (after `make demo`), and the unified model's when there is one.
 app: setup
 	@test -d runs/demo/model/checkpoint || { echo "no runs/demo/model/checkpoint: run make demo first"; exit 2; }
-	$(VENV)/bin/tessera app $(foreach c,$(wildcard runs/demo/rl/checkpoint runs/demo/model/checkpoint runs/unified/introspect-rl/checkpoint runs/unified/unified/checkpoint),--ckpt $(c))
+	$(VENV)/bin/tessera app $(foreach c,$(wildcard runs/demo/rl/checkpoint runs/demo/model/checkpoint runs/unified/introspect-rl/checkpoint runs/unified/introspect/checkpoint runs/unified/unified/checkpoint runs/unified/sft/checkpoint),--ckpt $(c))
 
 # Rebuild the versioned package data (judge weights, ShapesEval prompts) from their seeded scripts.
 judge: setup

@@ -1,4 +1,5 @@
-"""A screenshot of each tab of `tessera app` after one request with the page's defaults, for the README.
+"""A screenshot of each tab of `tessera app` after one request with the page's defaults, for the README; prints
+each request's time from click to answer.
 
 python scripts/app_screenshots.py --ckpt A --ckpt B ... --out docs/app
 """
@@ -30,6 +31,11 @@ TABS = (
 )
 
 
+def _settled(said: str, before: str) -> str | None:
+    """The tab's new status line once its request is over (while it runs, Gradio's progress adds lines)."""
+    return said if said not in ("", before) and "\n" not in said else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", action="append", required=True, type=Path)
@@ -45,13 +51,17 @@ def main() -> None:
         for name, tab, buttons in TABS:
             open_tab(browser, name)
             for button in buttons:
-                browser.execute_script(f"document.getElementById('{tab}-status').innerText = ''")
+                before = status(browser, tab)  # each step of a tab says something new: rendered, then done
+                start = time.monotonic()
                 browser.find_element("id", button).click()
-                print(name, button, wait(lambda tab=tab: status(browser, tab), timeout=300))
+                said = wait(lambda tab=tab, before=before: _settled(status(browser, tab), before), timeout=300)
+                print(f"{name}: {button} -> {said!r} in {time.monotonic() - start:.1f} s")
             time.sleep(2)  # the pictures load
             shot = args.out / f"{tab}.png"
             browser.save_screenshot(str(shot))
-            Image.open(shot).convert("RGB").quantize(128).save(shot, optimize=True)
+            picture = Image.open(shot).convert("RGB")
+            picture = picture.resize((picture.width * 3 // 4, picture.height * 3 // 4), Image.LANCZOS)
+            picture.quantize(128).save(shot, optimize=True)  # small enough to keep in the repository
     finally:
         browser.quit()
         page.close()
