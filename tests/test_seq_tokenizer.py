@@ -119,5 +119,6 @@ def test_tokenizer_eval_reports_the_prefix_curve(seq_run, cli, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "first 1 tokens" in done.stdout and "first 8 tokens" in done.stdout
     rows = json.loads((tmp_path / "m.json").read_text())["prefixes"]
-    assert [r["tokens"] for r in rows] == [1, 8, "originals"]
+    assert [r["tokens"] for r in rows] == [1, 8, "originals"] and rows[-1]["psnr"] is None
+    assert "the originals" in done.stdout
     one_line_error(cli("tokenizer", "eval", folder, "--canvas", "32", "--prefixes", "1,9"), "--prefixes")
