@@ -229,7 +229,7 @@ class Service:
         shown.report = "\n".join(lines)
         return shown
 
-    def read(self, picture: str | None, mode: str, text: str = "") -> str:
+    def read(self, picture: str | None, mode: str, text: str = "", report: Report = _quiet) -> str:
         """Ask the model about an image (`mode` ask: a question; caption; show: does it show the description `text`)
         and set its answer beside the judge's reading."""
         if mode not in READING_MODES:
@@ -242,6 +242,7 @@ class Service:
         bundle = self.model(task)
         bundle.encode_questions([question])  # a question outside the grammar fails here
         image = read_upload(picture, self.folder, bundle.cfg.canvas, self.limits)
+        report(0.0, "reading")
         answer = ask(bundle, image[None], [question])[0]
         found = self.judge.read(image[None])[0]
         lines = [f"**the model:** {answer}", f"**the judge sees:** {seen(found)}"]

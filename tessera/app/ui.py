@@ -20,18 +20,15 @@ def _served(work: Callable[..., Shown | str], outputs: int) -> Callable:
 
     def run(*args, progress=gr.Progress()):  # noqa: B008 (Gradio reads the progress tracker from the default)
         try:
-            shown = work(*args, report=lambda done, what: progress(done, desc=what)) if outputs > 2 else work(*args)
+            shown = work(*args, report=lambda done, what: progress(done, desc=what))
         except TesseraError as e:
             message = f"error: {' '.join(str(e).split())}"
             gr.Warning(message)
             return (*[None] * (outputs - 1), message)
         if isinstance(shown, str):
             return shown, "done"
-        return (
-            list(zip([str(p) if isinstance(p, Path) else p for p in shown.pictures], shown.captions, strict=True)),
-            shown.report,
-            "done",
-        )
+        pictures = [str(p) if isinstance(p, Path) else p for p in shown.pictures]  # (GIFs as files)
+        return list(zip(pictures, shown.captions, strict=True)), shown.report, "done"
 
     return run
 
