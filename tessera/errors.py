@@ -8,6 +8,11 @@ class TesseraError(Exception):
     """The base of every error tessera raises about what it was given."""
 
 
+def one_line(error: Exception) -> str:
+    """The line a user sees for an error: 'error: ' and its message on one line (the CLI's stderr, the app's page)."""
+    return f"error: {' '.join(str(error).split())}"
+
+
 class ConfigError(TesseraError, ValueError):
     """A config key or value that cannot be used (an unknown key, a wrong type, a value out of range)."""
 

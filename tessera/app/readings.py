@@ -14,7 +14,7 @@ from tessera.world.scene import DIRECTIONS
 
 
 def seen(found: Sequence[Detection]) -> str:
-    """What the judge sees, in words: 'a red circle, a blue star and 2 marks that are not objects'."""
+    """What the judge sees, in words: 'a small red circle, a large blue star, 2 marks that are not objects'."""
     objects = [f"a {d.size} {d.colour} {d.shape}" for d in found if d.shape != CLUTTER]
     marks = sum(d.shape == CLUTTER for d in found)
     if marks:

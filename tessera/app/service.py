@@ -16,10 +16,11 @@ from tessera.errors import CheckpointError, InputError
 from tessera.eval.judge import Judge
 from tessera.eval.video import clip_scores
 from tessera.generate.edit import edit
-from tessera.generate.images import image_batches
+from tessera.generate.images import draw_images, image_batches
 from tessera.generate.introspect import introspect
 from tessera.generate.thinking import think_and_draw
 from tessera.generate.thinking_eval import chain_picture
+from tessera.generate.video import draw_videos
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_gif
@@ -85,11 +86,12 @@ class Service:
     def _judged(self, images: np.ndarray, prompt: str) -> tuple[list[str], str]:
         """A caption per image and a table: what the judge sees, GenEval's rule, the strict rule."""
         captions, lines = [], ["| # | the judge sees | prompt holds | exactly the scene |", "|---|---|---|---|"]
+        held = 0
         for i, found in enumerate(self.judge.read(images)):
             rule, exact, why = prompt_verdict(found, prompt)
+            held += exact
             captions.append(f"{'✓' if exact else '✗'} {seen(found)}" + (f" ({why})" if why else ""))
             lines.append(f"| {i} | {seen(found)} | {_mark(rule)} | {_mark(exact)} |")
-        held = sum(c.startswith("✓") for c in captions)
         return captions, f"**judge:** {held} of {len(images)} exactly the scene\n\n" + "\n".join(lines)
 
     def draw(self, prompt: str, n: float, cfg_scale: float | None = None, temperature: float | None = None,
@@ -102,8 +104,7 @@ class Service:
             raise InputError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
         sampling = self._sampling(bundle, cfg_scale=cfg_scale, temperature=temperature,
                                   top_k=None if top_k is None else int(top_k), top_p=top_p)  # fmt: skip
-        bundle.encode_prompts([prompt])  # a prompt outside the grammar fails here, before any work
-        images = []
+        images = []  # (image_batches checks the prompt before it draws)
         chosen = None if order == ORDERS[0] else order
         for batch, _ in image_batches(bundle, [prompt] * n, sampling, order=chosen, seed=int(seed), batch_size=4):
             images.append(batch)
@@ -116,7 +117,6 @@ class Service:
         """Draw, let the model judge its own image in words, draw again where it says no; first | final pairs."""
         bundle = self.model(Task.INTROSPECT)
         prompt, n = self.limits.prompt(prompt), self.limits.count(n)
-        bundle.encode_prompts([prompt])
         report(0.0, "drawing, judging, drawing again")
         chain = introspect(bundle, [prompt] * n, seed=int(seed))
         captions, table = self._judged(chain.final_images, prompt)
@@ -164,8 +164,7 @@ class Service:
         shown = read_upload(picture, self.folder, bundle.cfg.canvas, self.limits, f"{kind} map")
         sampling = self._sampling(bundle, image_scale=image_scale)
         report(0.0, "drawing")
-        batches = image_batches(bundle, [prompt] * n, sampling, seed=int(seed), conditions=shown[None].repeat(n, 0))
-        drawn = np.concatenate([images for images, _ in batches])
+        drawn, _ = draw_images(bundle, [prompt] * n, sampling, seed=int(seed), conditions=shown[None].repeat(n, 0))
         captions, table = self._judged(drawn, prompt)
         return Shown(list(enlarge(drawn, SCALE)), captions, table)
 
@@ -186,10 +185,8 @@ class Service:
             captions, table = self._judged(drawn, text)
         else:
             instruction = parse_edit(text)
-            bundle.encode_prompts([text], instructions=True)
             conditions = picture[None].repeat(n, 0)
-            batches = image_batches(bundle, [text] * n, seed=int(seed), conditions=conditions, instructions=True)
-            drawn = np.concatenate([images for images, _ in batches])
+            drawn, _ = draw_images(bundle, [text] * n, seed=int(seed), conditions=conditions, instructions=True)
             before, *after = self.judge.read(np.concatenate([picture[None], drawn]))
             verdicts = [instruction_verdict(instruction, before, found, bundle.cfg.canvas) for found in after]
             marks = ["✓" if v == "holds" else "✗" for v in verdicts]
@@ -211,11 +208,10 @@ class Service:
         """Text to video: per clip a GIF and its frames in a row, judged frame by frame."""
         bundle = self.model(Task.T2V)
         prompt, n = self.limits.prompt(prompt), self.limits.count(n)
-        bundle.encode_prompts([prompt])
         clips = []
-        for i in range(n):
+        for i in range(n):  # one at a time, to show progress
             report(i / n, f"drawing clip {i + 1} of {n}")
-            clips.append(next(image_batches(bundle, [prompt], seed=int(seed) + i, video=True))[0][0])
+            clips.append(draw_videos(bundle, [prompt], seed=int(seed) + i)[0])
         shown = Shown()
         lines = ["| # | first frame | last frame | persists | moves as told |", "|---|---|---|---|---|"]
         for i, clip in enumerate(clips):

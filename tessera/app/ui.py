@@ -9,8 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from tessera.app.service import ORDERS, SCALE, Service, Shown
-from tessera.errors import TesseraError
-from tessera.world.samples import KINDS
+from tessera.errors import TesseraError, one_line
 
 EXAMPLE = "a red circle left of a blue star"
 
@@ -22,7 +21,7 @@ def _served(work: Callable[..., Shown | str], outputs: int) -> Callable:
         try:
             shown = work(*args, report=lambda done, what: progress(done, desc=what))
         except TesseraError as e:
-            message = f"error: {' '.join(str(e).split())}"
+            message = one_line(e)
             gr.Warning(message)
             return (*[None] * (outputs - 1), message)
         if isinstance(shown, str):
@@ -93,7 +92,7 @@ def build(service: Service) -> gr.Blocks:
                 n, seed = _count(service), _seed()
             go = gr.Button("Edit", variant="primary", elem_id="edit-go")
             shown = _answer("edit")
-            render.click(_rendered(service, "image", editor=True), [scene, seed], [source, shown[2]])
+            render.click(_rendered(service, editor=True), [scene, gr.State("image"), seed], [source, shown[2]])
             go.click(_served(service.edit, 3), [source, text, n, seed], shown)
         with gr.Tab("Conditions", id="conditions"):
             with gr.Row():
@@ -107,7 +106,7 @@ def build(service: Service) -> gr.Blocks:
                 scale = gr.Slider(0, 6, value=defaults.image_scale, step=0.5, label="map guidance (1: none)")
             go = gr.Button("Draw on the map", variant="primary", elem_id="conditions-go")
             shown = _answer("conditions")
-            render.click(lambda s, k, sd: _rendered(service, k)(s, sd), [scene, kind, seed], [condition, shown[2]])
+            render.click(_rendered(service), [scene, kind, seed], [condition, shown[2]])
             go.click(_served(service.condition, 3), [kind, condition, prompt, n, scale, seed], shown)
         with gr.Tab("Video", id="video"):
             prompt = gr.Textbox("a red circle moving right", label="prompt", max_length=service.limits.prompt_chars)
@@ -127,20 +126,20 @@ def build(service: Service) -> gr.Blocks:
             text = gr.Textbox("how many circles are there?", label="question, or description for show")
             go = gr.Button("Read", variant="primary", elem_id="read-go")
             answer, status = gr.Markdown(elem_id="read-report"), gr.Markdown(elem_id="read-status")
-            render.click(_rendered(service, "image"), [scene, gr.State(0)], [picture, status])
+            render.click(_rendered(service), [scene, gr.State("image"), gr.State(0)], [picture, status])
             go.click(_served(service.read, 2), [picture, mode, text], [answer, status])
     return page
 
 
-def _rendered(service: Service, kind: str, editor: bool = False) -> Callable:
-    """Render a world scene for a description into an image input (the editor takes it as its background)."""
-    assert kind in KINDS
+def _rendered(service: Service, editor: bool = False) -> Callable:
+    """Render a world scene for a description, as `kind` (image | segmentation | edges), into an image input (the
+    editor takes it as its background)."""
 
-    def run(description: str, seed: float):
+    def run(description: str, kind: str, seed: float):
         try:
             picture = service.render(description, kind, seed)
         except TesseraError as e:
-            return None, f"error: {' '.join(str(e).split())}"
+            return None, one_line(e)
         value = {"background": picture, "layers": [], "composite": picture} if editor else picture
         return value, f"rendered at {SCALE}x the model's canvas"
 

@@ -10,7 +10,7 @@ import typer
 from tessera.cli import app as app_command
 from tessera.cli import eval as eval_commands
 from tessera.cli import judge, model, runs, tokenizer, world
-from tessera.errors import DivergedError, TesseraError
+from tessera.errors import DivergedError, TesseraError, one_line
 
 app = typer.Typer(
     help="tessera: autoregressive visual generation over discrete visual tokens.",
@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except DivergedError as e:  # the run failed, though its input may be fine; its last checkpoint is kept
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         sys.exit(1)
     except (TesseraError, Image.DecompressionBombError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         sys.exit(2)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -164,6 +164,7 @@ class Trainer:
         self.skipped = examples.skipped
         h, w = examples.codes.shape[1:]
         tasks = tuple(t for t in cfg.data.tasks if cfg.data.tasks[t] > 0)
+        self.bands = Bands.equal(h, cfg.data.bands) if Task.THINK in tasks else None  # (a 1 x n grid has no bands)
         longest = max(
             t2i_length(cfg.data.text_len, h * w) if Task.T2I in tasks else 0,
             i2t_length(cfg.data.question_len, h * w, cfg.data.answer_len) if reading(tasks) else 0,
@@ -171,8 +172,8 @@ class Trainer:
             if conditioned_tasks(tasks)
             else 0,
             t2i_length(cfg.data.text_len, examples.clips[0].numel()) if Task.T2V in tasks else 0,
-            thinking_length(cfg.data.text_len, w, Bands.equal(h, cfg.data.bands), cfg.data.thought_len,
-                            cfg.data.thought_len) if Task.THINK in tasks else 0,
+            thinking_length(cfg.data.text_len, w, self.bands, cfg.data.thought_len, cfg.data.thought_len)
+            if self.bands is not None else 0,
         )  # fmt: skip
         if longest > cfg.model.max_seq_len:
             raise ConfigError(f"sequences of {longest} tokens need model.max_seq_len >= {longest}")
@@ -221,7 +222,6 @@ class Trainer:
         is_read = ~(self.is_t2i | self.is_conditioned | self.is_video | self.is_think)
         self.is_read = is_read
         self.chains, self.drafts = examples.chains, examples.drafts  # thinking: texts per example, (N, h, w)
-        self.bands = Bands.equal(h, cfg.data.bands) if Task.THINK in tasks else None  # (a 1 x n grid has no bands)
         texts = [[] if read else t for t, read in zip(examples.texts, is_read.tolist(), strict=True)]
         self.texts = pad_text(space, texts, cfg.data.text_len)  # (N, L) prompts and instructions of drawn images
         self.conditions = examples.conditions  # (N, K, h, w) or None
