@@ -22,6 +22,7 @@ app.add_typer(world.app, name="world")
 app.add_typer(judge.app, name="judge")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(tokenizer.app, name="tokenizer")
+app.add_typer(model.checkpoints, name="model")
 for command in (
     model.train,
     runs.rl,

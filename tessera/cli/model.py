@@ -318,3 +318,30 @@ def predict(
     for i, frame in enumerate(drawn):
         save_png(frame, folder / f"{i:04d}.png")
     console.print(f"{frames} frames after the clip's {len(given)}: {out}, every frame in {folder}/")
+
+
+checkpoints = typer.Typer(help="Model checkpoints from elsewhere.", no_args_is_help=True)
+
+
+@checkpoints.command("import-llamagen")
+def import_llamagen(
+    gpt: Annotated[Path, typer.Argument(help="A LlamaGen class-to-image GPT checkpoint (c2i_B_256.pt, ...).")],
+    vq: Annotated[Path, typer.Argument(help="Its VQ checkpoint (vq_ds16_c2i.pt).")],
+    out: Annotated[Path, typer.Argument(help="The model checkpoint folder to write.")],
+    image_size: Annotated[int, typer.Option(min=8, help="The images it draws (256 or 384 for the releases).")] = 256,
+    classes: Annotated[
+        Path | None, typer.Option(help="Class names, one per line, in class order (default: the class numbers).")
+    ] = None,
+    heads: Annotated[int | None, typer.Option(min=1, help="Attention heads (default: width / 64).")] = None,
+) -> None:
+    """Convert a LlamaGen GPT and its VQ into a tessera checkpoint with the same logits; prompts are class names
+    or numbers (`tessera generate 207 --ckpt OUT`)."""
+    from tessera.model.llamagen import import_gpt
+
+    bundle = import_gpt(gpt, vq, out, image_size, classes, heads)
+    m = bundle.model.cfg
+    console.print(
+        f"imported a {m.n_layer}-layer, {m.dim}-wide GPT ({bundle.model.num_params() / 1e6:.1f}M parameters), "
+        f"{bundle.cfg.n_text} classes, {bundle.cfg.n_image} codes on a {bundle.cfg.grid[0]}x{bundle.cfg.grid[1]} "
+        f"grid, into {out}"
+    )

@@ -47,9 +47,9 @@ def _rows(
     conditions: Conditions | None,
     keep_images: bool = False,
 ) -> Batch:
-    """The prompts the model runs, each ending in <boi>: the conditioned rows, then with guidance the rows with
-    the text dropped (where there are visual conditions) and the unconditional rows (all <pad>, or with
-    `keep_images` only the prompt's image tokens kept). (R, P) with R = k B."""
+    """The prompts the model runs, each ending in <boi> (where the space has one): the conditioned rows, then with
+    guidance the rows with the text dropped (where there are visual conditions) and the unconditional rows (all
+    <pad>, or with `keep_images` only the prompt's image tokens kept). (R, P) with R = k B."""
     if conditions is None:
         pos = torch.full((*text.shape, 3), NO_POS, dtype=torch.long, device=text.device)
         if text_pos is not None:
@@ -63,6 +63,8 @@ def _rows(
             rows.append(blank(space, head, (TEXT_PART,)))
         rows.append(blank(space, head, keep_images=keep_images))
     both = stack(rows, space)
+    if not space.boi:
+        return both
     boi = torch.full_like(both.ids[:, :1], space.special("<boi>"))
     part = None if both.part is None else torch.cat([both.part, torch.full_like(boi, CONTENT)], 1)
     return Batch(
@@ -108,7 +110,7 @@ def generate(
     allowed = space.allowed(IMAGE, device)
     cache = model.new_cache(r, p + n)
 
-    tpos = torch.cat([rows.pos[:, 1:], target[:, :1]], dim=1)  # <boi> is told where the first image token goes
+    tpos = torch.cat([rows.pos[:, 1:], target[:, :1]], dim=1)  # the prompt's last token is told where the first goes
     logits = model(rows.ids, rows.pos, tpos, cache, 0, rows.part)[:, -1]  # (R, V)
     ids, logps = [], []
     for i in range(n):

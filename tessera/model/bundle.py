@@ -44,6 +44,7 @@ class BundleConfig:
     context_frames: int = 2  # frame prediction: earlier frames each drawn frame follows
     video_grid: tuple[int, int, int] | None = None  # text-to-video: the code grid (t, h, w) of a clip
     bands: int = 3  # thinking while drawing: the bands it was trained to think in
+    boi: bool = True  # a <boi> between the prompt and the image (False: LlamaGen's layout, class then image)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Bundle:
 
     @property
     def space(self) -> IdSpace:
-        return IdSpace(self.cfg.n_text, self.cfg.n_image)
+        return IdSpace(self.cfg.n_text, self.cfg.n_image, self.cfg.boi)
 
     def encode_prompts(self, prompts: list[str], instructions: bool = False) -> torch.Tensor:
         """(B, text_len) sequence ids; InputError on an unknown word, an empty or a too-long prompt, and (for a

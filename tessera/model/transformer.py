@@ -1,7 +1,9 @@
 """A LLaMA-style decoder over the one id space, told where each image token sits and where the next one goes.
 
-RMSNorm, SwiGLU, rotary positions over the stream index, grouped-query attention through
-`scaled_dot_product_attention`, and a zero-initialised output head. Image tokens add learned embeddings of
+RMSNorm, SwiGLU, rotary positions, grouped-query attention through `scaled_dot_product_attention`, and a
+zero-initialised output head. Rotary positions count the stream index (`rope: stream`), or, as LlamaGen's do
+(`rope: grid`), an image token's row and column on two halves of each head's rotary pairs, with the query and
+key of every other token (LlamaGen's class token) multiplied by zero. Image tokens add learned embeddings of
 their own (frame, row, col) and of the target position, the cell the next token fills, so one model draws
 in raster, random or any other order. Optionally (code_dim), the image rows of the input and output tables
 also carry a learned projection of each code's vector in the visual tokenizer, so codes that look alike start
@@ -33,6 +35,7 @@ class ModelConfig:
     n_kv_head: int = 4  # grouped-query attention: n_head / n_kv_head query heads share a key/value head
     ffn_multiple: int = 64  # SwiGLU hidden width: 8/3 dim rounded up to this
     rope_theta: float = 10000.0
+    rope: str = "stream"  # rotary positions over the stream index, or "grid": an image token's (row, col)
     max_seq_len: int = 512
     max_grid: int = 32  # rows and columns an image may have, in tokens
     max_frames: int = 16
@@ -52,6 +55,10 @@ class ModelConfig:
             raise ConfigError("model.code_dim needs model.image_codes, the image ids at the end of the vocabulary")
         if (self.dim // self.n_head) % 2:
             raise ConfigError("model.dim / model.n_head must be even (rotary positions rotate pairs)")
+        if self.rope not in ("stream", "grid"):
+            raise ConfigError(f"model.rope must be stream or grid, got {self.rope!r}")
+        if self.rope == "grid" and (self.dim // self.n_head) % 4:
+            raise ConfigError("model.rope=grid needs model.dim / model.n_head divisible by 4 (rows and columns)")
 
 
 class KVCache:
@@ -77,8 +84,20 @@ def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor
     return angle.cos(), angle.sin()
 
 
+def grid_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, 3) positions -> (B, 1, T, head_dim/2) cosines and sines: the first half of the pairs turn with the
+    row, the second with the column, at LlamaGen's frequencies; a token off the grid gets zeros, as LlamaGen's
+    class token does."""
+    half = head_dim // 2
+    freq = theta ** (-torch.arange(0, half, 2, dtype=torch.float32, device=pos.device) / half)  # (hd/4,)
+    row, col = pos[..., 1:2].float(), pos[..., 2:3].float()  # (B, T, 1)
+    angle = torch.cat([row * freq, col * freq], dim=-1)  # (B, T, hd/2)
+    on = (pos[..., 1:2] >= 0).float()
+    return (angle.cos() * on)[:, None], (angle.sin() * on)[:, None]
+
+
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, hd) by (T, hd/2) angles, pairing channel i with i + hd/2."""
+    """Rotate (B, H, T, hd) by (T, hd/2) or (B, 1, T, hd/2) angles, pairing channel i with i + hd/2."""
     a, b = x.float().chunk(2, dim=-1)
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).type_as(x)
 
@@ -221,7 +240,10 @@ class Transformer(nn.Module):
             code = ids - self.image_start  # (B, T), negative for non-image ids
             x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
         x = self.drop(x + self.here(pos) + self.next(target_pos))
-        cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
+        if self.cfg.rope == "grid":
+            cos, sin = grid_angles(pos, self.cfg.dim // self.cfg.n_head, self.cfg.rope_theta)
+        else:
+            cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, i, start, mask)
         x = self.norm(x)

@@ -33,7 +33,7 @@ from tessera.generate.images import evaluate_model
 from tessera.model import bundle as bundles
 from tessera.model.sampling import SamplingConfig
 from tessera.rl.grpo import GRPOConfig, advantages, grpo_loss, k3_kl
-from tessera.rl.rewards import make_reward, parse_spec
+from tessera.rl.rewards import ANY_PROMPT, make_reward, parse_spec
 from tessera.rl.rollouts import (
     Rollout,
     condition_examples,
@@ -44,6 +44,7 @@ from tessera.rl.rollouts import (
     thinking_rollout,
 )
 from tessera.sequence.tasks import CONDITIONED, READING, Task, reading, tasks
+from tessera.text.tokenizers import ClassTokenizer
 from tessera.understand.answer import ask
 from tessera.understand.evaluate import evaluate_understanding
 from tessera.world.language import CAPTION_QUESTION
@@ -135,6 +136,12 @@ class RLTrainer:
             names = ", ".join(sorted(missing))
             raise CheckpointError(f"{cfg.init} was not trained to {names}: it cannot be rewarded for it")
         self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
+        self.classes = isinstance(self.bundle.text_tokenizer, ClassTokenizer)  # prompts are its class names
+        if self.classes and (set(self.weights) - set(ANY_PROMPT) or cfg.introspect or cfg.think):
+            raise ConfigError(
+                f"{cfg.init} draws classes, not the world's descriptions: reward it by what the image alone shows "
+                f"({', '.join(ANY_PROMPT)})"
+            )
         self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
         self.condition_rewards = {"condition": make_reward("condition")} if cfg.conditions else {}
@@ -173,7 +180,7 @@ class RLTrainer:
         cfg, g = self.cfg, self.cfg.grpo.group_size
         out = {}
         if cfg.draw:
-            metadata = [m for m in sample_prompts(self.pools, cfg.prompts_per_step, self.rng) for _ in range(g)]
+            metadata = [m for m in self.prompts(cfg.prompts_per_step) for _ in range(g)]
             seed = int(self.rng.integers(2**31))
             if cfg.introspect:
                 judge = self._judge()
@@ -200,6 +207,13 @@ class RLTrainer:
             args = (cfg.sampling, self.condition_rewards, CONDITION_WEIGHTS, self.gen, seed, cfg.train_unconditional)
             out["condition"] = draw_rollout(self.bundle, metadata, *args)
         return out
+
+    def prompts(self, n: int) -> list[dict]:
+        """n prompts' metadata: the world's descriptions by category, or a class model's classes at random."""
+        if not self.classes:
+            return sample_prompts(self.pools, n, self.rng)
+        names = self.bundle.text_tokenizer.names
+        return [{"prompt": names[i], "tag": "class"} for i in self.rng.integers(len(names), size=n)]
 
     def _judge(self) -> Judge:
         self.judge = self.judge or Judge.load()
@@ -256,8 +270,11 @@ class RLTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """ShapesEval accuracy per category on a subset of the benchmark (eval/...) and of the held-out set."""
+        """ShapesEval accuracy per category on a subset of the benchmark (eval/...) and of the held-out set (none
+        for a class model: its classes are not the world's descriptions)."""
         cfg = self.cfg
+        if self.classes:
+            return {}
         self._judge()
         n = cfg.eval_prompts
         benchmark = first_prompts(n)

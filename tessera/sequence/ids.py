@@ -14,6 +14,7 @@ TEXT, IMAGE = 0, 1  # slot kinds: what a position may emit
 class IdSpace:
     n_text: int
     n_image: int
+    boi: bool = True  # a <boi> between a prompt and the image drawn after it (LlamaGen's models have none)
 
     @property
     def text_start(self) -> int:

@@ -67,7 +67,10 @@ def unconditional(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
 
 
 def prefix(space: IdSpace, text: torch.Tensor) -> torch.Tensor:
-    """(B, L) text -> (B, L + 1) prompt ending in <boi>, which a generator continues with image tokens."""
+    """(B, L) text -> (B, L + 1) prompt ending in <boi>, which a generator continues with image tokens (the text
+    itself in a space without <boi>)."""
+    if not space.boi:
+        return text
     boi = torch.full_like(text[:, :1], space.special("<boi>"))
     return torch.cat([text, boi], dim=1)
 
@@ -130,15 +133,15 @@ def text_to_image(
 ) -> Batch:
     """text (B, L) sequence ids, codes (B, h, w) or a clip's (B, t, h, w), order (B, N) raster indices -> the
     training Batch; the loss falls on the image tokens in the image slots, whose frames count from `frame`."""
-    b, length = text.shape
+    head = prefix(space, text)
     flat = codes.flatten(1)  # (B, N)
     image = space.image(flat.gather(1, order))  # (B, N) in generation order
     eoi = torch.full_like(text[:, :1], space.special("<eoi>"))
-    ids = torch.cat([prefix(space, text), image, eoi], dim=1)  # (B, L + N + 2)
+    ids = torch.cat([head, image, eoi], dim=1)  # (B, L + N + 2)
     pos = torch.full((*ids.shape, 3), NO_POS, dtype=torch.long, device=ids.device)
-    pos[:, length + 1 : -1] = grid_positions(order, tuple(codes.shape[1:]), frame)
+    pos[:, head.shape[1] : -1] = grid_positions(order, tuple(codes.shape[1:]), frame)
     slot = torch.full_like(ids, TEXT)
-    slot[:, length + 1 : -1] = IMAGE
+    slot[:, head.shape[1] : -1] = IMAGE
     loss = slot == IMAGE
     return Batch(ids, pos, slot, loss)
 

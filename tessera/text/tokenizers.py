@@ -41,7 +41,8 @@ class WorldTokenizer:
 
 
 class ClassTokenizer:
-    """One id per class name (class-conditional generation); the text is the whole name."""
+    """One id per class name (class-conditional generation); the text is the whole name, or the class's number
+    when no class has that name."""
 
     kind = "classes"
 
@@ -57,6 +58,8 @@ class ClassTokenizer:
         name = " ".join(text.split())
         if not name:
             raise InputError("empty prompt: give a class name")
+        if name not in self.index and name.isdigit() and int(name) < len(self.names):
+            return [int(name)]
         if name not in self.index:
             shown = ", ".join(self.names[:8]) + (", ..." if len(self.names) > 8 else "")
             raise InputError(f"unknown class {name!r}; known classes: {shown}")

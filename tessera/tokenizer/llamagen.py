@@ -17,12 +17,14 @@ from tessera.tokenizer import build as tok
 from tessera.tokenizer.conv import ConvVQ, ConvVQConfig
 from tessera.tokenizer.quantizers import QuantizerConfig
 
-PREFIXES = ("gen_vision_model.", "module.", "vq_model.")  # Janus, DDP, wrapped checkpoints
+PREFIXES = ("gen_vision_model.", "module.", "vq_model.", "_orig_mod.")  # Janus, DDP, wrapped, compiled checkpoints
+VQ_PARTS = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")
 DROPPED = ("quantize.codebook_used",)  # LlamaGen's usage buffer: not a weight
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .pt/.pth/.bin (weights only, never unpickled code) or .safetensors file."""
+def read_state(path: str | Path, parts: tuple[str, ...] = VQ_PARTS) -> dict[str, torch.Tensor]:
+    """The tensors under `parts` of a .pt/.pth/.bin (weights only, never unpickled code) or .safetensors file,
+    unwrapped from LlamaGen's {"model": ..} (or "ema", "state_dict") and from wrappers' key prefixes."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
@@ -47,7 +49,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         for p in PREFIXES:
             if k.startswith(p):
                 k = k[len(p) :]
-        if k.startswith(("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")):
+        if k.startswith(parts):
             state[k] = v
     return state
 
