@@ -133,9 +133,12 @@ def test_classes_by_name_or_number_and_exact_rescoring(imported):
 def test_the_import_generates_through_the_cli_and_refuses_bad_input(imported, tmp_path):
     folder, _, _ = imported
     ckpt = str(folder / "ckpt")
-    result = run_cli("generate", NAMES[5], "--ckpt", ckpt, "-n", "2", "--out", str(tmp_path / "a.png"))
+    result = run_cli(
+        "generate", NAMES[5], "--ckpt", ckpt, "-n", "2", "--out", str(tmp_path / "a.png"), "--dtype", "bfloat16"
+    )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "a").glob("*.png"))) == 2
+    one_line_error(run_cli("generate", "3", "--ckpt", ckpt, "--dtype", "float8"), "float8")
     one_line_error(run_cli("generate", "class z", "--ckpt", ckpt, "--out", str(tmp_path / "b.png")), "class z")
     vq_only = [str(folder / "vq.pt"), str(folder / "vq.pt"), str(tmp_path / "c")]
     one_line_error(run_cli("model", "import-llamagen", *vq_only), "cls_embedding")

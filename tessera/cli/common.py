@@ -16,6 +16,14 @@ console = Console()
 Seed = Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same result.")]
 Canvas = Annotated[int, typer.Option(help="Canvas side in pixels: a multiple of 16 from 32 to 256.")]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="float32 | bfloat16: the model's weights and cache while sampling (bfloat16 is faster where the CPU "
+        "or GPU computes in it, and samples a slightly different distribution)",
+    ),
+]
 Fresh = Annotated[
     bool, typer.Option(help="Start over (delete the run folder, a tessera run only) instead of resuming.")
 ]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tessera.cli.common import Canvas, Device, Seed, console, device
+from tessera.cli.common import Canvas, Device, Dtype, Seed, console, device
 from tessera.errors import InputError
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
@@ -45,6 +45,7 @@ def shapes(
     ] = False,
     canvas: Canvas = 64,
     device_name: Device = "auto",
+    dtype: Dtype = "float32",
     seed: Seed = 0,
 ) -> None:
     """Score images on ShapesEval (553 prompts, GenEval's rules).
@@ -65,7 +66,7 @@ def shapes(
         from tessera.model.bundle import load as load_bundle
 
         images = _new_folder(out, "--ckpt")
-        bundle = load_bundle(ckpt, device(device_name))
+        bundle = load_bundle(ckpt, device(device_name), dtype)
         if think:
             from tessera.generate.thinking_eval import write_thinking_eval
 

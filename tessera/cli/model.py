@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tessera.cli.common import Device, Fresh, Overrides, Seed, console, device, preset
+from tessera.cli.common import Device, Dtype, Fresh, Overrides, Seed, console, device, preset
 from tessera.errors import InputError
 
 MAX_IMAGES = 4096  # one command's images (-n)
@@ -98,6 +98,7 @@ def generate(
         ),
     ] = False,
     device_name: Device = "auto",
+    dtype: Dtype = "float32",
     seed: Seed = 0,
 ) -> None:
     """Draw images for a prompt (after a segmentation or edge map with --condition), or clips with --video; writes
@@ -117,7 +118,7 @@ def generate(
         raise InputError(f"--out {out} must be a .png file")
     if sum((introspect, condition is not None, video, think)) > 1:
         raise InputError("--introspect, --condition, --think and --video do not go together")
-    bundle = load_bundle(ckpt, device(device_name))
+    bundle = load_bundle(ckpt, device(device_name), dtype)
     changes = {"cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                "image_scale": image_scale}  # fmt: skip
     sampling = dataclasses.replace(bundle.cfg.sampling, **{k: v for k, v in changes.items() if v is not None})

@@ -109,8 +109,15 @@ def save(folder: str | Path, bundle: Bundle, weights: dict, tokenizer_dir: str |
     checkpoint.save(folder, "model", to_dict(bundle.cfg), weights, trainer, state, files=files)
 
 
-def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """A model checkpoint folder -> Bundle in eval mode; CheckpointError on a wrong or corrupt checkpoint."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu", dtype: str = "float32") -> Bundle:
+    """A model checkpoint folder -> Bundle in eval mode, the transformer's weights (and so its cache) in `dtype`
+    (bfloat16: for sampling alone; training and RL rescoring keep float32); CheckpointError on a wrong or corrupt
+    checkpoint."""
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; expected {' or '.join(DTYPES)}")
     folder = checkpoint.resolve(folder)
     cfg = checkpoint.load_config(folder, "model", BundleConfig())
     unknown = set(cfg.tasks) - set(Task)
@@ -131,4 +138,4 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
     tok, _ = visual.load(folder / "tokenizer")
     if tok.codebook_size != cfg.n_image:
         raise CheckpointError(f"{folder}/tokenizer has {tok.codebook_size} codes; the model draws {cfg.n_image}")
-    return Bundle(cfg, model.eval(), text, tok).to(device)
+    return Bundle(cfg, model.to(DTYPES[dtype]).eval(), text, tok).to(device)
