@@ -196,6 +196,49 @@ def test_two_ddp_ranks_equal_one_process(tokenizer_dir, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5 < max(float(a[k].abs().max()) for k in a)
 
 
+def _recording(trainer: Trainer, batches: list[Batch]) -> list[float]:
+    """Feed the trainer `batches` in turn; the list fills with each step's loss."""
+    feed, losses, step = iter(batches), [], trainer.train_step
+    trainer.batch = lambda: next(feed)
+    trainer.train_step = lambda: (out := step(), losses.append(out["loss"]))[0]
+    return losses
+
+
+def _fsdp_rank(rank: int, port: int, cfg: TrainConfig, run, batches, out) -> None:
+    """One of two gloo ranks training sharded on its half of each batch; rank 0 saves both ranks' mean losses."""
+    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}  # fmt: skip
+    torch.set_num_threads(1)
+    trainer = Trainer(cfg, run, progress=False)
+    losses = _recording(trainer, [b.rows(slice(4 * rank, 4 * rank + 4)) for b in batches])
+    trainer.fit()  # saves the checkpoint at the end, every process taking part
+    shards = sum(p.to_local().numel() for p in trainer.model.parameters())
+    both = trainer.processes.gather((losses, shards))
+    if rank == 0:
+        torch.save({"losses": np.mean([b[0] for b in both], axis=0).tolist(), "shards": [b[1] for b in both]}, out)
+    trainer.processes.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_two_fsdp_ranks_follow_the_loss_curve_of_one_process(tokenizer_dir, tmp_path):
+    cfg = config(tokenizer_dir, tmp_path, steps=3, lr=3e-3)
+    one = Trainer(cfg, tmp_path / "one", progress=False)
+    batches = [_fixed_batch(one, 8) for _ in range(3)]
+    losses = _recording(one, batches)
+    one.fit()
+    with socket.socket() as s:  # a free local port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "fsdp.pt"
+    args = (port, dataclasses.replace(cfg, batch_size=4, fsdp=True), tmp_path / "fsdp", batches, out)
+    torch.multiprocessing.spawn(_fsdp_rank, args=args, nprocs=2)
+    sharded = torch.load(out, weights_only=True)
+    assert losses[0] > losses[-1] + 0.01 and np.allclose(sharded["losses"], losses, atol=1e-5), (sharded, losses)
+    assert sum(sharded["shards"]) == one.model.num_params() and max(sharded["shards"]) < 0.6 * one.model.num_params()
+    saved = bundles.load(tmp_path / "fsdp" / "checkpoint").model.state_dict()  # gathered whole by the main rank
+    assert max(float((saved[k] - v).abs().max()) for k, v in one.model.state_dict().items()) < 1e-5
+
+
 def test_bf16_autocast_runs_the_model_in_bf16(tokenizer_dir, tmp_path):
     fp32 = Trainer(config(tokenizer_dir, tmp_path, steps=1), tmp_path / "fp32", progress=False)
     bf16 = Trainer(config(tokenizer_dir, tmp_path, steps=1, amp="bf16"), tmp_path / "bf16", progress=False)

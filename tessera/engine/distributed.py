@@ -1,13 +1,24 @@
-"""The processes of a run: one, or many under `torchrun` (gloo on CPU, nccl on GPU), each with its device."""
+"""The processes of a run: one, or many under `torchrun` (gloo on CPU, nccl on GPU), each with its device; the
+model replicated on each (DDP) or sharded across them (FSDP, PyTorch's `fully_shard`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
 
 
 @dataclass
@@ -46,9 +57,47 @@ class Processes:
         dist.all_gather_object(out, obj)
         return out
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model under DistributedDataParallel when there are several processes."""
+    def wrap(self, model: torch.nn.Module, shard: Iterable[torch.nn.Module] | None = None) -> torch.nn.Module:
+        """With several processes, the model under DistributedDataParallel, or with `shard` (its blocks) sharded in
+        place, each block and then the rest, so that a process holds 1/count of every weight, gradient and
+        optimizer moment and gathers a block's weights only while it runs."""
         if self.count == 1:
             return model
+        if shard is not None:
+            for block in shard:
+                fully_shard(block)
+            return fully_shard(model)
         ids = [self.local] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def gradient_sync(model: torch.nn.Module, sync: bool):
+    """A context in which backward averages gradients over processes (sync) or only accumulates them here."""
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+    if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+class Whole:
+    """A sharded model, or its optimizer, saved and restored whole: `state_dict` gathers the full tensors onto the
+    main process's CPU (the others get {}) and `load_state_dict` shards full ones; every process calls both."""
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer | None = None):
+        self.model, self.opt = model, opt
+        self.weights = opt is None
+
+    def state_dict(self) -> dict[str, Any]:
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        if self.opt is None:
+            return get_model_state_dict(self.model, options=options)
+        return get_optimizer_state_dict(self.model, self.opt, options=options)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        options = StateDictOptions(full_state_dict=True)
+        if self.opt is None:
+            set_model_state_dict(self.model, state, options=options)
+        else:
+            set_optimizer_state_dict(self.model, self.opt, state, options=options)

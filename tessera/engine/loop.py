@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 
 from tessera.engine import checkpoint
-from tessera.engine.distributed import Processes
+from tessera.engine.distributed import Processes, Whole
 from tessera.engine.ema import EMA
 from tessera.engine.progress import progress_bar
 from tessera.engine.runfolder import RunFolder
@@ -29,7 +29,7 @@ from tessera.engine.runlog import RunLog
 from tessera.errors import CheckpointError, DivergedError
 
 Writer = Callable[[Path, dict, dict], None]  # (folder, trainer state, JSON state): writes a checkpoint there
-Stateful = torch.nn.Module | torch.optim.Optimizer | EMA
+Stateful = torch.nn.Module | torch.optim.Optimizer | EMA | Whole
 Generator = torch.Generator | np.random.Generator
 console = Console(stderr=True)
 
@@ -212,8 +212,10 @@ class Engine:
     def save(self) -> None:
         """Write the checkpoint (every process takes part: each hands over its random generators)."""
         generators = self.processes.gather(self._generator_states())
+        trainer: dict[str, Any] = {name: part.state_dict() for name, part in self.parts.items()}  # (a Whole gathers)
         for name, part in self.parts.items():
-            tensors = part.state_dict().values() if isinstance(part, torch.nn.Module | EMA) else ()
+            weights = isinstance(part, torch.nn.Module | EMA) or (isinstance(part, Whole) and part.weights)
+            tensors = trainer[name].values() if weights else ()
             if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
                 raise DivergedError(
                     f"step {self.step}: the {name} weights are not finite; not saved (step {self.saved} is kept)"
@@ -221,7 +223,6 @@ class Engine:
         self.saved = self.step
         if not self.main:
             return
-        trainer: dict[str, Any] = {name: part.state_dict() for name, part in self.parts.items()}
         trainer["generators"] = generators
         state = {"step": self.step, "trainer": self.title, "processes": self.processes.count, "config": self.config}
         self.write(self.ckpt, trainer, state)

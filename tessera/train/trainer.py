@@ -1,13 +1,12 @@
 """Supervised training of the autoregressive model: next-token loss on image tokens, on one process or many.
 
 AdamW (weight decay on matrices only), warmup + cosine, gradient clipping, condition dropout for CFG,
-optional EMA, bf16 autocast on GPU, DDP under `torchrun` (gloo on CPU, nccl on GPU). A checkpoint holds the
-optimizer, EMA and random-generator state, so a resumed run on CPU continues exactly.
+optional EMA, bf16 autocast on GPU, DDP or FSDP (`fsdp=true`) under `torchrun` (gloo on CPU, nccl on GPU). A
+checkpoint holds the optimizer, EMA and random-generator state, so a resumed run on CPU continues exactly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 
 from tessera.config import at_least, positive, to_dict, within
 from tessera.data.examples import WORLD_SOURCES, DataConfig
-from tessera.engine.distributed import Processes
+from tessera.engine.distributed import Processes, Whole, gradient_sync
 from tessera.engine.ema import EMA
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
@@ -85,6 +84,7 @@ class TrainConfig:
     code_vectors: bool = False  # image codes embedded from the visual tokenizer's code vectors too
     ema: float = 0.0  # EMA decay of the weights; 0: off
     amp: str = "auto"  # auto (bf16 on GPU) | bf16 | off
+    fsdp: bool = False  # under torchrun, shard weights, gradients and optimizer moments across processes (no EMA)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(cfg_scale=3.0))
     log_every: int = 25
     sample_every: int = 500
@@ -102,6 +102,8 @@ class TrainConfig:
         at_least(self, 0, "warmup", "weight_decay", "text_weight")
         positive(self, "lr", "grad_clip")
         within(self, 0, 1, "min_lr_ratio", "cond_dropout")
+        if self.fsdp and self.ema:
+            raise ConfigError("fsdp=true keeps no EMA of the weights: set ema=0")
         if not 0 <= self.ema < 1 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"ema and betas must lie in [0, 1), got ema={self.ema}, betas={list(self.betas)}")
         self.data.validate()
@@ -208,7 +210,8 @@ class Trainer:
         if vectors is not None:
             self.model.code_vectors.copy_(vectors)
         self.bundle = bundles.Bundle(bundle_cfg, self.model, examples.text_tokenizer, self.image_tokenizer)
-        self.ddp = self.processes.wrap(self.model)
+        self.ddp = self.processes.wrap(self.model, self.model.layers if cfg.fsdp else None)
+        self.sharded = self.ddp is self.model and self.processes.count > 1  # fully_shard works in place
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         fused = self.device.type == "cuda"
         self.opt = torch.optim.AdamW(
@@ -233,16 +236,19 @@ class Trainer:
         self.codes = examples.codes  # (N, h, w)
         self.clips = examples.clips  # (N, t, h, w) or None
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.processes.rank)  # this process's data order
-        self.engine.track(model=self.model, opt=self.opt, ema=self.ema, data=self.gen)
+        if self.sharded:  # saved whole, by every process; sampling a sharded model needs them all, so no samples
+            self.engine.track(model=Whole(self.model), opt=Whole(self.model, self.opt), data=self.gen)
+        else:
+            self.engine.track(model=self.model, opt=self.opt, ema=self.ema, data=self.gen)
+            self.engine.every(cfg.sample_every, self.samples)
         self.engine.schedule(self.opt, WarmupCosine(cfg.lr, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
-        self.engine.every(cfg.sample_every, self.samples)
 
     @property
     def step(self) -> int:
         return self.engine.step
 
     def write(self, folder: Path, trainer: dict, state: dict) -> None:
-        weights = (self.ema.module if self.ema is not None else self.model).state_dict()
+        weights = self.ema.module.state_dict() if self.ema is not None else trainer["model"]
         bundles.save(folder, self.bundle, weights, self.cfg.tokenizer, trainer, state)
 
     # -- one step --------------------------------------------------------------------------------
@@ -317,9 +323,8 @@ class Trainer:
             ids, pos, tpos = (t.to(self.device) for t in batch.inputs())
             part = None if batch.part is None else batch.part[:, :-1].to(self.device)  # DCA's parts of the inputs
             targets, slots, mask = (t.to(self.device) for t in batch.targets())
-            sync = micro == cfg.grad_accum - 1 or self.processes.count == 1
             with (
-                contextlib.nullcontext() if sync else self.ddp.no_sync(),
+                gradient_sync(self.ddp, micro == cfg.grad_accum - 1),
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
             ):
                 logits = self.ddp(ids, pos, tpos, segment=part)
