@@ -1,6 +1,8 @@
 """GRPO on a tiny model: the loop raises a verifiable reward, scores what it sampled, and resumes."""
 
 import json
+import os
+import socket
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from tessera.config import override
 from tessera.data.prompts import HELD_OUT, prompt_pools, sample_prompts
 from tessera.errors import TesseraError
 from tessera.eval.shapes_eval import load_metadata
+from tessera.model import bundle as bundles
 from tessera.rl.grpo import advantages
 from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.world.language import CATEGORIES
@@ -127,3 +130,38 @@ def test_rl_command_trains_resumes_and_refuses_bad_input(t2i_ckpt, tmp_path):
     one_line_error(run_cli("rl", "--init", str(tmp_path / "nothing")), "not a tessera checkpoint")
     one_line_error(run_cli(*args, "--reward", "beauty"), "unknown reward 'beauty'")
     one_line_error(run_cli(*args, "mu=0"), "mu must be >= 1")
+
+
+def _fsdp_rank(rank: int, port: int, cfg: RLConfig, run, out) -> None:
+    """One of two gloo ranks of sharded GRPO; rank 0 saves what each drew and its first-pass ratios."""
+    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}  # fmt: skip
+    torch.set_num_threads(1)
+    trainer = RLTrainer(cfg, run, progress=False)
+    seen, step = [], trainer.train_step
+    trainer.train_step = lambda: (out := step(), seen.append((out["ratio_start"], out["kl"])))[0]
+    drawn, rollouts = [], trainer.rollouts
+    trainer.rollouts = lambda: (rolls := rollouts(), drawn.append([m["prompt"] for m in rolls["draw"].metadata]))[0]
+    trainer.fit()
+    both = trainer.processes.gather((seen, drawn))
+    if rank == 0:
+        torch.save(both, out)
+    trainer.processes.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_two_fsdp_ranks_run_grpo_with_exact_rescoring(t2i_ckpt, tmp_path):
+    cfg = rl_config(
+        t2i_ckpt, steps=2, prompts_per_step=2, fsdp=True, **{"grpo.group_size": 4, "sampling.cfg_scale": 3.0}
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_fsdp_rank, args=(port, cfg, tmp_path / "rl", tmp_path / "ranks.pt"), nprocs=2)
+    (seen0, drawn0), (seen1, drawn1) = torch.load(tmp_path / "ranks.pt", weights_only=False)
+    assert all(r == pytest.approx(1.0, abs=1e-4) for r, _ in seen0 + seen1)  # the sharded policy rescores exactly
+    assert seen0[0][1] < 1e-6 < seen0[1][1]  # KL to the sharded reference: 0 at first, then not
+    assert drawn0 != drawn1  # each process draws its own prompts
+    before = bundles.load(t2i_ckpt).model.state_dict()
+    after = bundles.load(tmp_path / "rl" / "checkpoint").model.state_dict()
+    assert max(float((after[k] - v).abs().max()) for k, v in before.items()) > 1e-4

@@ -27,13 +27,17 @@ def rl(
     seed: Seed = 0,
 ) -> None:
     """GRPO post-training with a verifiable reward on prompts from the world's grammar (ShapesEval's held out); with
-    conditions={instruct: 1} (say) on the world's conditioned cases, rewarded against their truth."""
+    conditions={instruct: 1} (say) on the world's conditioned cases, rewarded against their truth.
+
+    Runs on many processes under torchrun (each with its own prompts; fsdp=true shards the model)."""
     from tessera.config import load
     from tessera.engine.loop import finish
     from tessera.rl.trainer import RLConfig, RLTrainer
 
     cfg = load(RLConfig(), options={"init": str(init), "reward": reward, "seed": seed}, pairs=overrides)
     trainer = finish(RLTrainer(cfg, out, fresh=fresh))
+    if not trainer.processes.main:
+        return
     rows = trainer.engine.log.read()
     last = rows[-1] if rows else {}
     shown = next((last[k] for k in ("reward_mean", "read/reward_mean", "cond/reward_mean") if k in last), float("nan"))

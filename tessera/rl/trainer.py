@@ -23,6 +23,7 @@ from tessera.config import at_least, positive, to_dict
 from tessera.data.examples import condition_cases
 from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
+from tessera.engine.distributed import Processes, Whole
 from tessera.engine.loop import Engine
 from tessera.errors import CheckpointError, ConfigError
 from tessera.eval.conditions import EVAL_SEED
@@ -87,6 +88,7 @@ class RLConfig:
     eval_prompts: int = 8  # the first n benchmark prompts per category, and n per category of the held-out set
     eval_per_prompt: int = 2
     eval_read: int = 50  # held-out scenes per reading task at each evaluation (a model that reads)
+    fsdp: bool = False  # under torchrun, shard the policy (and the reference) across processes; no evaluations
     seed: int = 0
 
     def validate(self) -> None:
@@ -126,10 +128,18 @@ class RLTrainer:
     def __init__(self, cfg: RLConfig, run: str | Path, progress: bool = True, fresh: bool = False):
         cfg.validate()
         self.cfg = cfg
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.processes = Processes.start()
+        self.device = self.processes.device
         self.bundle = bundles.load(cfg.init, self.device)
         self.model = self.bundle.model  # eval mode throughout: no dropout, so scoring matches sampling
         self.ref = copy.deepcopy(self.model).requires_grad_(False) if cfg.reference else None
+        self.sharded = cfg.fsdp and self.processes.count > 1
+        if self.sharded and cfg.eval_every:
+            raise ConfigError("fsdp=true on several processes evaluates nothing during RL: set eval_every=0 and run "
+                              "tessera eval on the checkpoint")  # fmt: skip
+        self.policy = self.processes.wrap(self.model, self.model.layers if cfg.fsdp else None)  # rescores with grad
+        if self.sharded and self.ref is not None:
+            self.processes.wrap(self.ref, self.ref.layers)
         wanted = set(cfg.read) | set(cfg.conditions) | ({Task.INTROSPECT} if cfg.introspect else set())
         missing = wanted - set(self.bundle.cfg.tasks)
         if missing:
@@ -148,13 +158,16 @@ class RLTrainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.pools, self.held_out = prompt_pools()
         self.judge: Judge | None = None  # loaded when first needed
-        self.rng = np.random.default_rng(cfg.seed)
-        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        rank = self.processes.rank  # each process draws its own prompts and samples
+        self.rng = np.random.default_rng([cfg.seed, rank] if rank else cfg.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1000 * rank)
         self.engine = Engine(
             run, "rl", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every, save_every=cfg.save_every,
             show=("reward_mean", "read/reward_mean"), progress=progress, fresh=fresh, inputs=[cfg.init],
+            processes=self.processes,
         )  # fmt: skip
-        self.engine.track(model=self.model, opt=self.opt, sampling=self.gen, prompts=self.rng)
+        model, opt = (Whole(self.model), Whole(self.model, self.opt)) if self.sharded else (self.model, self.opt)
+        self.engine.track(model=model, opt=opt, sampling=self.gen, prompts=self.rng)
         self.engine.every(cfg.eval_every, self.evaluate, at_start=True)
 
     @property
@@ -163,7 +176,7 @@ class RLTrainer:
 
     def write(self, folder: Path, trainer: dict, state: dict) -> None:
         tokenizer_dir = checkpoint.resolve(self.cfg.init) / "tokenizer"
-        bundles.save(folder, self.bundle, self.model.state_dict(), tokenizer_dir, trainer, state)
+        bundles.save(folder, self.bundle, trainer["model"], tokenizer_dir, trainer, state)
 
     def _options(self, reward: str) -> dict:
         if reward != "cycle":
@@ -245,7 +258,7 @@ class RLTrainer:
                 prefix = PREFIXES[name]
                 for start in range(0, n, cfg.update_batch):
                     rows = slice(start, start + cfg.update_batch)
-                    logp = roll.rescore(self.model, rows)
+                    logp = roll.rescore(self.policy, rows)
                     ref = None
                     if self.ref is not None:
                         with torch.no_grad():
