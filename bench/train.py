@@ -1,6 +1,6 @@
 """Training throughput: tokens/s and MFU against the fp32 (or bf16 on GPU) matmul peak measured in this process.
 
-python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--batch 32] [--steps 10]
+python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--batch 32] [--steps 10] [--amp auto|bf16|off]
 Prints one JSON line. FLOPs per token = 6 x (non-embedding parameters) + 12 x layers x width x context
 (the attention scores), as in the PaLM paper's MFU.
 """
@@ -50,15 +50,16 @@ def main() -> None:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (auto: on GPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    amp = device.type == "cuda"
+    amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
     cfg = load(TrainConfig(), Path(str(resources.files("tessera") / "configs" / "model" / f"{args.preset}.yaml")))
     space = IdSpace(N_TEXT, CODEBOOK)
     cfg.model.vocab_size = space.size
     torch.manual_seed(0)
     model = Transformer(cfg.model).to(device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-4, fused=amp)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-4, fused=device.type == "cuda")
     text = pad_text(space, [[i % N_TEXT for i in range(10)]] * args.batch, cfg.data.text_len)
     batch = text_to_image(
         space, text, torch.randint(CODEBOOK, (args.batch, GRID, GRID)), make_orders("raster", args.batch, GRID, GRID)
@@ -86,7 +87,8 @@ def main() -> None:
     flops_per_token = 6 * model.num_params(embeddings=False) + 12 * m.n_layer * m.dim * ids.shape[1]
     achieved = flops_per_token * tokens / seconds
     peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
-    machine = torch.cuda.get_device_name() if amp else f"{platform.machine()} {torch.get_num_threads()} threads"
+    cuda = device.type == "cuda"
+    machine = torch.cuda.get_device_name() if cuda else f"{platform.machine()} {torch.get_num_threads()} threads"
     result = {
         "bench": "train",
         "machine": machine,
@@ -100,7 +102,7 @@ def main() -> None:
         "matmul_peak_tflops": round(peak / 1e12, 4),
         "mfu": round(achieved / peak, 3),
     }
-    if amp:
+    if cuda:
         result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     else:
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -154,3 +154,10 @@ def test_bfloat16_sampling_keeps_the_distribution_within_its_rounding(model):
     # cached and batched passes round apart, and float32's distribution is the same to that precision
     assert (again - drawn.logprobs).abs().mean() < 0.05
     assert 0 < (full - drawn.logprobs).abs().mean() < 0.05
+
+
+def test_tokens_are_drawn_with_their_probabilities_and_never_outside_the_support():
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    ids = sample_token(probs.log().expand(100_000, -1), torch.Generator().manual_seed(0))
+    share = torch.bincount(ids, minlength=6).float() / len(ids)
+    assert share[probs == 0].sum() == 0 and (share - probs).abs().max() < 0.01

@@ -47,5 +47,8 @@ def log_distribution(
 
 
 def sample_token(logp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, V) log-probs -> (B,) ids."""
-    return torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    """(B, V) log-probs -> (B,) ids, by one uniform number per row against the cumulative distribution (what
+    `multinomial` does with V random numbers per row; the id found has probability > 0)."""
+    cdf = logp.exp().cumsum(dim=-1)  # (B, V)
+    u = torch.rand(len(logp), 1, generator=generator, device=logp.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, side="right").squeeze(-1).clamp(max=logp.shape[-1] - 1)

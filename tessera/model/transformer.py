@@ -119,20 +119,19 @@ class Attention(nn.Module):
         v = self.wv(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(layer, start, k, v)  # (B, kv, start + T, hd)
+            k, v = cache.update(layer, start, k, v)  # (B, kv, start + T, hd), in the cache's dtype
+            q = q.to(k.dtype)
         groups = self.n_head // self.n_kv_head
-        if t == 1:  # one new token against the cache: attend per KV head without copying keys and values
-            qg = q.view(b, self.n_kv_head, groups, self.head_dim)  # (B, kv, g, hd)
-            att = torch.einsum("bkgd,bksd->bkgs", qg, k).mul_(self.head_dim**-0.5).softmax(dim=-1)
-            y = torch.einsum("bkgs,bksd->bkgd", att, v).reshape(b, 1, -1)  # (B, 1, H * hd)
-            return self.wo(y)
+        if t == 1:  # one new token: the g query heads of each KV head attend as g queries, no key or value copied
+            y = F.scaled_dot_product_attention(q.view(b, self.n_kv_head, groups, self.head_dim), k, v)  # (B, kv, g, hd)
+            return self.wo(y.reshape(b, 1, -1).to(x.dtype))
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         if mask is None and k.shape[2] > t:  # a chunk after cached tokens: query i sees keys up to start + i
             mask = torch.arange(k.shape[2], device=x.device) <= start + torch.arange(t, device=x.device)[:, None]
         causal = mask is None
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=drop)
-        return self.wo(y.transpose(1, 2).reshape(b, t, -1))
+        return self.wo(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
 class FeedForward(nn.Module):
@@ -259,8 +258,9 @@ class Transformer(nn.Module):
         return self.cfg.vocab_size - self.cfg.image_codes
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """A cache in the weights' dtype, but float32 on a CPU, whose one-token attention is faster in it."""
         w = self.output.weight
-        return KVCache(self.cfg, batch, max_len, device=w.device, dtype=w.dtype)
+        return KVCache(self.cfg, batch, max_len, w.device, torch.float32 if w.device.type == "cpu" else w.dtype)
 
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
