@@ -29,6 +29,9 @@ has bench && for preset in ${BENCH_PRESETS:-quick gpu gpt-b}; do
 done | tee "$OUT/train.jsonl"
 if has bench && [ "${SAMPLING:-1}" = 1 ]; then
   timeout 240 python3 bench/sampling.py --device "$DEVICE" --batch 64 | tee "$OUT/sampling.jsonl"
+  for batch in 1 8 64; do  # GPT-B at LlamaGen's configuration: per-step time against reading weights and cache
+    timeout 120 python3 bench/llamagen.py --device "$DEVICE" --dtype bfloat16 --batch "$batch"
+  done | tee "$OUT/llamagen.jsonl"
 fi
 if has demo; then
   start=$(date +%s)

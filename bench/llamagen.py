@@ -5,9 +5,9 @@ LlamaGen's GPT-B (768 wide, 12 layers, 16,384 image codes, one class token, 256 
 (the output head N(0, 0.02), not LlamaGen's zeros, so top-k has something to cut), guidance 4, top-k 2000. With
 a LlamaGen checkout (PATH holds autoregressive/ and utils/), its model and generate() run on the same weights,
 which tessera imports through tessera.model.llamagen; without one, tessera alone. Prints one JSON line: image
-tokens/s of each (best of `--repeats`), their ratio, the largest difference of the first step's guided logits,
-and the fraction of this machine's measured limits reached: the matmul rate at the step's shapes and the memory
-bandwidth for reading the weights and the cache once per step.
+tokens/s of each (the best of `--repeats`, the two taking turns), their ratio, the largest difference of the first
+step's guided logits, and the fraction of this machine's measured limits reached: the matmul rate at the step's
+shapes and the memory bandwidth for reading the weights and the cache once per step.
 """
 
 import argparse
@@ -15,6 +15,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -56,18 +57,20 @@ def llamagen_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
-def best_tokens_per_s(run, tokens: int, repeats: int, device: torch.device) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return tokens / min(times)
+def best_rates(runs: dict[str, Callable[[], object]], work: float, repeats: int, device: torch.device) -> dict:
+    """Work per second of each run, the best of `repeats` after a warm-up, the runs taking turns so that a load
+    on the machine that comes and goes falls on each alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats + 1):
+        for name, run in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: work / min(t[1:]) for name, t in times.items()}  # the first run of each warms it up
 
 
 def machine_limits(rows: int, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
@@ -75,9 +78,8 @@ def machine_limits(rows: int, dtype: torch.dtype, device: torch.device) -> dict[
     w = torch.randn(DIM, 3 * DIM, dtype=dtype, device=device)
     x = torch.randn(rows, DIM, dtype=dtype, device=device)
     big = torch.randn(64 * 2**20, device=device)  # 256 MB: far beyond the caches
-    matmul = best_tokens_per_s(lambda: [x @ w for _ in range(50)], 50 * 2 * rows * DIM * 3 * DIM, 3, device)
-    bandwidth = best_tokens_per_s(lambda: big.sum(), big.numel() * 4, 5, device)
-    return {"matmul": matmul, "bandwidth": bandwidth}
+    matmul = best_rates({"matmul": lambda: [x @ w for _ in range(50)]}, 50 * 2 * rows * DIM * 3 * DIM, 3, device)
+    return matmul | best_rates({"bandwidth": lambda: big.sum()}, big.numel() * 4, 5, device)
 
 
 @torch.no_grad()
@@ -105,12 +107,10 @@ def main() -> None:
     sampling = SamplingConfig(cfg_scale=CFG, top_k=TOP_K)
     gen = torch.Generator(device=device).manual_seed(0)
     tokens = args.batch * SIDE * SIDE
-    ours = best_tokens_per_s(
-        lambda: generate(model, space, text, (SIDE, SIDE), order, sampling, gen), tokens, args.repeats, device
-    )
+    runs = {"tessera": lambda: generate(model, space, text, (SIDE, SIDE), order, sampling, gen)}
     machine = torch.cuda.get_device_name() if device.type == "cuda" else platform.machine()
     result = {"bench": "llamagen", "machine": f"{machine} {torch.get_num_threads()} threads", "dtype": args.dtype,
-              "batch": args.batch, "cfg": CFG, "top_k": TOP_K, "tessera_tokens_per_s": round(ours, 1)}  # fmt: skip
+              "batch": args.batch, "cfg": CFG, "top_k": TOP_K}  # fmt: skip
     if args.llamagen:
         sys.path.insert(0, args.llamagen)
         from autoregressive.models.generate import generate as llamagen_generate
@@ -120,11 +120,14 @@ def main() -> None:
         theirs_model.load_state_dict(state)
         theirs_model = theirs_model.to(device, dtype).eval()
         cond = classes.to(device)
-
-        def llamagen() -> torch.Tensor:
-            return llamagen_generate(theirs_model, cond, SIDE * SIDE, cfg_scale=CFG, top_k=TOP_K, temperature=1.0)
-
-        theirs = best_tokens_per_s(llamagen, tokens, args.repeats, device)
+        runs["llamagen"] = lambda: llamagen_generate(
+            theirs_model, cond, SIDE * SIDE, cfg_scale=CFG, top_k=TOP_K, temperature=1.0
+        )
+    rates = best_rates(runs, tokens, args.repeats, device)
+    ours = rates["tessera"]
+    result["tessera_tokens_per_s"] = round(ours, 1)
+    if args.llamagen:
+        theirs = rates["llamagen"]
         theirs_model.setup_caches(2 * args.batch, SIDE * SIDE + 1, dtype)
         both = torch.cat([cond, torch.full_like(cond, CLASSES)])
         first, _ = theirs_model(None, both, torch.arange(1, device=device))
