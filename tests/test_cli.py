@@ -207,6 +207,9 @@ def test_demo_runs_and_reruns(tmp_path):
     assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert "edits" in stages and "Editing by prefix" in report and (out / "edits-recolour.png").exists()
+    assert "conditions" in stages and (out / "conditions" / "instruct.png").exists()  # the model trains seg2i too
+    assert "seg2i: model, ceiling" in report and "instruct: model, ceiling, copy" in report
+    assert 'src="conditions/seg2i.png"' in report
     again = run("demo", "--preset", "smoke", "--out", str(out), cache)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("finished earlier, reused") == len(stages)

@@ -157,27 +157,18 @@ def conditions(
     import dataclasses
 
     from tessera.eval.judge import Judge
-    from tessera.generate.conditioned import evaluate_conditions, write_conditions_report
-    from tessera.generate.video import video_scores
+    from tessera.generate.conditioned import evaluate_conditions_and_video, write_conditions_report
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import Task, conditioned
 
     bundle = load_bundle(ckpt, device(device_name))
-    video = Task.T2V in bundle.cfg.tasks
-    if not conditioned(bundle.cfg.tasks) and not video:
+    if not conditioned(bundle.cfg.tasks) and Task.T2V not in bundle.cfg.tasks:
         tasks = ", ".join(bundle.cfg.tasks)
         raise InputError(f"{ckpt} was not trained on a conditioned task or on t2v (its tasks: {tasks})")
     sampling = bundle.cfg.sampling
     if image_scale is not None:
         sampling = dataclasses.replace(sampling, image_scale=image_scale)
-    judge = Judge.load()
-    scores, sheets = ({}, {})
-    if conditioned(bundle.cfg.tasks):
-        scores, sheets = evaluate_conditions(bundle, judge, per_kind, sampling, seed)
-    videos = None
-    if video:
-        videos = video_scores(bundle, judge, sampling, seed)
-        scores[Task.T2V], sheets[Task.T2V] = videos.scores, videos.sheet()
+    scores, sheets, videos = evaluate_conditions_and_video(bundle, Judge.load(), per_kind, sampling, seed)
     header = f"{'task':9s} {'metric':9s} {'model':>7s} {'ceiling':>8s} {'copy':>7s}"
     console.print(
         f"{header}  ({per_kind} per kind, seed {seed}; copy: the source image, the last given frame, or a clip's "

@@ -14,7 +14,7 @@ from tessera.eval.conditions import EVAL_SEED, ConditionCase, score_conditions
 from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
 from tessera.generate.images import draw_images
-from tessera.generate.video import SHEET_CLIPS, VideoResults
+from tessera.generate.video import SHEET_CLIPS, VideoResults, video_scores
 from tessera.model.bundle import Bundle
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import grid, save_gif, save_png
@@ -92,22 +92,37 @@ def evaluate_conditions(
     return condition_scores(bundle, judge, cases, sampling, seed)
 
 
-def write_conditions_report(
-    out: Path, scores: dict, sheets: dict[str, np.ndarray], videos: VideoResults | None, ckpt: Path
-) -> Path:
-    """out/conditions.json, out/<task>.png per sheet, the first clips drawn and true (GIFs), and out/report.html
-    with them all; returns the report's path."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")
+def evaluate_conditions_and_video(
+    bundle: Bundle, judge: Judge, per_kind: int, sampling: SamplingConfig | None = None, seed: int = 0
+) -> tuple[dict, dict[str, np.ndarray], VideoResults | None]:
+    """Scores and sheets of the conditions set for every conditioned task the model was trained on, and for a t2v
+    model of the held-out video prompts (with their clips)."""
+    scores, sheets = (
+        evaluate_conditions(bundle, judge, per_kind, sampling, seed) if conditioned(bundle.cfg.tasks) else ({}, {})
+    )
+    videos = None
+    if Task.T2V in bundle.cfg.tasks:
+        videos = video_scores(bundle, judge, sampling, seed)
+        scores[Task.T2V], sheets[Task.T2V] = videos.scores, videos.sheet()
+    return scores, sheets, videos
+
+
+def condition_sections(
+    out: Path, scores: dict, sheets: dict[str, np.ndarray], videos: VideoResults | None, folder: str = ""
+) -> dict:
+    """Each task's sheet (out/<folder><task>.png) and the first clips drawn and true (GIFs) written; the report's
+    tables and figures for them (`write_report`'s keys, paths relative to out)."""
+    (out / folder).mkdir(parents=True, exist_ok=True)
     for task, sheet in sheets.items():
-        save_png(sheet, out / f"{task}.png", scale=2)
-    figures = {"Sheets": {"text": SHEETS, "images": {task: f"{task}.png" for task in sheets}}}
+        save_png(sheet, out / f"{folder}{task}.png", scale=2)
+    figures = {"Sheets": {"text": SHEETS, "images": {task: f"{folder}{task}.png" for task in sheets}}}
     if videos is not None:
         clips = {}
         for i, prompt in enumerate(videos.prompts[:SHEET_CLIPS]):
             for name, source in (("drawn", videos.drawn), ("ceiling", videos.ceiling)):
-                save_gif(source[i].repeat(3, axis=1).repeat(3, axis=2), out / f"t2v-{i}-{name}.gif")
-                clips[f"{prompt} ({name})"] = f"t2v-{i}-{name}.gif"
+                path = f"{folder}t2v-{i}-{name}.gif"
+                save_gif(source[i].repeat(3, axis=1).repeat(3, axis=2), out / path)
+                clips[f"{prompt} ({name})"] = path
         figures["Text-to-video clips"] = {"text": "Held-out prompts: the model's clip and a true one.", "images": clips}
     tables = {
         f"{task}: model, ceiling" + (f", copy ({COPIES[task]})" if task in COPIES else ""): {
@@ -119,6 +134,16 @@ def write_conditions_report(
         }
         for task, metrics in scores.items()
     }
+    return {"tables": tables, "figures": figures}
+
+
+def write_conditions_report(
+    out: Path, scores: dict, sheets: dict[str, np.ndarray], videos: VideoResults | None, ckpt: Path
+) -> Path:
+    """out/conditions.json, the sheets and clips (`condition_sections`), and out/report.html with them all; returns
+    the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / "conditions.json", json.dumps(scores, indent=2) + "\n")
     notes = [f"checkpoint: {ckpt}", "the judge reads every picture; ceilings are true pictures through the tokenizer"]
-    return write_report(out, {"title": "tessera conditions report", "notes": notes, "tables": tables,
-                              "figures": figures})  # fmt: skip
+    sections = condition_sections(out, scores, sheets, videos)
+    return write_report(out, {"title": "tessera conditions report", "notes": notes, **sections})

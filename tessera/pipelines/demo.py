@@ -23,6 +23,7 @@ from tessera.eval import shapes_eval
 from tessera.eval.edits import EDIT_KINDS, edit_cases
 from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
+from tessera.generate.conditioned import condition_sections, evaluate_conditions_and_video
 from tessera.generate.edit import edit_sheet, edit_success
 from tessera.generate.images import evaluate_model, write_shapes_eval
 from tessera.model.bundle import Bundle
@@ -30,6 +31,7 @@ from tessera.model.bundle import load as load_bundle
 from tessera.pictures import grid, save_png, to_tensor, to_uint8
 from tessera.pipelines.stages import Pipeline, reached
 from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.sequence.tasks import Task, conditioned
 from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 from tessera.train.trainer import TrainConfig, Trainer
 from tessera.world.constraints import from_geneval, sample_scene_for
@@ -48,6 +50,8 @@ class DemoConfig:
     batch_size: int = 128  # generation batch
     rl: RLConfig = field(default_factory=lambda: RLConfig(steps=0))  # GRPO after supervised training; 0 steps: none
     edits_per_kind: int = 0  # the world's edit set on the final model (remove, add, recolour); 0: none
+    conditions_per_kind: int = 0  # the conditions set on the final model, for each conditioned task it was trained
+    # on (model.data.tasks: seg2i, edge2i, instruct, predict; with t2v also the held-out video prompts); 0: none
 
 
 @torch.no_grad()
@@ -131,9 +135,11 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
     summary = scores["ShapesEval"]
     if cfg.rl.steps:
         summary = _rl_stages(cfg, pipeline, splits, judge, seed, device, sections)
+    final = load_bundle(out / ("rl" if cfg.rl.steps else "model") / "checkpoint", device)
     if cfg.edits_per_kind:
-        final = out / ("rl" if cfg.rl.steps else "model") / "checkpoint"
-        _edit_stage(load_bundle(final, device), cfg.edits_per_kind, pipeline, judge, seed, sections)
+        _edit_stage(final, cfg.edits_per_kind, pipeline, judge, seed, sections)
+    if cfg.conditions_per_kind and (conditioned(final.cfg.tasks) or Task.T2V in final.cfg.tasks):
+        _conditions_stage(final, cfg.conditions_per_kind, pipeline, judge, seed, sections)
     sections |= {"timings": pipeline.timings(), "config": {"demo": to_dict(cfg)}}
     report = write_report(out, sections)
     console.print(shapes_eval.markdown_table(summary), soft_wrap=True)
@@ -160,6 +166,20 @@ def _edit_stage(bundle: Bundle, per_kind: int, pipeline: Pipeline, judge: Judge,
         "rows": rows,
     }
     sections["edits"] = {kind: f"edits-{kind}.png" for kind in EDIT_KINDS}
+
+
+def _conditions_stage(bundle: Bundle, per_kind: int, pipeline: Pipeline, judge: Judge, seed: int, sections: dict):
+    """The conditions set (and the video prompts) on the final model: its tables, sheets and clips in the report."""
+
+    def run(new: bool) -> dict:
+        scores, sheets, videos = evaluate_conditions_and_video(bundle, judge, per_kind, seed=seed)
+        return condition_sections(pipeline.folder, scores, sheets, videos, "conditions/")
+
+    shown = pipeline.stage("conditions", {"per_kind": per_kind, "seed": seed}, run)
+    sections.setdefault("tables", {}).update(shown["tables"])
+    sections.setdefault("figures", {}).update(
+        {f"Conditions: {heading.lower()}": figure for heading, figure in shown["figures"].items()}
+    )
 
 
 def _splits(prompts: int) -> dict[str, list[dict]]:
