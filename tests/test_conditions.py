@@ -324,6 +324,7 @@ def test_the_condition_reward_follows_the_truth_and_never_pays_for_drawing_more(
     good, copied = case_scores(judge, cases, truth), case_scores(judge, cases, shown)
     instruct = np.array([c.task == "instruct" for c in cases])
     assert good.mean() > 0.8 and copied[instruct].mean() < good[instruct].mean() - 0.3
+    assert (copied[instruct] == 0).mean() > 0.8  # an unedited copy earns nothing, not most objects' partial credit
     # a spray of extra objects around the edited scene: more drawn, less paid
     extra = render_image(Scene(32, tuple(Object("star", "green", "small", x, 4.0, 2.5) for x in (4.0, 16.0, 28.0))))
     mask = (extra != BACKGROUND).any(-1)

@@ -160,11 +160,14 @@ def score_conditions(judge: Judge, cases: list[ConditionCase], images: np.ndarra
 def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) -> np.ndarray:
     """(N,) one score in [0, 1] per image against its case's truth, the RL reward of conditioned drawing: seg2i
     its mIoU, edge2i its edge F1, instruct and predict 1 when it reads as the scene to draw, else half the share of
-    that scene's objects read right over the larger of asked and found (so drawing more never pays)."""
+    that scene's objects read right over the larger of asked and found (so drawing more never pays); and 0 for an
+    edit that reads as its unedited source (a copy keeps most objects right without making the change)."""
     found, labels = judge.read_labelled(images)
     out = np.zeros(len(cases))
     for i, case in enumerate(cases):
-        if case.task in (Task.INSTRUCT, Task.PREDICT):
+        if case.task == Task.INSTRUCT and reads_as(found[i], case.shown):
+            out[i] = 0.0
+        elif case.task in (Task.INSTRUCT, Task.PREDICT):
             exact = reads_as(found[i], case.scene)
             out[i] = 1.0 if exact else 0.5 * matched(found[i], case.scene) / max(len(case.scene.objects), len(found[i]))
         elif case.task == Task.SEG2I:
