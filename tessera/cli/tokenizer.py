@@ -85,9 +85,10 @@ def evaluate(
     model, _ = load_tokenizer(ckpt)
     source = source_for(data, canvas, video=video or data == "shapes-video")
     lengths = _lengths(prefixes, model) if prefixes else None
-    metrics = evaluate_tokenizer(model, source, n=n, seed=seed, judge=Judge.load())
+    judge = Judge.load()
+    metrics = evaluate_tokenizer(model, source, n=n, seed=seed, judge=judge)
     if lengths:
-        metrics["prefixes"] = prefix_curve(model, source, Judge.load(), lengths, n=n, seed=seed)
+        metrics["prefixes"] = prefix_curve(model, source, judge, lengths, n=n, seed=seed)
     dest = out or ckpt.with_name(f"eval-{data.replace('/', '_')}.json" if data.startswith("shapes") else "eval.json")
     write_metrics(dest, metrics)
     table = Table("metric", "value", title=f"{ckpt} on {data}")

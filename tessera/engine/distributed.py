@@ -87,7 +87,11 @@ class Whole:
 
     def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer | None = None):
         self.model, self.opt = model, opt
-        self.weights = opt is None
+
+    @property
+    def weights(self) -> bool:
+        """Whether this is the model's weights (not its optimizer's state)."""
+        return self.opt is None
 
     def state_dict(self) -> dict[str, Any]:
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)

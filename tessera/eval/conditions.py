@@ -165,9 +165,9 @@ def case_scores(judge: Judge, cases: list[ConditionCase], images: np.ndarray) ->
     found, labels = judge.read_labelled(images)
     out = np.zeros(len(cases))
     for i, case in enumerate(cases):
-        if case.task == Task.INSTRUCT and reads_as(found[i], case.shown):
-            out[i] = 0.0
-        elif case.task in (Task.INSTRUCT, Task.PREDICT):
+        if case.task in (Task.INSTRUCT, Task.PREDICT):
+            if case.task == Task.INSTRUCT and reads_as(found[i], case.shown):
+                continue  # an unedited copy earns 0
             exact = reads_as(found[i], case.scene)
             out[i] = 1.0 if exact else 0.5 * matched(found[i], case.scene) / max(len(case.scene.objects), len(found[i]))
         elif case.task == Task.SEG2I:

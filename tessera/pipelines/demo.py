@@ -135,11 +135,12 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
     summary = scores["ShapesEval"]
     if cfg.rl.steps:
         summary = _rl_stages(cfg, pipeline, splits, judge, seed, device, sections)
-    final = load_bundle(out / ("rl" if cfg.rl.steps else "model") / "checkpoint", device)
-    if cfg.edits_per_kind:
-        _edit_stage(final, cfg.edits_per_kind, pipeline, judge, seed, sections)
-    if cfg.conditions_per_kind and (conditioned(final.cfg.tasks) or Task.T2V in final.cfg.tasks):
-        _conditions_stage(final, cfg.conditions_per_kind, pipeline, judge, seed, sections)
+    if cfg.edits_per_kind or cfg.conditions_per_kind:
+        final = load_bundle(out / ("rl" if cfg.rl.steps else "model") / "checkpoint", device)
+        if cfg.edits_per_kind:
+            _edit_stage(final, cfg.edits_per_kind, pipeline, judge, seed, sections)
+        if cfg.conditions_per_kind and (conditioned(final.cfg.tasks) or Task.T2V in final.cfg.tasks):
+            _conditions_stage(final, cfg.conditions_per_kind, pipeline, judge, seed, sections)
     sections |= {"timings": pipeline.timings(), "config": {"demo": to_dict(cfg)}}
     report = write_report(out, sections)
     console.print(shapes_eval.markdown_table(summary), soft_wrap=True)

@@ -26,7 +26,7 @@ from tessera.world.scene import PALETTE
 
 Reward = Callable[[Sequence[dict], np.ndarray, Sequence[str]], np.ndarray]
 FACTORIES: dict[str, Callable[..., Reward]] = {}
-ANY_PROMPT = ("brightness", "colour_share", "clip")  # rewards that read the image alone, for prompts of any kind
+ANY_PROMPT = ("brightness", "colour_share", "clip")  # rewards that need no world metadata: any prompt will do
 
 
 def register(name: str):

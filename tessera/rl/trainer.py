@@ -149,8 +149,8 @@ class RLTrainer:
         self.classes = isinstance(self.bundle.text_tokenizer, ClassTokenizer)  # prompts are its class names
         if self.classes and (set(self.weights) - set(ANY_PROMPT) or cfg.introspect or cfg.think):
             raise ConfigError(
-                f"{cfg.init} draws classes, not the world's descriptions: reward it by what the image alone shows "
-                f"({', '.join(ANY_PROMPT)})"
+                f"{cfg.init} draws classes, not the world's descriptions: reward it with a reward that needs no "
+                f"scene behind the prompt ({', '.join(ANY_PROMPT)})"
             )
         self.rewards = {name: make_reward(name, **self._options(name)) for name in self.weights}
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}

@@ -58,7 +58,7 @@ class ClassTokenizer:
         name = " ".join(text.split())
         if not name:
             raise InputError("empty prompt: give a class name")
-        if name not in self.index and name.isdigit() and int(name) < len(self.names):
+        if name not in self.index and name.isascii() and name.isdigit() and int(name) < len(self.names):
             return [int(name)]
         if name not in self.index:
             shown = ", ".join(self.names[:8]) + (", ..." if len(self.names) > 8 else "")

@@ -1,17 +1,16 @@
 """SeqTok: an image as one ordered sequence of n tokens, any prefix of which decodes (the Selftok idea).
 
-The encoder reads the image and n queries, each a learned vector plus a linear map of the whole image (so the
-tokens differ between images from the first step, and the VQ does not collapse onto one code); query k attends
-to the image and to queries 1..k only (causal token attention), so token k can only add to what the tokens
-before it carry. Each query is
-vector-quantized (cosine VQ with EMA). The decoder is deterministic and trained with prefix dropout (a random
-number of leading tokens kept, the rest absent). It spreads the tokens over the image's places with one linear
-map (nothing must first learn where to look: a transformer decoder spends hundreds of CPU steps predicting
-background alone before it does), refines them with transformer blocks, and predicts the image's 2D proxy codes
-(a trained PatchVQ, copied in and fixed), as TiTok trains its 1D tokens against a 2D VQ's codes; the proxy's
-patches give the pixels, so edges stay sharp. Codes are a one-row grid (1, n), so every layout, the sampler,
-rescoring and GRPO run on them unchanged. (Selftok's decoder is a diffusion model with tokens tied to its
-timesteps; bench/RESULTS.md says why this one is deterministic.)
+The encoder reads the image and n queries, each a learned vector plus a linear map of the whole image (so the tokens
+differ between images from the first step, and the VQ does not collapse onto one code); query k attends to the image
+and to queries 1..k only (causal token attention), so token k can only add to what the tokens before it carry. Each
+query is vector-quantized (cosine VQ with EMA). The decoder is deterministic and trained with prefix dropout (a
+random number of leading tokens kept, the rest absent). It spreads the tokens over the image's places with one
+linear map (nothing must first learn where to look: a transformer decoder spends hundreds of CPU steps predicting
+background alone before it does), refines them with transformer blocks, and predicts the image's 2D proxy codes (a
+trained PatchVQ, copied in and fixed), as TiTok trains its 1D tokens against a 2D VQ's codes; the proxy's patches
+give the pixels, so edges stay sharp. Codes are a one-row grid (1, n), so every layout, the sampler, rescoring and
+GRPO run on them unchanged. (Selftok's decoder is a diffusion model with tokens tied to its timesteps;
+bench/RESULTS.md says why this one is deterministic.)
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ class Trainer:
             self.model.code_vectors.copy_(vectors)
         self.bundle = bundles.Bundle(bundle_cfg, self.model, examples.text_tokenizer, self.image_tokenizer)
         self.ddp = self.processes.wrap(self.model, self.model.layers if cfg.fsdp else None)
-        self.sharded = self.ddp is self.model and self.processes.count > 1  # fully_shard works in place
+        self.sharded = cfg.fsdp and self.processes.count > 1
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         fused = self.device.type == "cuda"
         self.opt = torch.optim.AdamW(
