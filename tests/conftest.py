@@ -2,6 +2,8 @@
 
 import contextlib
 import io
+import os
+import socket
 from dataclasses import dataclass
 
 import pytest
@@ -47,6 +49,22 @@ def one_line_error(result: Result, *named: str) -> None:
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for part in named:
         assert part in lines[0], lines[0]
+
+
+def two_ranks(fn, *args) -> None:
+    """Run fn(rank, *args) in two spawned processes that form one gloo process group."""
+    with socket.socket() as s:  # a free local port for the group's store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ranked, args=(port, fn, args), nprocs=2)
+
+
+def _ranked(rank: int, port: int, fn, args) -> None:
+    """One of `two_ranks`' processes: torchrun's environment for rank `rank` of two, one thread, then fn."""
+    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}  # fmt: skip
+    torch.set_num_threads(1)
+    fn(rank, *args)
 
 
 @pytest.fixture(scope="session")

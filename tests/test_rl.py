@@ -1,13 +1,11 @@
 """GRPO on a tiny model: the loop raises a verifiable reward, scores what it sampled, and resumes."""
 
 import json
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, run_cli
+from conftest import one_line_error, run_cli, two_ranks
 
 from tessera.config import override
 from tessera.data.prompts import HELD_OUT, prompt_pools, sample_prompts
@@ -132,11 +130,8 @@ def test_rl_command_trains_resumes_and_refuses_bad_input(t2i_ckpt, tmp_path):
     one_line_error(run_cli(*args, "mu=0"), "mu must be >= 1")
 
 
-def _fsdp_rank(rank: int, port: int, cfg: RLConfig, run, out) -> None:
+def _fsdp_rank(rank: int, cfg: RLConfig, run, out) -> None:
     """One of two gloo ranks of sharded GRPO; rank 0 saves what each drew and its first-pass ratios."""
-    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(port)}  # fmt: skip
-    torch.set_num_threads(1)
     trainer = RLTrainer(cfg, run, progress=False)
     seen, step = [], trainer.train_step
     trainer.train_step = lambda: (out := step(), seen.append((out["ratio_start"], out["kl"])))[0]
@@ -146,18 +141,14 @@ def _fsdp_rank(rank: int, port: int, cfg: RLConfig, run, out) -> None:
     both = trainer.processes.gather((seen, drawn))
     if rank == 0:
         torch.save(both, out)
-    trainer.processes.barrier()
-    torch.distributed.destroy_process_group()
+    trainer.processes.end()
 
 
 def test_two_fsdp_ranks_run_grpo_with_exact_rescoring(t2i_ckpt, tmp_path):
     cfg = rl_config(
         t2i_ckpt, steps=2, prompts_per_step=2, fsdp=True, **{"grpo.group_size": 4, "sampling.cfg_scale": 3.0}
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_fsdp_rank, args=(port, cfg, tmp_path / "rl", tmp_path / "ranks.pt"), nprocs=2)
+    two_ranks(_fsdp_rank, cfg, tmp_path / "rl", tmp_path / "ranks.pt")
     (seen0, drawn0), (seen1, drawn1) = torch.load(tmp_path / "ranks.pt", weights_only=False)
     assert all(r == pytest.approx(1.0, abs=1e-4) for r, _ in seen0 + seen1)  # the sharded policy rescores exactly
     assert seen0[0][1] < 1e-6 < seen0[1][1]  # KL to the sharded reference: 0 at first, then not

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import two_ranks
 from PIL import Image
 
 from tessera.config import override
@@ -165,19 +165,15 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5 < max(float(a[k].abs().max()) for k in a)
 
 
-def _ddp_rank(rank: int, port: int, cfg: TrainConfig, run, batch, out) -> None:
+def _ddp_rank(rank: int, cfg: TrainConfig, run, batch, out) -> None:
     """One of two gloo ranks: the DDP gradient of its half of `batch`; rank 0 saves it."""
-    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(port)}  # fmt: skip
-    torch.set_num_threads(1)
     trainer = Trainer(cfg, run, progress=False)
     mine = batch.rows(slice(4 * rank, 4 * rank + 4))
     trainer.batch = lambda: mine
     trainer.accumulate()
     if rank == 0:
         torch.save(_grads(trainer.model), out)
-    trainer.processes.barrier()  # neither rank leaves while the other still talks to it
-    torch.distributed.destroy_process_group()
+    trainer.processes.end()  # neither rank leaves while the other still talks to it
 
 
 def test_two_ddp_ranks_equal_one_process(tokenizer_dir, tmp_path):
@@ -186,12 +182,8 @@ def test_two_ddp_ranks_equal_one_process(tokenizer_dir, tmp_path):
     full = _fixed_batch(one, 8)
     one.batch = lambda: full
     one.accumulate()
-    with socket.socket() as s:  # a free local port for the process group
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "grads.pt"
-    args = (port, dataclasses.replace(cfg, batch_size=4), tmp_path / "ddp", full, out)
-    torch.multiprocessing.spawn(_ddp_rank, args=args, nprocs=2)
+    two_ranks(_ddp_rank, dataclasses.replace(cfg, batch_size=4), tmp_path / "ddp", full, out)
     a, b = _grads(one.model), torch.load(out, weights_only=True)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5 < max(float(a[k].abs().max()) for k in a)
 
@@ -204,11 +196,8 @@ def _recording(trainer: Trainer, batches: list[Batch]) -> list[float]:
     return losses
 
 
-def _fsdp_rank(rank: int, port: int, cfg: TrainConfig, run, batches, out) -> None:
+def _fsdp_rank(rank: int, cfg: TrainConfig, run, batches, out) -> None:
     """One of two gloo ranks training sharded on its half of each batch; rank 0 saves both ranks' mean losses."""
-    os.environ |= {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(port)}  # fmt: skip
-    torch.set_num_threads(1)
     trainer = Trainer(cfg, run, progress=False)
     losses = _recording(trainer, [b.rows(slice(4 * rank, 4 * rank + 4)) for b in batches])
     trainer.fit()  # saves the checkpoint at the end, every process taking part
@@ -216,8 +205,7 @@ def _fsdp_rank(rank: int, port: int, cfg: TrainConfig, run, batches, out) -> Non
     both = trainer.processes.gather((losses, shards))
     if rank == 0:
         torch.save({"losses": np.mean([b[0] for b in both], axis=0).tolist(), "shards": [b[1] for b in both]}, out)
-    trainer.processes.barrier()
-    torch.distributed.destroy_process_group()
+    trainer.processes.end()
 
 
 def test_two_fsdp_ranks_follow_the_loss_curve_of_one_process(tokenizer_dir, tmp_path):
@@ -226,12 +214,8 @@ def test_two_fsdp_ranks_follow_the_loss_curve_of_one_process(tokenizer_dir, tmp_
     batches = [_fixed_batch(one, 8) for _ in range(3)]
     losses = _recording(one, batches)
     one.fit()
-    with socket.socket() as s:  # a free local port for the process group
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "fsdp.pt"
-    args = (port, dataclasses.replace(cfg, batch_size=4, fsdp=True), tmp_path / "fsdp", batches, out)
-    torch.multiprocessing.spawn(_fsdp_rank, args=args, nprocs=2)
+    two_ranks(_fsdp_rank, dataclasses.replace(cfg, batch_size=4, fsdp=True), tmp_path / "fsdp", batches, out)
     sharded = torch.load(out, weights_only=True)
     assert losses[0] > losses[-1] + 0.01 and np.allclose(sharded["losses"], losses, atol=1e-5), (sharded, losses)
     assert sum(sharded["shards"]) == one.model.num_params() and max(sharded["shards"]) < 0.6 * one.model.num_params()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,15 @@ class Processes:
     def barrier(self) -> None:
         if self.count > 1:
             dist.barrier()
+
+    def end(self) -> None:
+        """Leave the process group once every process has done its last exchange (the end of a run)."""
+        if self.count > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+            # A gloo worker thread frees its last exchange's tensors just after the exchange ends, taking the GIL
+            # to do so; once Python has begun to exit, that aborts the process. Sleeping hands it the GIL first.
+            time.sleep(0.1)
 
     def gather(self, obj: Any) -> list[Any]:
         """Every process's `obj`, in rank order (on every process)."""

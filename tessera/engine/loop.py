@@ -53,10 +53,12 @@ T = TypeVar("T", bound=Trainable)
 
 
 def finish(trainer: T, resume: bool = True) -> T:
-    """Resume the trainer's run from its checkpoint (when asked and there is one), then train to its last step."""
+    """Resume the trainer's run from its checkpoint (when asked and there is one), train to its last step, and leave
+    the process group of a run under torchrun."""
     if resume:
         trainer.engine.resume()
     trainer.fit()
+    trainer.engine.processes.end()
     return trainer
 
 
