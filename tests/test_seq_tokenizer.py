@@ -57,10 +57,12 @@ def test_token_k_reads_only_the_image_and_tokens_before_it(seq_run):
     assert not torch.allclose(before[..., 5:], after[..., 5:], atol=1e-3)
 
 
-def test_any_prefix_decodes_and_longer_prefixes_reconstruct_better(proxy):
+@pytest.mark.parametrize("decoder", ["codes", "flow"])
+def test_any_prefix_decodes_and_longer_prefixes_reconstruct_better(proxy, decoder):
     """Fitted to 16 scenes with 4 codes per token (one token tells at most 4 scenes apart), each longer prefix
-    reconstructs them better: the sequence is ordered, and the decoder reads only the prefix it is given."""
-    cfg = seq_config(proxy, **{"tokenizer.seq.quantizer.codebook_size": 4})
+    reconstructs them better: the sequence is ordered, and the decoder (the code head, or the rectified flow)
+    reads only the prefix it is given. The flow's fixed noise makes decoding repeatable."""
+    cfg = seq_config(proxy, **{"tokenizer.seq.quantizer.codebook_size": 4, "tokenizer.seq.decoder": decoder})
     torch.manual_seed(0)
     model = visual.build(cfg.tokenizer)
     model.start_from(visual.load(proxy)[0])
@@ -77,6 +79,10 @@ def test_any_prefix_decodes_and_longer_prefixes_reconstruct_better(proxy):
     assert codes.shape == (16, 1, 8) and model.grid((32, 32)) == (1, 8)
     errors = [(model.decode(codes[..., :k]) - x).pow(2).mean().item() for k in (1, 2, 4, 8)]
     assert errors[3] < errors[2] < errors[1] < errors[0], errors
+    assert errors[3] < (x.mean(0, keepdim=True) - x).pow(2).mean().item()  # better than any one picture for all
+    assert torch.equal(model.decode(codes[..., :3]), model.decode(codes[..., :3]))
+    with torch.no_grad():
+        assert (model(x)[0] - model.decode(codes)).abs().max() < 1e-5  # eval mode reconstructs from all the tokens
     with pytest.raises(ConfigError, match="9 codes"):
         model.decode(torch.zeros(1, 1, 9, dtype=torch.long))
     clips = x[:2, :, None].expand(-1, -1, 3, -1, -1)  # (2, 3, T=3, H, W): frame by frame

@@ -9,12 +9,18 @@ linear map (nothing must first learn where to look: a transformer decoder spends
 background alone before it does), refines them with transformer blocks, and predicts the image's 2D proxy codes (a
 trained PatchVQ, copied in and fixed), as TiTok trains its 1D tokens against a 2D VQ's codes; the proxy's patches
 give the pixels, so edges stay sharp. Codes are a one-row grid (1, n), so every layout, the sampler, rescoring and
-GRPO run on them unchanged. (Selftok's decoder is a diffusion model with tokens tied to its timesteps;
-bench/RESULTS.md says why this one is deterministic.)
+GRPO run on them unchanged.
+
+With `decoder: flow` a rectified flow (flow matching) draws the pixels instead, as Selftok's diffusion decoder does:
+from Gaussian noise to the image in a few Euler steps, conditioned at each place on the code decoder's features
+there (what the prefix says of it) and on the code head's expected picture (a draft it corrects). It trains beside
+the code head, so the tokens learn from both; its patches are snapped to the proxy's nearest ones at the end. The
+noise is fixed, so the same codes always give the same image.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +48,10 @@ class SeqTokConfig:
     group: int = 2  # the transformers read and write g x g proxy patches per position (a quarter of the length)
     min_prefix: int = 1  # prefix dropout keeps from this many to n leading tokens, uniformly
     code_loss: float = 1.0  # weight of the cross-entropy on the proxy's codes
+    decoder: str = "codes"  # codes: each patch the proxy's most likely code | flow: a rectified flow draws the pixels
+    flow_blocks: int = 2
+    flow_steps: int = 8  # Euler steps from noise to image when a flow decoder decodes
+    flow_loss: float = 1.0  # weight of the flow-matching loss
     proxy: PatchVQConfig = field(default_factory=PatchVQConfig)
     proxy_init: str = ""  # the trained patch tokenizer whose codes the decoder predicts (training needs one)
     quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(codebook_size=1024, dim=16))
@@ -55,6 +65,9 @@ class SeqTokConfig:
         at_least(self, 16, "canvas", prefix=prefix)
         if not 1 <= self.min_prefix <= self.tokens:
             raise ConfigError(f"{prefix}min_prefix must be 1 to tokens ({self.tokens}), got {self.min_prefix}")
+        if self.decoder not in ("codes", "flow"):
+            raise ConfigError(f"{prefix}decoder must be codes or flow, got {self.decoder!r}")
+        at_least(self, 1, "flow_blocks", "flow_steps", prefix=prefix)
         if self.quantizer.kind != "vq":
             raise ConfigError(f"{prefix}quantizer.kind must be vq (cosine VQ with EMA)")
         self.proxy.validate(prefix + "proxy.")
@@ -72,11 +85,61 @@ class Block(nn.Module):
         hidden = int(cfg.width * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, L, D), (B or 1, 1, L, L)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # (B, L, D), (B|1, 1, L, L)
         q, k, v = rearrange(self.qkv(self.norm1(x)), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.proj(rearrange(out, "b h n d -> b n (h d)"))
         return x + self.mlp(self.norm2(x))
+
+
+def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) flow times in [0, 1] -> (B, dim) sinusoidal features."""
+    freq = torch.exp(-math.log(1000.0) * torch.arange(0, dim, 2, device=t.device, dtype=torch.float32) / dim)
+    angles = 1000.0 * t[:, None] * freq  # (B, dim/2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class FlowDecoder(nn.Module):
+    """A rectified flow from noise x0 to pixels x1 over places (B, L, P), conditioned per place on features (B, L, D)
+    and on a draft (B, L, P), the code head's expected picture. At x_t = (1 - t) x0 + t x1 it predicts the clean x1
+    as the draft plus a correction (a small network does better predicting the image than the noise in it, and
+    starts from the draft), which gives the velocity (x1 - x_t) / (1 - t)."""
+
+    def __init__(self, cfg: SeqTokConfig, pixels_per_place: int):
+        super().__init__()
+        d = cfg.width
+        self.pixels_in, self.draft_in = nn.Linear(pixels_per_place, d), nn.Linear(pixels_per_place, d)
+        self.condition = nn.Linear(d, d)
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.flow_blocks))
+        self.norm = nn.LayerNorm(d)
+        self.correction = nn.Linear(d, pixels_per_place)
+        nn.init.zeros_(self.correction.weight)
+        nn.init.zeros_(self.correction.bias)
+
+    def clean(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
+        """(B, L, P) at times (B,) -> the predicted clean pixels (B, L, P)."""
+        h = self.pixels_in(x) + self.draft_in(draft) + self.condition(cond)
+        h = h + self.time(time_features(t, cond.shape[-1]))[:, None]
+        for block in self.blocks:
+            h = block(h)
+        return draft + self.correction(self.norm(h))
+
+    def loss(self, x1: torch.Tensor, cond: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
+        """Flow matching at a uniform random time on the straight path, as the squared error of the clean pixels."""
+        t = torch.rand(x1.shape[0], device=x1.device)
+        xt = torch.lerp(torch.randn_like(x1), x1, t[:, None, None])
+        return F.mse_loss(self.clean(xt, t, cond, draft), x1)
+
+    def sample(self, cond: torch.Tensor, draft: torch.Tensor, steps: int) -> torch.Tensor:
+        """Euler steps along the predicted velocity from a fixed noise to pixels (B, L, P)."""
+        b = cond.shape[0]
+        gen = torch.Generator(device=cond.device).manual_seed(0)
+        x = torch.randn(draft.shape, generator=gen, device=cond.device)
+        for i in range(steps):
+            t = torch.full((b,), i / steps, device=cond.device)
+            x = x + (self.clean(x, t, cond, draft) - x) / (steps - i)  # dt / (1 - t) = 1 / (steps - i)
+        return x
 
 
 class SeqTok(FrameByFrame):
@@ -104,6 +167,8 @@ class SeqTok(FrameByFrame):
         self.decoder = nn.ModuleList(Block(cfg) for _ in range(cfg.decoder_blocks))
         self.decoder_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, g * g * self.proxy.codebook_size)
+        self.side = g * cfg.proxy.patch  # the pixels one place covers, per side
+        self.flow = FlowDecoder(cfg, 3 * self.side**2) if cfg.decoder == "flow" else None
 
     @property
     def codebook_size(self) -> int:
@@ -139,37 +204,63 @@ class SeqTok(FrameByFrame):
         latent = self.quant_proj(self.encoder_norm(x[:, h * w :]))  # (B, n, C)
         return latent.transpose(1, 2), proxy_codes
 
-    def _decode_logits(self, latent: torch.Tensor, keep: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """Quantized latents (B, C, n) with `keep` (B, n) bool -> logits over the proxy codes (B, h*w, K), the
-        proxy's (h, w) grid in row-major order."""
+    def _decode_features(self, latent: torch.Tensor, keep: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Quantized latents (B, C, n) with `keep` (B, n) bool -> features (B, h*w/g^2, D) of the places, g x g
+        proxy patches each, in row-major order."""
         g = self.cfg.group
         h, w = hw[0] // g, hw[1] // g
         b, n = keep.shape
         tokens = torch.where(keep[..., None], self.post_quant(latent.transpose(1, 2)), self.absent)  # (B, n, D)
         x = self.spread(tokens.flatten(1)).view(b, h * w, -1)  # (B, hw/g^2, D)
         x = x + positions(1, h, w, self.cfg.width, latent.device).view(1, h * w, -1)
-        everywhere = torch.ones(1, 1, h * w, h * w, dtype=torch.bool, device=x.device)
         for block in self.decoder:
-            x = block(x, everywhere)
-        logits = self.head(self.decoder_norm(x))  # (B, hw/g^2, g g K)
-        return rearrange(logits, "b (h w) (p q k) -> b (h p w q) k", h=h, p=g, q=g)
+            x = block(x)
+        return self.decoder_norm(x)
 
-    def _pixels(self, logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """Logits (B, h*w, K) -> pixels: each patch the proxy's most likely one."""
-        return self.proxy.decode_image(logits.argmax(-1).view(-1, *hw))
+    def _code_logits(self, features: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Features (B, h*w/g^2, D) -> logits over the proxy codes (B, h*w, K), the proxy's grid in row-major order."""
+        g = self.cfg.group
+        return rearrange(self.head(features), "b (h w) (p q k) -> b (h p w q) k", h=hw[0] // g, p=g, q=g)
+
+    def _places(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, places, 3 s s): the pixels of each place, s = g x the proxy's patch."""
+        return rearrange(pixels, "b c (h p) (w q) -> b (h w) (p q c)", p=self.side, q=self.side)
+
+    def _draft(self, logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Code logits (B, h*w, K) -> the flow's draft (B, places, 3 s s): each patch the mean of the proxy's patches
+        under the code head's distribution."""
+        patches = logits.detach().softmax(-1) @ self.proxy.quantize.embedding.weight  # (B, h*w, 3 f f)
+        return self._places(self.proxy._pixels(rearrange(patches, "b (h w) c -> b c h w", h=hw[0])))
+
+    def _pixels(self, features: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Features -> pixels (B, 3, H, W): the flow's drawing snapped to the proxy's patches, or else each patch the
+        proxy's most likely one."""
+        logits = self._code_logits(features, hw)
+        if self.flow is None:
+            return self.proxy.decode_image(logits.argmax(-1).view(-1, *hw))
+        drawn = self.flow.sample(features, self._draft(logits, hw), self.cfg.flow_steps)  # (B, places, 3 s s)
+        side = hw[0] // self.cfg.group
+        image = rearrange(drawn, "b (h w) (p q c) -> b c (h p) (w q)", h=side, p=self.side, q=self.side)
+        return self.proxy.decode_image(self.proxy.encode_image(image.clamp(-1, 1)))
 
     def forward_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
-        """Training: the reconstruction from a random prefix per image, and the VQ's output with the code loss."""
+        """The reconstruction, from a random prefix per image in training (all n tokens in eval mode), and the VQ's
+        output with the losses."""
         latent, proxy_codes = self._encode(pixels)
         q = self.quantize(latent)
         b, n = q.codes.shape
-        kept = torch.randint(self.cfg.min_prefix, n + 1, (b, 1), device=pixels.device)
-        keep = torch.arange(n, device=pixels.device)[None] < kept  # (B, n)
+        kept = torch.randint(self.cfg.min_prefix, n + 1, (b, 1), device=pixels.device) if self.training else n
+        keep = (torch.arange(n, device=pixels.device)[None] < kept).expand(b, n)  # (B, n)
         hw = proxy_codes.shape[1:]
-        logits = self._decode_logits(q.latent, keep, hw)
-        code_loss = F.cross_entropy(logits.flatten(0, 1), proxy_codes.flatten())
-        q = Quantized(q.latent, q.codes[:, None], q.loss + self.cfg.code_loss * code_loss, q.perplexity)
-        return self._pixels(logits.detach(), hw), q  # (trained by the code loss alone: the pixels are the proxy's)
+        features = self._decode_features(q.latent, keep, hw)
+        logits = self._code_logits(features, hw)
+        loss = q.loss + self.cfg.code_loss * F.cross_entropy(logits.flatten(0, 1), proxy_codes.flatten())
+        if self.flow is not None:
+            loss = loss + self.cfg.flow_loss * self.flow.loss(self._places(pixels), features, self._draft(logits, hw))
+        q = Quantized(q.latent, q.codes[:, None], loss, q.perplexity)
+        if self.training:  # the code head's picture (a flow would cost its Euler steps at every training step)
+            return self.proxy.decode_image(logits.detach().argmax(-1).view(-1, *hw)), q
+        return self._pixels(features, hw), q  # what decoding draws (the training run's sample grids)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> codes (B, 1, n)."""
@@ -185,4 +276,4 @@ class SeqTok(FrameByFrame):
         full = torch.cat([codes, codes.new_zeros(b, n - k)], dim=1)
         keep = torch.arange(n, device=codes.device)[None].expand(b, -1) < k
         hw = (self.cfg.canvas // self.cfg.proxy.patch,) * 2
-        return self._pixels(self._decode_logits(self.quantize.lookup(full), keep, hw), hw)
+        return self._pixels(self._decode_features(self.quantize.lookup(full), keep, hw), hw)
