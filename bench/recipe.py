@@ -67,6 +67,7 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128-codes-random": ("patch4-2048", [*D128, "lr=0.003", "order=random", "code_vectors=true"]),
     "patch4-d128-codes-tree": ("patch4-2048", [*D128, "lr=0.003", "order=spanning-tree", "code_vectors=true"]),
     "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
+    "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
