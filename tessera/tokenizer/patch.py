@@ -62,17 +62,18 @@ class PatchVQ(FrameByFrame):
         f = self.cfg.patch
         return rearrange(pixels, "b c (h p) (w q) -> b (c p q) h w", p=f, q=f)
 
-    def _pixels(self, latent: torch.Tensor) -> torch.Tensor:
+    def to_pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, 3 f f, h, w) patch vectors -> (B, 3, H, W) pixels (not clamped)."""
         f = self.cfg.patch
         return rearrange(latent, "b (c p q) h w -> b c (h p) (w q)", p=f, q=f)
 
     def forward_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
         """Reconstruction and the quantizer's output (fitting the codebook in training mode)."""
         q = self.quantize(self._patches(pixels))
-        return self._pixels(q.latent), q
+        return self.to_pixels(q.latent), q
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.quantize(self._patches(pixels)).codes
 
     def decode_image(self, codes: torch.Tensor) -> torch.Tensor:
-        return self._pixels(self.quantize.lookup(codes)).clamp(-1, 1)
+        return self.to_pixels(self.quantize.lookup(codes)).clamp(-1, 1)

@@ -230,7 +230,7 @@ class SeqTok(FrameByFrame):
         """Code logits (B, h*w, K) -> the flow's draft (B, places, 3 s s): each patch the mean of the proxy's patches
         under the code head's distribution."""
         patches = logits.detach().softmax(-1) @ self.proxy.quantize.embedding.weight  # (B, h*w, 3 f f)
-        return self._places(self.proxy._pixels(rearrange(patches, "b (h w) c -> b c h w", h=hw[0])))
+        return self._places(self.proxy.to_pixels(rearrange(patches, "b (h w) c -> b c h w", h=hw[0])))
 
     def _pixels(self, features: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """Features -> pixels (B, 3, H, W): the flow's drawing snapped to the proxy's patches, or else each patch the
