@@ -46,6 +46,14 @@ def seq_run(proxy, tmp_path_factory):
     return run, trainer
 
 
+def test_training_leaves_the_proxy_as_it_was_fitted(proxy, seq_run):
+    """The proxy's codebook is the decoder's fixed vocabulary: five training steps must not move it."""
+    fitted = visual.load(proxy)[0].state_dict()
+    trained = seq_run[1].model.proxy.state_dict()
+    assert [k for k in fitted if not torch.equal(fitted[k], trained[k])] == []
+    assert not copy.deepcopy(seq_run[1].model).train().proxy.training
+
+
 def test_token_k_reads_only_the_image_and_tokens_before_it(seq_run):
     model = copy.deepcopy(seq_run[1].model).eval()
     x = seq_run[1].images.sample(4, np.random.default_rng(0))

@@ -186,6 +186,12 @@ class SeqTok(FrameByFrame):
             raise ConfigError("seq.proxy_init must be a patch tokenizer with the settings of seq.proxy")
         self.proxy.load_state_dict(proxy.state_dict())
 
+    def train(self, mode: bool = True) -> SeqTok:
+        """Train or evaluate everything but the proxy, which stays in eval mode: its EMA codebook never moves."""
+        super().train(mode)
+        self.proxy.eval()
+        return self
+
     def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> the queries' latents before quantization (B, C, n) and the proxy codes (B, h, w)."""
         proxy_codes = self.proxy.encode_image(pixels)  # the proxy is fitted beforehand and stays fixed
