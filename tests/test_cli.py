@@ -122,7 +122,18 @@ def test_eval_skips_and_counts_bad_metadata_and_images(tmp_path):
     assert summary["images"] == 1 and len(summary["skipped"]) == 4
 
 
+def test_ground_truth_of_the_compositional_split_scores_one(tmp_path):
+    result = run(
+        "eval", "shapes", "--ground-truth", "--split", "compositional", "--per-prompt", "1", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["images"] == 40 and summary["overall"] == summary["strict"] == 1.0
+
+
 def test_eval_and_train_refuse_bad_input(tmp_path):
+    one_line_error(run("eval", "shapes", "--ground-truth", "--split", "seen", "--out", str(tmp_path)), "split 'seen'")
+    one_line_error(run("eval", "shapes", "--images", str(tmp_path), "--split", "held-out"), "--split")
     one_line_error(run("eval", "shapes"), "--images")
     one_line_error(run("eval", "shapes", "--images", str(tmp_path / "nowhere")), "nowhere")
     one_line_error(run("eval", "shapes", "--images", str(tmp_path)), "no <index>")

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 
 from tessera.data.examples import understanding_example, world_text
-from tessera.data.prompts import HELD_OUT, description_key, kept_out, may_train_on, mentions_unseen, prompt_pools
+from tessera.data.prompts import (
+    HELD_OUT,
+    SPLITS,
+    description_key,
+    kept_out,
+    may_train_on,
+    mentions_unseen,
+    prompt_pools,
+    split_metadata,
+)
 from tessera.data.shapes import ShapesSource
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata, make_compositional
 from tessera.sequence.tasks import Task
@@ -31,6 +40,20 @@ def test_the_kept_out_prompts_cover_every_evaluation():
         allowed = [p for p in distinct_prompts(category) if may_train_on(p)]
         assert sorted(train[category]) == sorted(allowed), category
     assert len(train["color_attr"]) > 400 and len(train["position"]) >= 16 and len(train["colors"]) >= 6
+
+
+def test_the_evaluation_splits_are_the_kept_out_prompts():
+    """`eval shapes --split` and the demo measure on these; no held-out or compositional prompt may be trained on."""
+    held = split_metadata("held-out")
+    assert {m["tag"] for m in held} == set(HELD_OUT) and not any(may_train_on(m["prompt"]) for m in held)
+    assert split_metadata("compositional") == sorted(
+        load_metadata(COMPOSITIONAL_PATH), key=lambda m: CATEGORIES.index(m["tag"])
+    )
+    assert len(split_metadata("shapes-eval")) == 553
+    for split in SPLITS:
+        first = split_metadata(split, 2)
+        assert all(sum(m["tag"] == c for m in first) <= 2 for c in CATEGORIES) and first
+        assert all(m in split_metadata(split) for m in first)
 
 
 def test_no_training_text_or_scene_is_held_out():

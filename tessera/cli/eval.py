@@ -35,6 +35,13 @@ def shapes(
         int, typer.Option(min=1, max=64, help="Images per prompt with --ckpt or --ground-truth (GenEval: 4).")
     ] = 4,
     weights: Annotated[Path | None, typer.Option(help="A judge folder (default: the shipped judge).")] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="The prompts with --ckpt or --ground-truth: shapes-eval (553), held-out (prompts no training "
+            "text holds) or compositional (colour-shape pairs no training scene holds)."
+        ),
+    ] = "shapes-eval",
     think: Annotated[
         bool,
         typer.Option(
@@ -48,19 +55,23 @@ def shapes(
     dtype: Dtype = "float32",
     seed: Seed = 0,
 ) -> None:
-    """Score images on ShapesEval (553 prompts, GenEval's rules).
+    """Score images on ShapesEval (553 prompts, GenEval's rules), or on the held-out or compositional split.
 
     Writes results.json, results.md, per-image results.jsonl and samples.png (green: correct, red: wrong).
     """
+    from tessera.data.prompts import split_metadata
     from tessera.eval.judge import Judge
-    from tessera.eval.shapes_eval import load_metadata, markdown_table, score_folder, write_ground_truth
+    from tessera.eval.shapes_eval import markdown_table, score_folder, write_ground_truth
     from tessera.world.scene import check_canvas
 
+    if images is not None and split != "shapes-eval":
+        raise InputError("--split chooses the prompts of --ckpt or --ground-truth; a folder has its own")
+    prompts = split_metadata(split)
     judge = Judge.load(weights)
     if ground_truth:
         images = _new_folder(out, "--ground-truth")
         check_canvas(canvas)
-        write_ground_truth(images, load_metadata(), canvas=canvas, seed=seed, per_prompt=per_prompt)
+        write_ground_truth(images, prompts, canvas=canvas, seed=seed, per_prompt=per_prompt)
     elif ckpt is not None:
         from tessera.generate.images import write_shapes_eval
         from tessera.model.bundle import load as load_bundle
@@ -70,12 +81,12 @@ def shapes(
         if think:
             from tessera.generate.thinking_eval import write_thinking_eval
 
-            thought = write_thinking_eval(bundle, images, load_metadata(), judge, per_prompt, seed=seed)
+            thought = write_thinking_eval(bundle, images, prompts, judge, per_prompt, seed=seed)
             shown = {k: v for k, v in thought.items() if not isinstance(v, dict)}
             console.print(f"first drawn {thought['first']['overall']:.3f}, final {thought['final']['overall']:.3f}; "
                           + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))  # fmt: skip
         else:
-            write_shapes_eval(bundle, images, load_metadata(), per_prompt, seed=seed)
+            write_shapes_eval(bundle, images, prompts, per_prompt, seed=seed)
     elif think:
         raise InputError("--think needs --ckpt CKPT --out DIR")
     if images is None:

@@ -18,7 +18,8 @@ from functools import cache
 
 import numpy as np
 
-from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata
+from tessera.errors import InputError
+from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, first_prompts, load_metadata
 from tessera.world.constraints import to_geneval
 from tessera.world.grammar import MOTION_WORD, parse_description
 from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
@@ -104,6 +105,22 @@ def prompt_pools() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 def metadata_for(prompts: list[str], category: str) -> list[dict]:
     """GenEval metadata lines for prompts of one category."""
     return [to_geneval(parse_description(p), category, p) for p in prompts]
+
+
+SPLITS = ("shapes-eval", "held-out", "compositional")
+
+
+def split_metadata(split: str, per_category: int = 0) -> list[dict]:
+    """An evaluation split's prompts as GenEval metadata: ShapesEval, the second held-out set, or the compositional
+    split (pairs no training scene holds); the first `per_category` of each category (0: all)."""
+    if split == "shapes-eval":
+        return first_prompts(per_category)
+    if split == "held-out":
+        return [m for c, pool in held_out_pools().items() for m in metadata_for(pool[: per_category or None], c)]
+    if split == "compositional":
+        meta = load_metadata(COMPOSITIONAL_PATH)
+        return [m for c in CATEGORIES for m in [x for x in meta if x["tag"] == c][: per_category or None]]
+    raise InputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def sample_prompts(pools: dict[str, list[str]], n: int, rng: np.random.Generator) -> list[dict]:

@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from tessera.config import to_dict
-from tessera.data.prompts import metadata_for, prompt_pools
+from tessera.data.prompts import split_metadata
 from tessera.engine.runlog import read_metrics
 from tessera.eval import shapes_eval
 from tessera.eval.edits import EDIT_KINDS, edit_cases
@@ -185,11 +185,9 @@ def _conditions_stage(bundle: Bundle, per_kind: int, pipeline: Pipeline, judge: 
 
 def _splits(prompts: int) -> dict[str, list[dict]]:
     """The prompts every model is measured on: ShapesEval (the first n of each category, or all 553), the held-out
-    prompts no training saw, and the compositional split (pairs no training scene holds)."""
-    _, held_pools = prompt_pools()
-    held = [m for c, pool in held_pools.items() for m in metadata_for(pool[: prompts or len(pool)], c)]
-    compositional = shapes_eval.load_metadata(shapes_eval.COMPOSITIONAL_PATH)
-    return {"ShapesEval": shapes_eval.first_prompts(prompts), "held-out": held, "compositional": compositional}
+    prompts no training saw, and the compositional split (pairs no training scene holds, all of them)."""
+    return {"ShapesEval": split_metadata("shapes-eval", prompts), "held-out": split_metadata("held-out", prompts),
+            "compositional": split_metadata("compositional")}  # fmt: skip
 
 
 def _measure(bundle: Bundle, folder: Path, splits: dict, judge: Judge, cfg: DemoConfig, seed: int) -> dict:
