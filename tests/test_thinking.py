@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 from tessera.cli.common import preset
 from tessera.config import load as load_config
 from tessera.config import override
+from tessera.data.examples import thinking_example
 from tessera.errors import ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.eval.shapes_eval import first_prompts
@@ -133,6 +135,35 @@ def test_critique_from_the_judge(judge):
     assert low == len(scenes)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_chain_from_a_models_own_drawing_drafts_the_first_band_that_reads_wrong(judge, seed):
+    """TwiG's traces from a model's own judged samples: given the model's prompt and drawing (here a blank canvas),
+    the chain is for that prompt, its draft is the first band whose critique from the judge is low, and the draft
+    image is the true image with that band, and only that band, as the model drew it."""
+    blank = np.full((64, 64, 3), render_image(Scene(64, ()))[0, 0], np.uint8)
+    bands = Bands.equal(16)
+    text, scene, chain, mixed = thinking_example(np.random.default_rng(seed), 64, bands, judge, 0.8, 0.0,
+                                                 ("two green circles", blank))  # fmt: skip
+    assert text == "two green circles" and [(o.shape, o.colour) for o in scene.objects] == [("circle", "green")] * 2
+    scores = [parse_critique(c).score for c in chain.critiques]
+    assert chain.draft >= 0 and scores[chain.draft] < REDRAW_BELOW
+    assert all(score >= REDRAW_BELOW for score in scores[: chain.draft])
+    edges = _edges(bands, 64)
+    rows = slice(math.ceil(edges[chain.draft]), math.ceil(edges[chain.draft + 1]))
+    truth = render_image(scene)
+    assert np.array_equal(mixed[rows], blank[rows])
+    mixed[rows] = truth[rows]
+    assert np.array_equal(mixed, truth)
+    for band in range(chain.draft):  # an earlier band drawn blank reads right: the draft is the first that does not
+        earlier = truth.copy()
+        earlier[math.ceil(edges[band]) : math.ceil(edges[band + 1])] = blank[0, 0]
+        found = judge.read(drawn_so_far(earlier, edges[band + 1])[None])[0]
+        assert band_critique(found, scene, edges[band + 1], band_thought(scene, band, edges)).score >= REDRAW_BELOW
+    _, truth_again, right, none = thinking_example(np.random.default_rng(seed), 64, bands, judge, 0.8, 0.0,
+                                                   ("two green circles", truth))  # fmt: skip
+    assert truth_again == scene and right.draft == -1 and none is None  # a drawing that reads right: no draft
+
+
 def test_thinking_layout():
     bands = Bands.equal(4, 2)  # a 4 x 3 grid in two bands of two rows
     thought = [1, 2]
@@ -228,6 +259,27 @@ def test_thinking_chains_train(thinker):
     space = trainer.bundle.space
     assert (batch.ids == space.special("<think>")).sum(1).max() == 2 * len(trainer.bands)  # thought and critique
     assert np.isfinite(losses).all()
+
+
+def test_thinking_chains_from_a_models_own_drawings(thinker, tokenizer_dir, tmp_path):
+    """data.drafts_from: the drafts are the model's own drawings of training prompts; a tiny model draws every
+    prompt wrong, so every chain has a draft, critiqued low."""
+    _, ckpt, _ = thinker
+    data = {"examples": 8, "canvas": 32, "text_len": 16, "cache": str(tmp_path / "cache"), "tasks": {"think": 1},
+            "draft_share": 1.0, "drafts_from": str(ckpt)}  # fmt: skip
+    options = {"model": TINY_MODEL | {"max_seq_len": 400}, "tokenizer": str(tokenizer_dir), "data": data,
+               "steps": 1, "batch_size": 4, "warmup": 1, "sample_every": 1000}  # fmt: skip
+    cfg = override(TrainConfig(), options)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert np.isfinite([row["loss"] for row in trainer.fit()]).all()
+    decode = trainer.bundle.text_tokenizer.decode
+    assert all(c["draft"] >= 0 and parse_critique(decode(c["critiques"][c["draft"]])).score < REDRAW_BELOW
+               for c in trainer.chains)  # fmt: skip
+    with pytest.raises(ConfigError, match="add think"):
+        override(TrainConfig(), {"data": {"drafts_from": str(ckpt)}}).data.validate()
+    with pytest.raises(ConfigError, match="32-pixel"):
+        cfg.data.canvas = 64
+        Trainer(cfg, tmp_path / "run64", progress=False)
 
 
 def test_generate_thinks_after_training(cli, thinker, tmp_path):

@@ -64,6 +64,7 @@ class DataConfig:
     bands: int = 3  # think: bands per image, as equal as the grid's rows allow
     thought_len: int = 40  # think: tokens of a thought or a critique (a longer one is redrawn)
     draft_share: float = 0.5  # think: share of chains whose one band is first drawn wrong, critiqued and redrawn
+    drafts_from: str = ""  # think: a model checkpoint whose own drawings give the wrong bands (else: edited scenes)
 
     def validate(self) -> None:
         path = Path(self.source)
@@ -86,6 +87,8 @@ class DataConfig:
             raise ConfigError("reading and conditioned tasks need the world's scenes: data.source=shapes")
         if not self.tasks or min(self.tasks.values()) < 0 or sum(self.tasks.values()) <= 0:
             raise ConfigError("data.tasks needs positive shares")
+        if self.drafts_from and Task.THINK not in self.tasks:
+            raise ConfigError("data.drafts_from gives thinking chains their drafts: add think to data.tasks")
 
 
 @dataclass(frozen=True)
@@ -140,39 +143,58 @@ def video_text(rng: np.random.Generator, canvas: int) -> tuple[str, Scene]:
 
 
 def thinking_example(
-    rng: np.random.Generator, canvas: int, bands: Bands, judge: Judge, prompt_share: float, draft_share: float
+    rng: np.random.Generator,
+    canvas: int,
+    bands: Bands,
+    judge: Judge,
+    prompt_share: float,
+    draft_share: float,
+    own: tuple[str, np.ndarray] | None = None,
 ) -> tuple[str, Scene, Chain, np.ndarray | None]:
     """(prompt, scene, chain, draft image or None): a training text and its scene (`world_text`), the thought of
     each band from the scene, and each band's critique from the judge on the image drawn so far. With
     `draft_share`, one band is first drawn from an edited scene (an object recoloured, moved, added or removed):
-    kept when its critique scores below REDRAW_BELOW, so the chain critiques it and draws the band again."""
-    text, scene = world_text(rng, canvas, prompt_share)
+    kept when its critique scores below REDRAW_BELOW, so the chain critiques it and draws the band again. With
+    `own` (a model's prompt and its drawing), the prompt is that prompt and the first band that reads wrong in the
+    model's drawing is the draft (TwiG's traces from the model's own judged samples); none when every band reads
+    right."""
+    if own is None:
+        text, scene = world_text(rng, canvas, prompt_share)
+    else:
+        text, scene = own[0], sample_scene_for(parse_description(own[0]), rng, canvas, avoid=UNSEEN_PAIRS)
     rows = sum(bands.heights)
     edges = [canvas * bands.rows(b).start / rows for b in range(len(bands))] + [float(canvas)]
     thoughts = [band_thought(scene, b, edges) for b in range(len(bands))]
     image = render_image(scene)
-    partial = [drawn_so_far(image, edges[b + 1]) for b in range(len(bands))]  # the judge reads every one at once
-    draft, mixed = -1, None
-    if rng.random() < draft_share:
+
+    def with_band(wrong: np.ndarray, band: int) -> np.ndarray:
+        mixed = image.copy()
+        rows = slice(math.ceil(edges[band]), math.ceil(edges[band + 1]))
+        mixed[rows] = wrong[rows]
+        return mixed
+
+    drafts = []  # (band, the true image with that band drawn wrong): the candidates, first band first
+    if own is not None:
+        drafts = [(b, with_band(own[1], b)) for b in range(len(bands))]
+    elif rng.random() < draft_share:
         try:
             _, edited = lang.edit_instruction(scene, rng)
         except ValueError:  # no edit applies
             edited = None
         if edited is not None and not any((o.shape, o.colour) in UNSEEN_PAIRS for o in edited.objects):
             top = min(o.box[1] for o in set(scene.objects) ^ set(edited.objects))
-            draft = next(k for k in range(len(bands)) if top < edges[k + 1])
-            rows = slice(math.ceil(edges[draft]), math.ceil(edges[draft + 1]))
-            mixed = image.copy()
-            mixed[rows] = render_image(edited)[rows]
-            partial.append(drawn_so_far(mixed, edges[draft + 1]))
-    found = judge.read(np.stack(partial))
+            band = next(k for k in range(len(bands)) if top < edges[k + 1])
+            drafts = [(band, with_band(render_image(edited), band))]
+    partial = [drawn_so_far(image, edges[b + 1]) for b in range(len(bands))]
+    partial += [drawn_so_far(mixed, edges[b + 1]) for b, mixed in drafts]
+    found = judge.read(np.stack(partial))  # the judge reads every one at once
     critiques = [band_critique(found[b], scene, edges[b + 1], thoughts[b]) for b in range(len(bands))]
-    if draft >= 0:
-        drafted = band_critique(found[-1], scene, edges[draft + 1], thoughts[draft])
-        if drafted.score < REDRAW_BELOW:
-            critiques[draft] = drafted
-        else:  # the edit is not seen from this band: no draft
-            draft, mixed = -1, None
+    draft, mixed = -1, None
+    for (band, candidate), seen in zip(drafts, found[len(bands) :], strict=True):
+        drafted = band_critique(seen, scene, edges[band + 1], thoughts[band])
+        if drafted.score < REDRAW_BELOW:  # else the wrong drawing is not seen from this band: no draft
+            critiques[band], draft, mixed = drafted, band, candidate
+            break
     chain = Chain(tuple(t.text() for t in thoughts), tuple(c.text() for c in critiques), draft)
     return text, scene, chain, mixed
 
@@ -246,7 +268,9 @@ def condition_cases(
     return cases
 
 
-def _world(cfg: DataConfig, seed: int, rows: int | None) -> Iterator[Example]:
+def _world(
+    cfg: DataConfig, seed: int, rows: int | None, own: Iterator[tuple[str, np.ndarray]] | None = None
+) -> Iterator[Example]:
     rng = np.random.default_rng(seed)
     tokenizer = WorldTokenizer()
     if Task.THINK in cfg.tasks:
@@ -277,8 +301,10 @@ def _world(cfg: DataConfig, seed: int, rows: int | None) -> Iterator[Example]:
             answer = ""
             lengths = {"text_len": (len(tokenizer.encode(text)), cfg.text_len)}
         elif task == Task.THINK:
+            drawing = next(own) if own is not None and rng.random() < cfg.draft_share else None
+            edited = cfg.draft_share if own is None else 0.0  # a model's own drawings replace edited scenes
             text, scene, answer, condition = thinking_example(
-                rng, cfg.canvas, bands, judge, cfg.prompt_share, cfg.draft_share
+                rng, cfg.canvas, bands, judge, cfg.prompt_share, edited, drawing
             )
             said = [len(tokenizer.encode(t)) for t in (*answer.thoughts, *answer.critiques)]
             lengths = {
@@ -335,13 +361,18 @@ def _jsonl(cfg: DataConfig, skipped: dict) -> Iterator[Example]:
 
 
 def examples(
-    cfg: DataConfig, seed: int, skipped: dict, rows: int | None = None
+    cfg: DataConfig,
+    seed: int,
+    skipped: dict,
+    rows: int | None = None,
+    own: Iterator[tuple[str, np.ndarray]] | None = None,
 ) -> tuple[Iterator[Example], int | None]:
     """The examples' stream and its length if known; unreadable files are added to `skipped` on the way. `rows`:
-    the visual tokenizer's grid rows, which thinking examples lay their bands on."""
+    the visual tokenizer's grid rows, which thinking examples lay their bands on; `own`: (prompt, drawing) pairs
+    of a model (`data.drafts_from`), the drafts of thinking chains."""
     if cfg.source in WORLD_SOURCES:
         check_canvas(cfg.canvas)
-        return _world(cfg, seed, rows), cfg.examples
+        return _world(cfg, seed, rows, own), cfg.examples
     path = Path(cfg.source)
     if path.is_dir():
         return _folder(cfg, skipped), None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tessera.data.prompts import prompt_pools, sample_prompts
 from tessera.engine.progress import progress_bar
 from tessera.eval.shapes_eval import score_images, summarize
 from tessera.generate.generator import Drawn, generate
@@ -79,6 +81,15 @@ def draw_images(bundle: Bundle, prompts: list[str], *args, **kwargs) -> tuple[np
     """One image per prompt, all at once: uint8 (B, H, W, 3), and what was drawn per batch (`image_batches`)."""
     batches = list(image_batches(bundle, prompts, *args, **kwargs))
     return np.concatenate([images for images, _ in batches]), [drawn for _, drawn in batches]
+
+
+def own_drawings(bundle: Bundle, n: int, seed: int, progress: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+    """(prompt, drawing) pairs of a model: n training prompts (never an evaluation prompt), each drawn once, then
+    the same pairs again: the drafts of thinking chains built from a model's own samples."""
+    metadata = sample_prompts(prompt_pools()[0], n, np.random.default_rng(seed))
+    prompts = [m["prompt"] for m in metadata]
+    images, _ = draw_images(bundle, prompts, seed=seed, progress=progress)
+    return itertools.cycle(zip(prompts, images, strict=True))
 
 
 def write_images(batches: Iterable[np.ndarray], out: str | Path, cols: int = 8, shown: int = 64) -> Path:

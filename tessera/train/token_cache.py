@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from tessera.config import to_dict
 from tessera.data.examples import WORLD_SOURCES, Chain, DataConfig, examples
+from tessera.engine import checkpoint
 from tessera.engine.checkpoint import write_atomically
 from tessera.errors import ConfigError, InputError
 from tessera.pictures import to_tensor
@@ -63,9 +65,21 @@ def _text_tokenizer(cfg: DataConfig, texts: list[str]):
     return BPETokenizer.train(texts, cfg.bpe_vocab)
 
 
+def _drafter(cfg: DataConfig):
+    """The model of `data.drafts_from` (CheckpointError names a wrong one), on this machine's device."""
+    from tessera.model.bundle import load  # the data needs a model only here
+
+    bundle = load(cfg.drafts_from, "cuda" if torch.cuda.is_available() else "cpu")
+    if bundle.cfg.canvas != cfg.canvas:
+        raise ConfigError(f"data.drafts_from draws {bundle.cfg.canvas}-pixel images; the data's canvas is {cfg.canvas}")
+    return bundle
+
+
 def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
     h = hashlib.sha256(json.dumps({**to_dict(cfg), "seed": seed}, sort_keys=True).encode())
     h.update((tokenizer_dir / "model.safetensors").read_bytes())
+    if cfg.drafts_from:  # the model whose own drawings are the thinking chains' drafts
+        h.update((checkpoint.resolve(cfg.drafts_from) / "model.safetensors").read_bytes())
     if cfg.source in WORLD_SOURCES or not Path(cfg.source).exists():
         return h.hexdigest()[:16]
     for p in sorted(Path(cfg.source).rglob("*")) if Path(cfg.source).is_dir() else [Path(cfg.source)]:
@@ -94,6 +108,7 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     """Texts and image codes of every example, from the cache when this data and tokenizer were seen before."""
     cfg.validate()
     tokenizer_dir = Path(tokenizer_dir)
+    drafter = _drafter(cfg) if cfg.drafts_from else None
     key = _cache_key(cfg, tokenizer_dir, seed)
     folder = Path(cfg.cache)
     codes_path, meta_path = folder / f"tokens-{key}.safetensors", folder / f"tokens-{key}.json"
@@ -104,7 +119,13 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
             console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
     grid_rows = tokenizer.grid((cfg.canvas, cfg.canvas))[0]
-    stream, total = examples(cfg, seed, skipped, grid_rows)
+    own = None
+    if drafter is not None:
+        from tessera.generate.images import own_drawings
+
+        think = cfg.tasks[Task.THINK] / sum(cfg.tasks.values())
+        own = own_drawings(drafter, max(1, math.ceil(cfg.examples * think * cfg.draft_share)), seed, progress)
+    stream, total = examples(cfg, seed, skipped, grid_rows, own)
     items, codes, conditions, clips, drafts, batch = [], [], [], [], [], []  # items: (task, text, answer)
     most = cfg.context_frames if Task.PREDICT in cfg.tasks else 1  # visual conditions an example may have
     device = next(tokenizer.parameters()).device
