@@ -1,11 +1,14 @@
 """Thinking while drawing against drawing in one go, on the same model and prompts.
 
     python bench/thinking.py --ckpt runs/think/checkpoint --prompts 8     # 8 prompts of each ShapesEval category
+    python bench/thinking.py --ckpt runs/unified/sft/checkpoint           # zero-shot: a model never taught to think
+    python bench/thinking.py --ckpt runs/unified/introspect/checkpoint --introspect    # draw, judge, redraw
 
-Scores on ShapesEval's prompts (the first --prompts of each category, --per-prompt images each): the model drawing
-in one go (`generate`), and its thinking chains (`generate --think`): the bands as first drawn and the final
-images, with the chains' redraw and critique statistics and the tokens each drew per image. Prints one JSON line
-and a markdown table; writes a sheet of chains beside the checkpoint.
+Scores on an evaluation split's prompts (`--split`; the first --prompts of each category, --per-prompt images
+each): the model drawing in one go (`generate`), and its thinking chains (`generate --think`): the bands as first
+drawn and the final images, with the chains' redraw and critique statistics and the tokens each drew per image
+(or, with --introspect, its introspection chains: the first image, the model's verdict, a second image after a
+no). Prints one JSON line and a markdown table; writes a sheet of chains beside the checkpoint.
 """
 
 import argparse
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tessera.data.prompts import SPLITS, split_metadata
 from tessera.eval.judge import Judge
-from tessera.eval.shapes_eval import first_prompts
 from tessera.generate.images import evaluate_model
+from tessera.generate.introspect import evaluate_introspection
 from tessera.generate.text import GREEDY
 from tessera.generate.thinking_eval import evaluate_thinking
 from tessera.model.bundle import load as load_bundle
@@ -34,9 +38,14 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="thoughts and critiques (0: greedy)")
+    parser.add_argument("--split", choices=SPLITS, default="shapes-eval")
+    parser.add_argument("--introspect", action="store_true", help="introspection chains in place of thinking")
     args = parser.parse_args()
     bundle, judge = load_bundle(args.ckpt), Judge.load()
-    metadata = first_prompts(args.prompts)
+    metadata = split_metadata(args.split, args.prompts)
+    if args.introspect:
+        introspection(bundle, metadata, judge, args)
+        return
     start = time.time()
     one_shot, _, _ = evaluate_model(bundle, metadata, judge, args.per_prompt, seed=args.seed)
     drawn = time.time()
@@ -47,6 +56,7 @@ def main() -> None:
     grid_tokens = bundle.cfg.grid[0] * bundle.cfg.grid[1]
     row = {
         "ckpt": str(args.ckpt),
+        "split": args.split,
         "images": len(images),
         "one_shot": {k: round(one_shot[k], 3) for k in KEYS},
         "first": {k: round(thought["first"][k], 3) for k in KEYS},
@@ -68,6 +78,23 @@ def main() -> None:
     print(f"\nchains redrawn {redraws:.3f}; redraws that fix {thought['redraw_fixes']:.3f}; critiques parsed "
           f"{thought['critiques_parsed']:.3f}; low precision {thought['low_precision']:.3f}, recall "
           f"{thought['low_recall']:.3f}")  # fmt: skip
+
+
+def introspection(bundle, metadata: list[dict], judge: Judge, args) -> None:
+    """The introspection chains (draw, judge in words, draw again after a no) of the same prompts."""
+    start = time.time()
+    scores = evaluate_introspection(bundle, metadata, judge, args.per_prompt, seed=args.seed)
+    row = {
+        "ckpt": str(args.ckpt),
+        "split": args.split,
+        "images": scores["one_shot"]["images"],
+        "one_shot": {k: round(scores["one_shot"][k], 3) for k in KEYS},
+        "introspective": {k: round(scores["introspective"][k], 3) for k in KEYS},
+        **{k: round(v, 3) for k, v in scores.items() if not isinstance(v, dict)},
+        "one_shot_tokens_per_image": bundle.cfg.grid[0] * bundle.cfg.grid[1],
+        "introspection_s": round(time.time() - start, 1),
+    }
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

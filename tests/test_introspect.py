@@ -100,6 +100,7 @@ def test_chains_rescore_exactly(reader, judge):
     kept = ~chain.redraw.numpy()
     assert np.array_equal(chain.final_images[kept], chain.first_images[kept])  # where it stopped, the first stays
     assert np.array_equal(chain.redraw.numpy(), chain_rows.numpy())  # the same seed draws the same chains
+    assert torch.equal(chain.tokens, roll.mask.sum(1).cpu())  # every token drawn is one the rollout scores
     assert set(roll.parts) == {"first", "honest", "final"}
     assert torch.equal(
         roll.parts["honest"],

@@ -39,6 +39,12 @@ class Chain:
     first_images: np.ndarray  # uint8 (B, H, W, 3)
     final_images: np.ndarray  # the second image where redrawn, else the first
 
+    @property
+    def tokens(self) -> torch.Tensor:
+        """(B,) tokens drawn per chain: the first image, the verdict (its </think> included), the second image."""
+        image = self.first.ids.shape[1]
+        return image + self.verdict.mask.sum(1).cpu() + image * self.redraw.cpu()
+
 
 @torch.no_grad()
 def introspect(
@@ -101,10 +107,10 @@ def write_chains(chain: Chain, out: str | Path) -> Path:
 def evaluate_introspection(
     bundle: Bundle, metadata: list[dict], judge, per_prompt: int = 1, seed: int = 0, batch_size: int = 64
 ) -> dict:
-    """ShapesEval of the first images (one-shot) and of the final images (introspective) of the same chains, and
-    how often the model's own yes/no agrees with the judge's on its first image."""
+    """ShapesEval of the first images (one-shot) and of the final images (introspective) of the same chains, how
+    often the model's own yes/no agrees with the judge's on its first image, and the tokens drawn per image."""
     metas = [m for m in metadata for _ in range(per_prompt)]
-    first, final, agree, redrawn = [], [], [], []
+    first, final, agree, redrawn, tokens = [], [], [], [], []
     for i in range(0, len(metas), batch_size):
         part = metas[i : i + batch_size]
         chain = introspect(bundle, [m["prompt"] for m in part], seed=seed + i)
@@ -113,10 +119,12 @@ def evaluate_introspection(
         final += score_images(chain.final_images, part, judge)
         agree += [is_yes(v) == row["correct"] for v, row in zip(chain.verdicts, judged, strict=True)]
         redrawn += chain.redraw.tolist()
+        tokens += chain.tokens.tolist()
     return {
         "one_shot": summarize(first),
         "introspective": summarize(final),
         "self_eval_agreement": float(np.mean(agree)),
         "judge_says_yes": float(np.mean([r["correct"] for r in first])),
         "redrawn": float(np.mean(redrawn)),
+        "tokens_per_image": float(np.mean(tokens)),
     }
