@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tessera.data.prompts import SPLITS, split_metadata
 from tessera.eval.judge import Judge
-from tessera.generate.images import evaluate_model
+from tessera.eval.shapes_eval import score_images, summarize
+from tessera.generate.images import draw_images, evaluate_model
 from tessera.generate.introspect import evaluate_introspection
 from tessera.generate.text import GREEDY
 from tessera.generate.thinking_eval import evaluate_thinking
@@ -40,9 +42,13 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="thoughts and critiques (0: greedy)")
     parser.add_argument("--split", choices=SPLITS, default="shapes-eval")
     parser.add_argument("--introspect", action="store_true", help="introspection chains in place of thinking")
+    parser.add_argument("--best-of", type=int, default=0, help="only one-shot: K draws each, the most likely kept")
     args = parser.parse_args()
     bundle, judge = load_bundle(args.ckpt), Judge.load()
     metadata = split_metadata(args.split, args.prompts)
+    if args.best_of:
+        best_of(bundle, metadata, judge, args)
+        return
     if args.introspect:
         introspection(bundle, metadata, judge, args)
         return
@@ -78,6 +84,19 @@ def main() -> None:
     print(f"\nchains redrawn {redraws:.3f}; redraws that fix {thought['redraw_fixes']:.3f}; critiques parsed "
           f"{thought['critiques_parsed']:.3f}; low precision {thought['low_precision']:.3f}, recall "
           f"{thought['low_recall']:.3f}")  # fmt: skip
+
+
+def best_of(bundle, metadata: list[dict], judge: Judge, args) -> None:
+    """One shot at a chain's token budget: K images for each image asked, the one the model finds most likely (the
+    sum of its tokens' log-probs under the distribution sampled) kept; no judge chooses."""
+    k, metas = args.best_of, [m for m in metadata for _ in range(args.per_prompt)]
+    images, drawn = draw_images(bundle, [m["prompt"] for m in metas for _ in range(k)], seed=args.seed)
+    likelihood = torch.cat([d.logprobs.sum(1).cpu() for d in drawn]).view(len(metas), k)  # (images asked, K)
+    kept = images.reshape(len(metas), k, *images.shape[1:])[np.arange(len(metas)), likelihood.argmax(1).numpy()]
+    summary = summarize(score_images(kept, metas, judge))
+    tokens = k * bundle.cfg.grid[0] * bundle.cfg.grid[1]
+    row = {"ckpt": str(args.ckpt), "split": args.split, "images": len(metas), "best_of": k, "tokens_per_image": tokens}
+    print(json.dumps(row | {key: round(summary[key], 3) for key in KEYS}))
 
 
 def introspection(bundle, metadata: list[dict], judge: Judge, args) -> None:
