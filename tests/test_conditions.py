@@ -13,6 +13,7 @@ from tessera.cli.common import preset
 from tessera.config import load as load_config
 from tessera.config import override
 from tessera.data.examples import condition_cases, conditioned_example
+from tessera.errors import ConfigError
 from tessera.eval.conditions import case_scores, score_conditions
 from tessera.generate.generator import generate, score
 from tessera.model.bundle import load
@@ -20,6 +21,7 @@ from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.model.transformer import ModelConfig, Transformer
 from tessera.pictures import load_image, save_png, to_tensor
+from tessera.rl.rollouts import condition_examples
 from tessera.rl.trainer import RLConfig, RLTrainer
 from tessera.sequence.ids import IMAGE, TEXT, IdSpace
 from tessera.sequence.layouts import (
@@ -347,6 +349,18 @@ def test_rl_on_conditioned_drawing_scores_what_it_sampled(trained, tmp_path):
     assert len(steps) == 2 and all(r["cond/ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in steps)
     assert all(0 <= r["cond/reward_mean"] <= 1 for r in steps)
     assert "cond/instruct/success" in rows[-1] and "cond/seg2i/miou" in rows[-1]
+
+
+def test_rl_can_train_on_chosen_edit_kinds():
+    """`edits` draws the instruction cases of those kinds only; it needs instruct and known kinds."""
+    rng = np.random.default_rng(0)
+    cases = condition_examples({"instruct": 1}, 12, 1, rng, 32, lambda text: True, edits=["remove", "add"])
+    assert {parse_edit(m["prompt"]).op for m in cases} == {"remove", "add"}
+    assert {m["tag"] for m in cases} == {"instruct/remove", "instruct/add"}
+    with pytest.raises(ConfigError, match="add instruct"):
+        override(RLConfig(), {"init": "x", "conditions": {"seg2i": 1}, "edits": ["remove"]}).validate()
+    with pytest.raises(ConfigError, match="unknown edit kind 'erase'"):
+        override(RLConfig(), {"init": "x", "conditions": {"instruct": 1}, "edits": ["erase"]}).validate()
 
 
 def test_frame_prediction_puts_earlier_frames_in_their_frames_and_draws_the_next():

@@ -106,15 +106,24 @@ def _encode(bundle: Bundle, metadata: list[dict]) -> torch.Tensor:
 
 
 def condition_examples(
-    tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int, fits, context: int = 2
+    tasks: dict[str, float],
+    n: int,
+    group_size: int,
+    rng: np.random.Generator,
+    canvas: int,
+    fits,
+    context: int = 2,
+    edits: list[str] | None = None,
 ) -> list[dict]:
     """n conditioned cases on fresh scenes (tasks drawn by share) whose texts the model `fits`, each repeated
-    group_size times: metadata lines with the case."""
+    group_size times: metadata lines with the case. Instruction edits are of the kinds `edits` (at random; none
+    given: any)."""
     names, shares = list(tasks), np.array(list(tasks.values()), dtype=float)
     out = []
     while len(out) < n * group_size:
         task = names[rng.choice(len(names), p=shares / shares.sum())]
-        text, scene, picture, shown = conditioned_example(task, rng, canvas, None, context)
+        op = edits[rng.integers(len(edits))] if edits and task == Task.INSTRUCT else None
+        text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context)
         if text and not fits(text):
             continue
         kind = task if task != Task.INSTRUCT else f"{task}/{parse_edit(text).op}"

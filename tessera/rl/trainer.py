@@ -48,7 +48,7 @@ from tessera.sequence.tasks import CONDITIONED, READING, Task, reading, tasks
 from tessera.text.tokenizers import ClassTokenizer
 from tessera.understand.answer import ask
 from tessera.understand.evaluate import evaluate_understanding
-from tessera.world.language import CAPTION_QUESTION
+from tessera.world.language import CAPTION_QUESTION, EDIT_OPS
 
 CONDITION_WEIGHTS = {"condition": 1.0}
 PREFIXES = {"draw": "", "read": "read/", "condition": "cond/"}  # of each rollout's logged numbers
@@ -74,6 +74,7 @@ class RLConfig:
     conditions: dict[str, float] = field(default_factory=dict)  # conditioned drawing: task (seg2i|edge2i|instruct)
     # -> share, rewarded against the world's truth (the condition reward)
     conditions_per_step: int = 4  # conditioned cases per step, each drawn group_size times
+    edits: list[str] = field(default_factory=list)  # instruct: the edit kinds drawn (recolour|move|add|remove; []: all)
     eval_conditions: int = 8  # cases per map task and per edit kind at each evaluation (conditions given)
     read_weight: float = 1.0  # the reading loss relative to the drawing loss
     steps: int = 100
@@ -107,6 +108,11 @@ class RLConfig:
         parse_spec(self.reward), parse_spec(self.read_reward)
         tasks(self.read, READING, "read")
         tasks(self.conditions, CONDITIONED, "conditions")
+        if self.edits and Task.INSTRUCT not in self.conditions:
+            raise ConfigError("edits chooses the kinds of instruction edits: add instruct to conditions")
+        unknown = sorted(set(self.edits) - set(EDIT_OPS))
+        if unknown:
+            raise ConfigError(f"unknown edit kind {unknown[0]!r}; expected one of {', '.join(EDIT_OPS)}")
         if self.introspect and self.think:
             raise ConfigError("introspect=true and think=true are two kinds of chain: choose one")
         if self.think and (self.reward != "shapes_eval" or self.separate_advantages):
@@ -215,7 +221,9 @@ class RLTrainer:
         if cfg.conditions:
             canvas, fits = self.bundle.cfg.canvas, self.bundle.fits
             context = self.bundle.cfg.context_frames
-            metadata = condition_examples(cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits, context)
+            metadata = condition_examples(
+                cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits, context, cfg.edits
+            )
             seed = int(self.rng.integers(2**31))
             args = (cfg.sampling, self.condition_rewards, CONDITION_WEIGHTS, self.gen, seed, cfg.train_unconditional)
             out["condition"] = draw_rollout(self.bundle, metadata, *args)
