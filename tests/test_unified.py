@@ -12,18 +12,22 @@ def test_every_stage_is_measured_and_reported(unified_run):
     results = json.loads((unified_run / "results.json").read_text())
     for stage in STAGES:  # every model: a ShapesEval subset and reading on held-out scenes
         assert {"shapes/overall", "read/qa", "read/caption", "read/judge"} <= set(results[stage]), stage
+    introspection = {"one_shot", "introspective", "self_eval_agreement", "redrawn", "tokens_per_image"}
     for stage in ("introspect-sft", "introspect-rl"):
-        assert {"one_shot", "introspective", "self_eval_agreement", "redrawn"} <= set(results[stage])
+        assert introspection <= results[stage].keys()
+    zero_shot = results["think-zero-shot"]  # the SFT model thinks unprompted by any training chain
+    assert zero_shot["tokens_per_image"] > 16 and all(0 <= zero_shot[k] <= 1 for k in ("first", "final", "strict"))
     rl_steps = [
         json.loads(line)["step"] for line in (unified_run / "unified" / "metrics.jsonl").read_text().splitlines()
     ]
     assert rl_steps == [1, 2]  # equal budgets: every variant runs rl.steps (2 in the smoke preset)
     report = (unified_run / "report.html").read_text()
     assert "CoRL ablation at equal RL steps" in report and "Introspective generation" in report
+    assert "Thinking while drawing (TwiG), zero-shot" in report
     cache = f"model.data.cache={unified_run.parent / 'cache'}"
     again = run_cli("unified", "--preset", "smoke", "--out", str(unified_run), cache)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("finished earlier, reused") == len(STAGES) + 3  # + tokenizer and both introspections
+    assert again.stdout.count("finished earlier, reused") == len(STAGES) + 4  # + tokenizer, introspections, thinking
 
 
 def test_generate_shows_the_introspective_chain(unified_run, tmp_path):

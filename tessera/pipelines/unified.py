@@ -3,8 +3,9 @@
 Stages (each skipped when a rerun finds it finished): a visual tokenizer (or a given one); one model trained on
 text-to-image, captioning, question answering and judging; GRPO from it at equal steps - drawing only, reading
 only, unified (both in one run), unified then refined per task; introspection (Janus-Pro-R1: chains from the
-model's own judged samples, then RL with three advantages). Every model is measured the same way: a ShapesEval
-subset and reading on held-out scenes. Writes report.html and results.json.
+model's own judged samples, then RL with three advantages); thinking while drawing, zero-shot (TwiG: the SFT
+model prompted to think and critique per band). Every model is measured the same way: a ShapesEval subset and
+reading on held-out scenes. Writes report.html and results.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
 from tessera.generate.images import evaluate_model
 from tessera.generate.introspect import evaluate_introspection
+from tessera.generate.thinking_eval import evaluate_thinking
 from tessera.model.bundle import load as load_bundle
 from tessera.pipelines.stages import Pipeline, reached
 from tessera.rl.trainer import RLConfig, RLTrainer
@@ -130,6 +132,10 @@ def _unified(cfg: UnifiedConfig, pipeline: Pipeline, seed: int) -> dict:
     intro_run = out / "introspect-rl"
     fit_intro_rl = measured(intro_run, lambda new: RLTrainer(intro_rl, intro_run, fresh=new), intro=True)
     results["introspect-rl"] = pipeline.stage("introspect-rl", to_dict(intro_rl), fit_intro_rl)
+    think = {"init": str(sft), "eval_prompts": cfg.eval_prompts, "eval_per_prompt": cfg.eval_per_prompt, "seed": seed}
+    results["think-zero-shot"] = pipeline.stage(
+        "think-zero-shot", think, lambda new: _thinking_scores(sft, judge, cfg, seed, device)
+    )
     results["timings"] = pipeline.timings()
     write_atomically(out / "results.json", json.dumps(results, indent=1) + "\n")
     report = write_report(out, _sections(results, cfg, out))
@@ -147,7 +153,21 @@ def _introspection_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: in
         "self_eval_agreement": scores["self_eval_agreement"],
         "judge_says_yes": scores["judge_says_yes"],
         "redrawn": scores["redrawn"],
+        "tokens_per_image": scores["tokens_per_image"],
     }
+
+
+THINKING = ("first", "final", "strict", "tokens_per_image", "chains_redrawn", "redraw_fixes", "critiques_parsed",
+            "low_precision", "low_recall")  # fmt: skip
+
+
+def _thinking_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: int, device: str) -> dict:
+    """Thinking while drawing zero-shot (TwiG): the SFT model, never shown a thought, prompted to think and critique
+    each band; ShapesEval of its bands as first drawn and of its final images, and its chains' statistics."""
+    subset = shapes_eval.first_prompts(cfg.eval_prompts)
+    summary, _, _ = evaluate_thinking(load_bundle(ckpt, device), subset, judge, cfg.eval_per_prompt, seed=seed)
+    scores = {"first": summary["first"]["overall"], "final": summary["final"]["overall"]}
+    return scores | {"strict": summary["final"]["strict"]} | {k: summary[k] for k in THINKING[3:]}
 
 
 ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined-read")
@@ -157,10 +177,13 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
     keys = ["shapes/overall", *[f"shapes/{c}" for c in CATEGORIES], "read/qa", "read/caption", "read/judge"]
     keys += sorted({k for name in ABLATION for k in results.get(name, {}) if k.startswith("read/qa/")})
     rows = [[k, *[_fmt(results.get(name, {}).get(k)) for name in ABLATION]] for k in keys]
-    intro_keys = ["one_shot", "introspective", "self_eval_agreement", "judge_says_yes", "redrawn"]
+    intro_keys = ["one_shot", "introspective", "self_eval_agreement", "judge_says_yes", "redrawn", "tokens_per_image"]
     intro_rows = [
         [k, *[_fmt(results.get(n, {}).get(k)) for n in ("introspect-sft", "introspect-rl")]] for k in intro_keys
     ]
+    sft = results.get("sft", {})
+    think_rows = [["one shot (the SFT model's images)", _fmt(sft.get("shapes/overall"))]]
+    think_rows += [[k, _fmt(results.get("think-zero-shot", {}).get(k))] for k in THINKING]
     best = {"unified + refined": {"shapes": results.get("refined-draw", {}).get("shapes/overall"),
                                   "qa": results.get("refined-read", {}).get("read/qa")}}  # fmt: skip
     notes = [
@@ -181,6 +204,7 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
                 "head": ["metric", "after SFT", "after RL"],
                 "rows": intro_rows,
             },
+            "Thinking while drawing (TwiG), zero-shot": {"head": ["metric", "the SFT model"], "rows": think_rows},
         },
         "curves": curves,
         "curve_keys": {n: ["reward_mean", "read/reward_mean", "reward/honest", "kl", "read/kl"] for n in curves},
