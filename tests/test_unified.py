@@ -15,19 +15,21 @@ def test_every_stage_is_measured_and_reported(unified_run):
     introspection = {"one_shot", "introspective", "self_eval_agreement", "redrawn", "tokens_per_image"}
     for stage in ("introspect-sft", "introspect-rl"):
         assert introspection <= results[stage].keys()
-    zero_shot = results["think-zero-shot"]  # the SFT model thinks unprompted by any training chain
-    assert zero_shot["tokens_per_image"] > 16 and all(0 <= zero_shot[k] <= 1 for k in ("first", "final", "strict"))
+    for route in ("think-zero-shot", "think-sft", "think-rl"):  # TwiG: zero-shot, SFT, GRPO, measured alike
+        scores = results[route]
+        assert scores["tokens_per_image"] > 16, route
+        assert all(0 <= scores[k] <= 1 for k in ("one_shot", "first", "final", "strict", "critiques_parsed")), route
     rl_steps = [
         json.loads(line)["step"] for line in (unified_run / "unified" / "metrics.jsonl").read_text().splitlines()
     ]
     assert rl_steps == [1, 2]  # equal budgets: every variant runs rl.steps (2 in the smoke preset)
     report = (unified_run / "report.html").read_text()
     assert "CoRL ablation at equal RL steps" in report and "Introspective generation" in report
-    assert "Thinking while drawing (TwiG), zero-shot" in report
+    assert "Thinking while drawing (TwiG)" in report and "TwiG SFT + GRPO" in report
     cache = f"model.data.cache={unified_run.parent / 'cache'}"
     again = run_cli("unified", "--preset", "smoke", "--out", str(unified_run), cache)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("finished earlier, reused") == len(STAGES) + 4  # + tokenizer, introspections, thinking
+    assert again.stdout.count("finished earlier, reused") == len(STAGES) + 6  # + tokenizer, introspections, thinking
 
 
 def test_generate_shows_the_introspective_chain(unified_run, tmp_path):

@@ -3,9 +3,10 @@
 Stages (each skipped when a rerun finds it finished): a visual tokenizer (or a given one); one model trained on
 text-to-image, captioning, question answering and judging; GRPO from it at equal steps - drawing only, reading
 only, unified (both in one run), unified then refined per task; introspection (Janus-Pro-R1: chains from the
-model's own judged samples, then RL with three advantages); thinking while drawing, zero-shot (TwiG: the SFT
-model prompted to think and critique per band). Every model is measured the same way: a ShapesEval subset and
-reading on held-out scenes. Writes report.html and results.json.
+model's own judged samples, then RL with three advantages); thinking while drawing (TwiG): the SFT model
+prompted to think and critique per band (zero-shot), and with `think_steps` a model trained on thinking chains
+whose drafts are the SFT model's own drawings, then TwiG-GRPO. Every model is measured the same way: a ShapesEval
+subset and reading on held-out scenes. Writes report.html and results.json.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class UnifiedConfig:
     read: dict[str, float] = field(default_factory=lambda: {Task.QA: 2.0, Task.CAPTION: 1.0, Task.JUDGE: 1.0})
     introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
     introspect_rl_steps: int = 20
+    think_steps: int = 0  # TwiG SFT: a model trained (at the SFT model's settings) on text-to-image and thinking
+    # chains whose drafts are the SFT model's own drawings; 0: thinking is measured zero-shot only
+    think_rl_steps: int = 0  # TwiG-GRPO from that model (with think_steps)
     eval_prompts: int = 8  # ShapesEval: the first n prompts of each category
     eval_per_prompt: int = 2
     eval_read: int = 100  # held-out scenes per reading task
@@ -79,16 +83,24 @@ def _unified(cfg: UnifiedConfig, pipeline: Pipeline, seed: int) -> dict:
     judge = Judge.load()
     results: dict[str, dict] = {}
 
-    def measured(run: Path, make: Callable[[bool], Trainable], intro: bool = False) -> Callable[[bool], dict]:
-        """A stage that finishes the trainer make(fresh) builds in `run`, then measures the model it leaves there."""
+    def measured(
+        run: Path, make: Callable[[bool], Trainable], scores: Callable[[Path], dict] | None = None
+    ) -> Callable[[bool], dict]:
+        """A stage that finishes the trainer make(fresh) builds in `run`, then measures the model it leaves there
+        (`scores` of its checkpoint; by default ShapesEval and reading)."""
 
         def stage(new: bool) -> dict:
             finish(make(new))
-            if intro:
-                return _introspection_scores(run / "checkpoint", judge, cfg, seed, device)
-            return measure(load_bundle(run / "checkpoint", device), judge, cfg, seed)
+            ckpt = run / "checkpoint"
+            return scores(ckpt) if scores else measure(load_bundle(ckpt, device), judge, cfg, seed)
 
         return stage
+
+    def introspection(ckpt: Path) -> dict:
+        return _introspection_scores(ckpt, judge, cfg, seed, device)
+
+    def thinking(ckpt: Path) -> dict:
+        return _thinking_scores(ckpt, judge, cfg, seed, device)
 
     tok_cfg = dataclasses.replace(cfg.tokenizer, seed=seed)
     pipeline.stage(
@@ -123,19 +135,31 @@ def _unified(cfg: UnifiedConfig, pipeline: Pipeline, seed: int) -> dict:
 
     intro_cfg = dataclasses.replace(cfg.introspect, init=str(sft), seed=seed)
     intro = out / "introspect"
-    fit_intro = measured(intro, lambda new: IntrospectionTrainer(intro_cfg, intro, fresh=new), intro=True)
+    fit_intro = measured(intro, lambda new: IntrospectionTrainer(intro_cfg, intro, fresh=new), introspection)
     results["introspect-sft"] = pipeline.stage("introspect-sft", to_dict(intro_cfg), fit_intro)
     intro_rl = dataclasses.replace(
         cfg.rl, init=str(intro / "checkpoint"), steps=cfg.introspect_rl_steps, introspect=True, draw=True, read={},
         eval_every=0, seed=seed,
     )  # fmt: skip
     intro_run = out / "introspect-rl"
-    fit_intro_rl = measured(intro_run, lambda new: RLTrainer(intro_rl, intro_run, fresh=new), intro=True)
+    fit_intro_rl = measured(intro_run, lambda new: RLTrainer(intro_rl, intro_run, fresh=new), introspection)
     results["introspect-rl"] = pipeline.stage("introspect-rl", to_dict(intro_rl), fit_intro_rl)
     think = {"init": str(sft), "eval_prompts": cfg.eval_prompts, "eval_per_prompt": cfg.eval_per_prompt, "seed": seed}
-    results["think-zero-shot"] = pipeline.stage(
-        "think-zero-shot", think, lambda new: _thinking_scores(sft, judge, cfg, seed, device)
-    )
+    results["think-zero-shot"] = pipeline.stage("think-zero-shot", think, lambda new: thinking(sft))
+    if cfg.think_steps:
+        data = dataclasses.replace(model_cfg.data, tasks={Task.T2I: 1.0, Task.THINK: 1.0}, drafts_from=str(sft))
+        think_cfg = dataclasses.replace(model_cfg, data=data, steps=cfg.think_steps)
+        think_run = out / "think-sft"
+        fit_think = measured(think_run, lambda new: Trainer(think_cfg, think_run, fresh=new), thinking)
+        results["think-sft"] = pipeline.stage("think-sft", to_dict(think_cfg), fit_think)
+        if cfg.think_rl_steps:
+            think_rl = dataclasses.replace(
+                cfg.rl, init=str(think_run / "checkpoint"), steps=cfg.think_rl_steps, think=True, draw=True, read={},
+                reward="shapes_eval", separate_advantages=False, eval_every=0, seed=seed,
+            )  # fmt: skip
+            think_rl_run = out / "think-rl"
+            fit_think_rl = measured(think_rl_run, lambda new: RLTrainer(think_rl, think_rl_run, fresh=new), thinking)
+            results["think-rl"] = pipeline.stage("think-rl", to_dict(think_rl), fit_think_rl)
     results["timings"] = pipeline.timings()
     write_atomically(out / "results.json", json.dumps(results, indent=1) + "\n")
     report = write_report(out, _sections(results, cfg, out))
@@ -157,17 +181,20 @@ def _introspection_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: in
     }
 
 
-THINKING = ("first", "final", "strict", "tokens_per_image", "chains_redrawn", "redraw_fixes", "critiques_parsed",
-            "low_precision", "low_recall")  # fmt: skip
+THINKING = ("one_shot", "first", "final", "strict", "tokens_per_image", "chains_redrawn", "redraw_fixes",
+            "critiques_parsed", "low_precision", "low_recall")  # fmt: skip
+ROUTES = {"think-zero-shot": "zero-shot (the SFT model)", "think-sft": "TwiG SFT", "think-rl": "TwiG SFT + GRPO"}
 
 
 def _thinking_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: int, device: str) -> dict:
-    """Thinking while drawing zero-shot (TwiG): the SFT model, never shown a thought, prompted to think and critique
-    each band; ShapesEval of its bands as first drawn and of its final images, and its chains' statistics."""
-    subset = shapes_eval.first_prompts(cfg.eval_prompts)
-    summary, _, _ = evaluate_thinking(load_bundle(ckpt, device), subset, judge, cfg.eval_per_prompt, seed=seed)
-    scores = {"first": summary["first"]["overall"], "final": summary["final"]["overall"]}
-    return scores | {"strict": summary["final"]["strict"]} | {k: summary[k] for k in THINKING[3:]}
+    """Thinking while drawing (TwiG), the model prompted to think and critique each band: ShapesEval of its images
+    drawn in one go, of its bands as first drawn and of its final images, and its chains' statistics."""
+    subset, bundle = shapes_eval.first_prompts(cfg.eval_prompts), load_bundle(ckpt, device)
+    one_shot, _, _ = evaluate_model(bundle, subset, judge, cfg.eval_per_prompt, seed=seed)
+    summary, _, _ = evaluate_thinking(bundle, subset, judge, cfg.eval_per_prompt, seed=seed)
+    scores = {"one_shot": one_shot["overall"], "first": summary["first"]["overall"]}
+    scores |= {"final": summary["final"]["overall"], "strict": summary["final"]["strict"]}
+    return scores | {k: summary[k] for k in THINKING[4:]}
 
 
 ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined-read")
@@ -181,9 +208,8 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
     intro_rows = [
         [k, *[_fmt(results.get(n, {}).get(k)) for n in ("introspect-sft", "introspect-rl")]] for k in intro_keys
     ]
-    sft = results.get("sft", {})
-    think_rows = [["one shot (the SFT model's images)", _fmt(sft.get("shapes/overall"))]]
-    think_rows += [[k, _fmt(results.get("think-zero-shot", {}).get(k))] for k in THINKING]
+    routes = [name for name in ROUTES if name in results]
+    think_rows = [[k, *[_fmt(results[name].get(k)) for name in routes]] for k in THINKING]
     best = {"unified + refined": {"shapes": results.get("refined-draw", {}).get("shapes/overall"),
                                   "qa": results.get("refined-read", {}).get("read/qa")}}  # fmt: skip
     notes = [
@@ -204,7 +230,7 @@ def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
                 "head": ["metric", "after SFT", "after RL"],
                 "rows": intro_rows,
             },
-            "Thinking while drawing (TwiG), zero-shot": {"head": ["metric", "the SFT model"], "rows": think_rows},
+            "Thinking while drawing (TwiG)": {"head": ["metric", *[ROUTES[n] for n in routes]], "rows": think_rows},
         },
         "curves": curves,
         "curve_keys": {n: ["reward_mean", "read/reward_mean", "reward/honest", "kl", "read/kl"] for n in curves},
