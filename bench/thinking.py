@@ -8,7 +8,8 @@ Scores on an evaluation split's prompts (`--split`; the first --prompts of each 
 each): the model drawing in one go (`generate`), and its thinking chains (`generate --think`): the bands as first
 drawn and the final images, with the chains' redraw and critique statistics and the tokens each drew per image
 (or, with --introspect, its introspection chains: the first image, the model's verdict, a second image after a
-no). Prints one JSON line and a markdown table; writes a sheet of chains beside the checkpoint.
+no; or, with --best-of K, one shot at K images per image asked, the model's most likely kept). Prints one JSON
+line; thinking also prints a markdown table and writes a sheet of chains beside the checkpoint.
 """
 
 import argparse
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--introspect", action="store_true", help="introspection chains in place of thinking")
     parser.add_argument("--best-of", type=int, default=0, help="only one-shot: K draws each, the most likely kept")
     args = parser.parse_args()
+    if args.best_of < 0 or (args.best_of and args.introspect):
+        parser.error("--best-of takes K >= 1 and measures one shot alone, without --introspect")
     bundle, judge = load_bundle(args.ckpt), Judge.load()
     metadata = split_metadata(args.split, args.prompts)
     if args.best_of:

@@ -19,7 +19,7 @@ from tessera.cli.common import preset
 from tessera.config import load as load_config
 from tessera.config import override
 from tessera.data.examples import thinking_example
-from tessera.errors import ConfigError
+from tessera.errors import CheckpointError, ConfigError
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.eval.shapes_eval import first_prompts
 from tessera.generate import thinking, thinking_eval
@@ -32,7 +32,8 @@ from tessera.sequence.bands import Bands, BandStep, chain_length, thinking_batch
 from tessera.sequence.ids import IMAGE, IdSpace
 from tessera.sequence.layouts import pad_text
 from tessera.train.trainer import TrainConfig, Trainer
-from tessera.world.grammar import PromptError
+from tessera.world.constraints import sample_scene_for
+from tessera.world.grammar import PromptError, parse_description
 from tessera.world.render import render_image
 from tessera.world.scene import COLOURS, SHAPES, SIZES, Scene, sample_scene
 from tessera.world.thoughts import (
@@ -159,9 +160,10 @@ def test_a_chain_from_a_models_own_drawing_drafts_the_first_band_that_reads_wron
         earlier[math.ceil(edges[band]) : math.ceil(edges[band + 1])] = blank[0, 0]
         found = judge.read(drawn_so_far(earlier, edges[band + 1])[None])[0]
         assert band_critique(found, scene, edges[band + 1], band_thought(scene, band, edges)).score >= REDRAW_BELOW
+    elsewhere = render_image(sample_scene_for(parse_description("two green circles"), np.random.default_rng(99), 64))
     _, truth_again, right, none = thinking_example(np.random.default_rng(seed), 64, bands, judge, 0.8, 0.0,
-                                                   ("two green circles", truth))  # fmt: skip
-    assert truth_again == scene and right.draft == -1 and none is None  # a drawing that reads right: no draft
+                                                   ("two green circles", elsewhere))  # fmt: skip
+    assert truth_again == scene and right.draft == -1 and none is None  # drawn right, in its own layout: no draft
 
 
 def test_thinking_layout():
@@ -277,8 +279,11 @@ def test_thinking_chains_from_a_models_own_drawings(thinker, tokenizer_dir, tmp_
                for c in trainer.chains)  # fmt: skip
     with pytest.raises(ConfigError, match="add think"):
         override(TrainConfig(), {"data": {"drafts_from": str(ckpt)}}).data.validate()
+    with pytest.raises(CheckpointError, match="not a model checkpoint"):
+        cfg.data.drafts_from = str(tmp_path)
+        Trainer(cfg, tmp_path / "elsewhere", progress=False)
     with pytest.raises(ConfigError, match="32-pixel"):
-        cfg.data.canvas = 64
+        cfg.data.drafts_from, cfg.data.canvas = str(ckpt), 64
         Trainer(cfg, tmp_path / "run64", progress=False)
 
 

@@ -23,7 +23,7 @@ from tessera.errors import ConfigError
 from tessera.eval.conditions import ConditionCase
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.eval.judge import Judge
-from tessera.eval.shapes_eval import UNSEEN_PAIRS
+from tessera.eval.shapes_eval import UNSEEN_PAIRS, strict
 from tessera.eval.verdicts import truth, verdict
 from tessera.pictures import load_image
 from tessera.sequence.bands import Bands
@@ -155,9 +155,9 @@ def thinking_example(
     each band from the scene, and each band's critique from the judge on the image drawn so far. With
     `draft_share`, one band is first drawn from an edited scene (an object recoloured, moved, added or removed):
     kept when its critique scores below REDRAW_BELOW, so the chain critiques it and draws the band again. With
-    `own` (a model's prompt and its drawing), the prompt is that prompt and the first band that reads wrong in the
-    model's drawing is the draft (TwiG's traces from the model's own judged samples); none when every band reads
-    right."""
+    `own` (a model's prompt and its drawing), the prompt is that prompt and, unless the drawing reads exactly as
+    the prompt (the strict rule), the draft is the first band of the drawing that reads wrong against the chain's
+    scene and thoughts (TwiG's traces from the model's own judged samples)."""
     if own is None:
         text, scene = world_text(rng, canvas, prompt_share)
     else:
@@ -187,10 +187,12 @@ def thinking_example(
             drafts = [(band, with_band(render_image(edited), band))]
     partial = [drawn_so_far(image, edges[b + 1]) for b in range(len(bands))]
     partial += [drawn_so_far(mixed, edges[b + 1]) for b, mixed in drafts]
-    found = judge.read(np.stack(partial))  # the judge reads every one at once
+    found = judge.read(np.stack(partial + ([own[1]] if own is not None else [])))  # every one at once
+    if own is not None and strict(found[-1], to_geneval(parse_description(text), "", text))[0]:
+        drafts = []  # the model drew its prompt right (in a layout of its own): nothing to critique
     critiques = [band_critique(found[b], scene, edges[b + 1], thoughts[b]) for b in range(len(bands))]
     draft, mixed = -1, None
-    for (band, candidate), seen in zip(drafts, found[len(bands) :], strict=True):
+    for (band, candidate), seen in zip(drafts, found[len(bands) : len(bands) + len(drafts)], strict=True):
         drafted = band_critique(seen, scene, edges[band + 1], thoughts[band])
         if drafted.score < REDRAW_BELOW:  # else the wrong drawing is not seen from this band: no draft
             critiques[band], draft, mixed = drafted, band, candidate

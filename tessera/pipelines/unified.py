@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from tessera.config import to_dict
+from tessera.config import at_least, to_dict
 from tessera.engine.checkpoint import write_atomically
 from tessera.engine.loop import Trainable, finish
 from tessera.engine.runlog import read_metrics
+from tessera.errors import ConfigError
 from tessera.eval import shapes_eval
 from tessera.eval.judge import Judge
 from tessera.eval.report import write_report
@@ -59,6 +60,11 @@ class UnifiedConfig:
     eval_per_prompt: int = 2
     eval_read: int = 100  # held-out scenes per reading task
 
+    def validate(self) -> None:
+        at_least(self, 0, "introspect_rl_steps", "think_steps", "think_rl_steps")
+        if self.think_rl_steps and not self.think_steps:
+            raise ConfigError("think_rl_steps trains the think_steps model: set think_steps too")
+
 
 def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
     """ShapesEval on a benchmark subset and reading on held-out scenes, one flat dict."""
@@ -73,6 +79,7 @@ def measure(bundle, judge: Judge, cfg: UnifiedConfig, seed: int) -> dict:
 
 def run_unified(cfg: UnifiedConfig, out: str | Path, seed: int = 0, fresh: bool = False) -> dict:
     """Run (or finish) every stage; writes results.json and report.html; returns the results."""
+    cfg.validate()
     with Pipeline(out, "unified", fresh) as pipeline:
         return _unified(cfg, pipeline, seed)
 

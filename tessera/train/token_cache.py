@@ -20,7 +20,7 @@ from tessera.config import to_dict
 from tessera.data.examples import WORLD_SOURCES, Chain, DataConfig, examples
 from tessera.engine import checkpoint
 from tessera.engine.checkpoint import write_atomically
-from tessera.errors import ConfigError, InputError
+from tessera.errors import CheckpointError, ConfigError, InputError
 from tessera.pictures import to_tensor
 from tessera.sequence.tasks import CONDITIONED, Task
 from tessera.text.tokenizers import BPETokenizer, ClassTokenizer, TextTokenizer, WorldTokenizer, from_dict
@@ -65,11 +65,24 @@ def _text_tokenizer(cfg: DataConfig, texts: list[str]):
     return BPETokenizer.train(texts, cfg.bpe_vocab)
 
 
-def _drafter(cfg: DataConfig):
-    """The model of `data.drafts_from` (CheckpointError names a wrong one), on this machine's device."""
+DRAWN_BY = ("config.yaml", "model.safetensors", "tokenizer/config.yaml", "tokenizer/model.safetensors")
+
+
+def _drafter_files(cfg: DataConfig) -> list[Path]:
+    """The files the drawings of `data.drafts_from` depend on (CheckpointError when it is not a model checkpoint)."""
+    folder = checkpoint.resolve(cfg.drafts_from)
+    files = [folder / name for name in DRAWN_BY]
+    missing = next((name for name, f in zip(DRAWN_BY, files, strict=True) if not f.is_file()), None)
+    if missing:
+        raise CheckpointError(f"data.drafts_from: {folder} is not a model checkpoint (no {missing})")
+    return files
+
+
+def _drafter(cfg: DataConfig, device: torch.device):
+    """The model of `data.drafts_from`, on the tokenizer's device (CheckpointError names a wrong one)."""
     from tessera.model.bundle import load  # the data needs a model only here
 
-    bundle = load(cfg.drafts_from, "cuda" if torch.cuda.is_available() else "cpu")
+    bundle = load(cfg.drafts_from, device)
     if bundle.cfg.canvas != cfg.canvas:
         raise ConfigError(f"data.drafts_from draws {bundle.cfg.canvas}-pixel images; the data's canvas is {cfg.canvas}")
     return bundle
@@ -78,8 +91,8 @@ def _drafter(cfg: DataConfig):
 def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
     h = hashlib.sha256(json.dumps({**to_dict(cfg), "seed": seed}, sort_keys=True).encode())
     h.update((tokenizer_dir / "model.safetensors").read_bytes())
-    if cfg.drafts_from:  # the model whose own drawings are the thinking chains' drafts
-        h.update((checkpoint.resolve(cfg.drafts_from) / "model.safetensors").read_bytes())
+    for path in _drafter_files(cfg) if cfg.drafts_from else []:  # the model drawing the thinking chains' drafts
+        h.update(path.read_bytes())
     if cfg.source in WORLD_SOURCES or not Path(cfg.source).exists():
         return h.hexdigest()[:16]
     for p in sorted(Path(cfg.source).rglob("*")) if Path(cfg.source).is_dir() else [Path(cfg.source)]:
@@ -108,7 +121,6 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
     """Texts and image codes of every example, from the cache when this data and tokenizer were seen before."""
     cfg.validate()
     tokenizer_dir = Path(tokenizer_dir)
-    drafter = _drafter(cfg) if cfg.drafts_from else None
     key = _cache_key(cfg, tokenizer_dir, seed)
     folder = Path(cfg.cache)
     codes_path, meta_path = folder / f"tokens-{key}.safetensors", folder / f"tokens-{key}.json"
@@ -119,16 +131,17 @@ def extract(cfg: DataConfig, tokenizer, tokenizer_dir: str | Path, seed: int = 0
             console.print(f"the token cache {codes_path.name} is unreadable ({type(e).__name__}); rebuilding it")
     skipped: dict[str, str] = {}
     grid_rows = tokenizer.grid((cfg.canvas, cfg.canvas))[0]
+    device = next(tokenizer.parameters()).device
     own = None
-    if drafter is not None:
+    if cfg.drafts_from:
         from tessera.generate.images import own_drawings
 
         think = cfg.tasks[Task.THINK] / sum(cfg.tasks.values())
-        own = own_drawings(drafter, max(1, math.ceil(cfg.examples * think * cfg.draft_share)), seed, progress)
+        n = max(1, math.ceil(cfg.examples * think * cfg.draft_share))
+        own = own_drawings(_drafter(cfg, device), n, seed, progress)
     stream, total = examples(cfg, seed, skipped, grid_rows, own)
     items, codes, conditions, clips, drafts, batch = [], [], [], [], [], []  # items: (task, text, answer)
     most = cfg.context_frames if Task.PREDICT in cfg.tasks else 1  # visual conditions an example may have
-    device = next(tokenizer.parameters()).device
 
     def flush():
         images = np.stack([item[3] for item in batch])
