@@ -45,11 +45,16 @@ class OmniConfig:
         self.quantizer.validate(prefix + "quantizer.")
 
 
+def sincos_at(pos: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """(n,) real positions -> (n, dim) sinusoidal features, wavelengths from 2 pi to 2 pi base."""
+    freq = torch.exp(-math.log(base) * torch.arange(0, dim, 2, device=pos.device, dtype=torch.float32) / dim)
+    angles = pos.float()[:, None] * freq  # (n, dim/2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
 def sincos(n: int, dim: int, device) -> torch.Tensor:
     """(n, dim) sinusoidal embedding of positions 0..n-1."""
-    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
-    return torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], dim=1)
+    return sincos_at(torch.arange(n, device=device, dtype=torch.float32), dim)
 
 
 def positions(t: int, h: int, w: int, dim: int, device) -> torch.Tensor:

@@ -20,7 +20,6 @@ noise is fixed, so the same codes always give the same image.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +30,7 @@ from einops import rearrange
 from tessera.config import at_least
 from tessera.errors import ConfigError
 from tessera.tokenizer.frames import FrameByFrame
-from tessera.tokenizer.omni import positions
+from tessera.tokenizer.omni import positions, sincos_at
 from tessera.tokenizer.patch import PatchVQ, PatchVQConfig
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer
 
@@ -92,13 +91,6 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B,) flow times in [0, 1] -> (B, dim) sinusoidal features."""
-    freq = torch.exp(-math.log(1000.0) * torch.arange(0, dim, 2, device=t.device, dtype=torch.float32) / dim)
-    angles = 1000.0 * t[:, None] * freq  # (B, dim/2)
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-
-
 class FlowDecoder(nn.Module):
     """A rectified flow from noise x0 to pixels x1 over places (B, L, P), conditioned per place on features (B, L, D)
     and on a draft (B, L, P), the code head's expected picture. At x_t = (1 - t) x0 + t x1 it predicts the clean x1
@@ -120,7 +112,7 @@ class FlowDecoder(nn.Module):
     def clean(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
         """(B, L, P) at times (B,) -> the predicted clean pixels (B, L, P)."""
         h = self.pixels_in(x) + self.draft_in(draft) + self.condition(cond)
-        h = h + self.time(time_features(t, cond.shape[-1]))[:, None]
+        h = h + self.time(sincos_at(1000.0 * t, cond.shape[-1], base=1000.0))[:, None]  # times as 0..1000
         for block in self.blocks:
             h = block(h)
         return draft + self.correction(self.norm(h))
@@ -238,12 +230,15 @@ class SeqTok(FrameByFrame):
         patches = logits.detach().softmax(-1) @ self.proxy.quantize.embedding.weight  # (B, h*w, 3 f f)
         return self._places(self.proxy.to_pixels(rearrange(patches, "b (h w) c -> b c h w", h=hw[0])))
 
-    def _pixels(self, features: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """Features -> pixels (B, 3, H, W): the flow's drawing snapped to the proxy's patches, or else each patch the
-        proxy's most likely one."""
-        logits = self._code_logits(features, hw)
+    def _code_pixels(self, logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Code logits (B, h*w, K) -> pixels (B, 3, H, W): each patch the proxy's most likely one."""
+        return self.proxy.decode_image(logits.argmax(-1).view(-1, *hw))
+
+    def _pixels(self, features: torch.Tensor, logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Features and their code logits -> pixels (B, 3, H, W): the flow's drawing snapped to the proxy's patches,
+        or else the code head's."""
         if self.flow is None:
-            return self.proxy.decode_image(logits.argmax(-1).view(-1, *hw))
+            return self._code_pixels(logits, hw)
         drawn = self.flow.sample(features, self._draft(logits, hw), self.cfg.flow_steps)  # (B, places, 3 s s)
         side = hw[0] // self.cfg.group
         image = rearrange(drawn, "b (h w) (p q c) -> b c (h p) (w q)", h=side, p=self.side, q=self.side)
@@ -265,8 +260,8 @@ class SeqTok(FrameByFrame):
             loss = loss + self.cfg.flow_loss * self.flow.loss(self._places(pixels), features, self._draft(logits, hw))
         q = Quantized(q.latent, q.codes[:, None], loss, q.perplexity)
         if self.training:  # the code head's picture (a flow would cost its Euler steps at every training step)
-            return self.proxy.decode_image(logits.detach().argmax(-1).view(-1, *hw)), q
-        return self._pixels(features, hw), q  # what decoding draws (the training run's sample grids)
+            return self._code_pixels(logits.detach(), hw), q
+        return self._pixels(features, logits, hw), q  # what decoding draws (the training run's sample grids)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> codes (B, 1, n)."""
@@ -282,4 +277,5 @@ class SeqTok(FrameByFrame):
         full = torch.cat([codes, codes.new_zeros(b, n - k)], dim=1)
         keep = torch.arange(n, device=codes.device)[None].expand(b, -1) < k
         hw = (self.cfg.canvas // self.cfg.proxy.patch,) * 2
-        return self._pixels(self._decode_features(self.quantize.lookup(full), keep, hw), hw)
+        features = self._decode_features(self.quantize.lookup(full), keep, hw)
+        return self._pixels(features, self._code_logits(features, hw), hw)
