@@ -14,6 +14,7 @@ line; thinking also prints a markdown table and writes a sheet of chains beside 
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def main() -> None:
     thought, images, lines = evaluate_thinking(bundle, metadata, judge, args.per_prompt, seed=args.seed,
                                                writing=writing)  # fmt: skip
     done = time.time()
-    grid_tokens = bundle.cfg.grid[0] * bundle.cfg.grid[1]
+    grid_tokens = math.prod(bundle.cfg.grid)
     row = {
         "ckpt": str(args.ckpt),
         "split": args.split,
@@ -97,7 +98,7 @@ def best_of(bundle, metadata: list[dict], judge: Judge, args) -> None:
     likelihood = torch.cat([d.logprobs.sum(1).cpu() for d in drawn]).view(len(metas), k)  # (images asked, K)
     kept = images.reshape(len(metas), k, *images.shape[1:])[np.arange(len(metas)), likelihood.argmax(1).numpy()]
     summary = summarize(score_images(kept, metas, judge))
-    tokens = k * bundle.cfg.grid[0] * bundle.cfg.grid[1]
+    tokens = k * math.prod(bundle.cfg.grid)
     row = {"ckpt": str(args.ckpt), "split": args.split, "images": len(metas), "best_of": k, "tokens_per_image": tokens}
     print(json.dumps(row | {key: round(summary[key], 3) for key in KEYS}))
 
@@ -113,7 +114,7 @@ def introspection(bundle, metadata: list[dict], judge: Judge, args) -> None:
         "one_shot": {k: round(scores["one_shot"][k], 3) for k in KEYS},
         "introspective": {k: round(scores["introspective"][k], 3) for k in KEYS},
         **{k: round(v, 3) for k, v in scores.items() if not isinstance(v, dict)},
-        "one_shot_tokens_per_image": bundle.cfg.grid[0] * bundle.cfg.grid[1],
+        "one_shot_tokens_per_image": math.prod(bundle.cfg.grid),
         "introspection_s": round(time.time() - start, 1),
     }
     print(json.dumps(row))
