@@ -124,3 +124,22 @@ def test_code_vectors_share_what_is_learned_between_codes_that_look_alike():
 def test_code_vectors_need_image_codes():
     with pytest.raises(TesseraError, match="image_codes"):
         Transformer(ModelConfig(vocab_size=50, dim=64, n_head=4, n_kv_head=2, code_dim=6))
+
+
+def test_selected_logits_are_the_full_logits_at_those_positions():
+    from tessera.sequence.ids import IMAGE, SPECIALS, IdSpace
+    from tessera.train.trainer import masked_loss
+
+    model = with_code_vectors(torch.randn(10, 6, generator=torch.Generator().manual_seed(0)))
+    for p in model.parameters():  # the zero-initialised heads made non-zero, so each term counts
+        torch.nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(p.numel()))
+    ids, pos, target = inputs(b=3, t=8)
+    select = torch.rand(3, 8, generator=torch.Generator().manual_seed(1)) < 0.6
+    full = model(ids, pos, target)  # (B, T, V)
+    assert torch.allclose(model(ids, pos, target, select=select), full[select], atol=1e-5)
+    space = IdSpace(n_text=50 - 10 - len(SPECIALS), n_image=10)  # ids 40..49 are the image codes
+    slots = torch.full((3, 8), IMAGE)
+    codes = 40 + torch.randint(10, (3, 8), generator=torch.Generator().manual_seed(2))
+    whole, _ = masked_loss(full, codes, slots, select, space)
+    selected, _ = masked_loss(model(ids, pos, target, select=select), codes, slots, select, space)
+    assert torch.allclose(whole, selected, atol=1e-5)

@@ -224,8 +224,10 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         start: int = 0,
         segment: torch.Tensor | None = None,  # (B, T) layouts' parts: CONTENT (0) or a condition part (1, 2, ..)
+        select: torch.Tensor | None = None,  # (B, T) bool: logits only at these positions (a training loss's)
     ) -> torch.Tensor:
-        """Logits (B, T, vocab) in float32; with a cache, the tokens sit at stream positions start.."""
+        """Logits (B, T, vocab) in float32, or (M, vocab) at the M selected positions; with a cache, the tokens sit
+        at stream positions start.."""
         t = ids.shape[1]
         if start + t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
@@ -245,12 +247,16 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, i, start, mask)
-        x = self.norm(x)
-        logits = self.output(x)  # (B, T, vocab)
-        if self.code_out is not None:
-            image = logits[..., self.image_start :] + x @ self.code_out(self.code_vectors).T  # (B, T, image_codes)
-            logits = torch.cat([logits[..., : self.image_start], image], dim=-1)
-        return logits.float()
+        if select is not None:
+            x = x[select]  # (M, D)
+        return F.linear(self.norm(x), self.output_weight()).float()  # (B, T, vocab) or (M, vocab)
+
+    def output_weight(self) -> torch.Tensor:
+        """(vocab, D): the output table, whose image rows add the projected code vectors when code_dim is set."""
+        w = self.output.weight
+        if self.code_out is None:
+            return w
+        return torch.cat([w[: self.image_start], w[self.image_start :] + self.code_out(self.code_vectors)])
 
     @property
     def image_start(self) -> int:

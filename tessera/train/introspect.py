@@ -142,7 +142,7 @@ class IntrospectionTrainer:
         ids, pos, tpos = (t.to(self.device) for t in batch.inputs())
         targets, slots, mask = (t.to(self.device) for t in batch.targets())
         self.model.train()
-        loss, acc = masked_loss(self.model(ids, pos, tpos), targets, slots, mask, space)
+        loss, acc = masked_loss(self.model(ids, pos, tpos, select=mask), targets, slots, mask, space)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.engine.check_finite(loss=loss, gradient_norm=norm)

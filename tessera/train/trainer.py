@@ -120,17 +120,21 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy over the ids each slot may emit at the masked positions: the mean over image tokens plus
-    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image); (loss, accuracy)."""
+    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image); (loss, accuracy).
+    logits: (B, T, V), or (M, V) at the masked positions only (the model's `select`)."""
+    if logits.dim() == 3:
+        logits = logits[mask]  # (M, V)
     allowed = torch.stack([space.allowed(TEXT, logits.device), space.allowed(IMAGE, logits.device)])  # (2, V)
+    barred = torch.zeros(allowed.shape, device=logits.device).masked_fill(~allowed, float("-inf"))  # (2, V)
     kind = slots[mask]  # (M,)
-    logits = logits[mask].masked_fill(~allowed[kind], float("-inf"))  # (M, V)
+    logits = logits + barred[kind]  # (M, V)
     target = targets[mask]
     each = F.cross_entropy(logits, target, reduction="none")  # (M,)
     image, text = kind == IMAGE, kind == TEXT
     loss = each[image].mean() if image.any() else each.new_zeros(())
     if text.any():
         loss = loss + text_weight * each[text].mean()
-    return loss, (logits.argmax(-1) == target).float().mean()
+    return loss, (logits.detach().argmax(-1) == target).float().mean()
 
 
 def drop_conditions(space: IdSpace, batch: Batch, p: float, gen: torch.Generator) -> Batch:
@@ -327,7 +331,7 @@ class Trainer:
                 gradient_sync(self.ddp, micro == cfg.grad_accum - 1),
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
             ):
-                logits = self.ddp(ids, pos, tpos, segment=part)
+                logits = self.ddp(ids, pos, tpos, segment=part, select=mask)  # (M, V)
                 loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight)
                 (loss / cfg.grad_accum).backward()
             losses.append(loss.detach())
