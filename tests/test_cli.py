@@ -129,6 +129,7 @@ def test_ground_truth_of_the_compositional_split_scores_one(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "results.json").read_text())
     assert summary["images"] == 40 and summary["overall"] == summary["strict"] == 1.0
+    assert (tmp_path / "results.md").read_text().startswith("compositional split (")  # the split named, not ShapesEval
 
 
 def test_eval_and_train_refuse_bad_input(tmp_path):

@@ -91,7 +91,7 @@ def shapes(
         raise InputError("--think needs --ckpt CKPT --out DIR")
     if images is None:
         raise InputError("give --images DIR, --ckpt CKPT --out DIR, or --ground-truth --out DIR")
-    summary, _ = score_folder(images, judge, out)
+    summary, _ = score_folder(images, judge, out, title="ShapesEval" if split == "shapes-eval" else f"{split} split")
     console.print(markdown_table(summary), soft_wrap=True)
     if summary["skipped"]:
         console.print(f"skipped {len(summary['skipped'])} unreadable files (listed in results.json)")

@@ -336,24 +336,27 @@ def summarize(rows: list[dict], problems: Sequence[str] = ()) -> dict:
     return summary
 
 
-def write_results(folder: str | Path, summary: dict, rows: list[dict], version: str) -> None:
-    """results.json (overall and one key per category), results.md, per-image results.jsonl and samples.png (the
-    first images of each category, framed green when judged correct, red when wrong)."""
+def write_results(folder: str | Path, summary: dict, rows: list[dict], version: str, title: str = "ShapesEval") -> None:
+    """results.json (overall and one key per category), results.md headed `title (judge version)`, per-image
+    results.jsonl and samples.png (the first images of each category, framed green when judged correct, red when
+    wrong)."""
     folder = Path(folder)
     write_atomically(folder / "results.json", json.dumps(summary, indent=2) + "\n")
-    write_atomically(folder / "results.md", f"ShapesEval ({version})\n\n" + markdown_table(summary) + "\n")
+    write_atomically(folder / "results.md", f"{title} ({version})\n\n" + markdown_table(summary) + "\n")
     write_atomically(folder / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     save_png(sample_sheet(rows), folder / "samples.png", scale=2)
 
 
-def score_folder(images: str | Path, judge: Judge, dest: str | Path | None = None) -> tuple[dict, list[dict]]:
+def score_folder(
+    images: str | Path, judge: Judge, dest: str | Path | None = None, title: str = "ShapesEval"
+) -> tuple[dict, list[dict]]:
     """Score a GenEval-layout folder and write the results (`write_results`) into dest (default: the folder)."""
     dest = Path(dest or images)
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--out {dest} is a file, not a folder")
     summary, rows = evaluate_folder(images, judge)
     dest.mkdir(parents=True, exist_ok=True)
-    write_results(dest, summary, rows, judge.cfg.version)
+    write_results(dest, summary, rows, judge.cfg.version, title)
     return summary, rows
 
 
