@@ -2,9 +2,10 @@
 fixed set of training-distribution prompts (never the benchmark's, the held-out or the compositional ones)?
 
     python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
-    python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval and strict of the samples
+    python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval, strict, prompt_nats
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
     python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
+    python bench/recipe.py nats patch4-d128-codes --minutes 40        # that trained model's prompt_nats alone
 
 A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
@@ -20,21 +21,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from tessera.config import load
 from tessera.data.prompts import metadata_for, prompt_pools
 from tessera.data.shapes import ShapesSource
 from tessera.engine.loop import finish
 from tessera.eval.judge import Judge
+from tessera.eval.shapes_eval import UNSEEN_PAIRS
 from tessera.generate.images import evaluate_model
 from tessera.model.bundle import load as load_bundle
+from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
+from tessera.pictures import to_tensor
 from tessera.pipelines.demo import tokenizer_ceiling
+from tessera.sequence.layouts import text_to_image, unconditional
 from tessera.tokenizer import build as visual
 from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
 from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 from tessera.train.trainer import TrainConfig, Trainer
+from tessera.world.constraints import from_geneval, sample_scene_for
 from tessera.world.language import CATEGORIES
+from tessera.world.render import render_image
 
 PRESETS = Path(str(resources.files("tessera") / "configs"))
 F4 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
@@ -52,7 +60,14 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
     "seq32": ("seq-quick", ["tokenizer.seq.proxy_init=runs/recipe/tokenizer-patch4-2048/checkpoint"]),  # 1D: 32 tokens
 }  # fmt: skip
-BASE = ["model.dim=256", "model.n_head=8", "model.n_kv_head=4", "lr=0.002", "code_vectors=false"]
+BASE = [
+    "model.dim=256",
+    "model.n_head=8",
+    "model.n_kv_head=4",
+    "lr=0.002",
+    "code_vectors=false",
+    "data.prompt_share=0.8",
+]
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
@@ -64,9 +79,22 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128": ("patch4-2048", [*D128, "lr=0.003"]),
     "patch4-d128-codes": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true"]),
     "patch4-d128-codes-b16": ("patch4-2048", [*D128, "lr=0.002", "batch_size=16", "code_vectors=true"]),
+    "patch4-d128-codes-b64": ("patch4-2048", [*D128, "lr=0.004", "batch_size=64", "code_vectors=true"]),
+    "patch4-d128-codes-lr6": ("patch4-2048", [*D128, "lr=0.006", "code_vectors=true"]),
+    "patch4-d128-codes-lr15": ("patch4-2048", [*D128, "lr=0.0015", "code_vectors=true"]),
+    "patch4-d128-codes-ema": ("patch4-2048", [*D128, "lr=0.003", "ema=0.99", "code_vectors=true"]),
     "patch4-d128-codes-random": ("patch4-2048", [*D128, "lr=0.003", "order=random", "code_vectors=true"]),
     "patch4-d128-codes-tree": ("patch4-2048", [*D128, "lr=0.003", "order=spanning-tree", "code_vectors=true"]),
     "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
+    "patch4-d128-codes-seed1": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "seed=1"]),
+    "patch4-d128-codes-prompts-seed1": (
+        "patch4-2048",
+        [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", "seed=1"],
+    ),
+    "patch4-d128-codes-b16-prompts": (
+        "patch4-2048",
+        [*D128, "lr=0.002", "batch_size=16", "data.prompt_share=1.0", "code_vectors=true"],
+    ),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),
@@ -149,7 +177,8 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float, steps: int 
     start = time.time()
     finish(make(steps, run))
     trained = time.time() - start
-    score = scored(load_bundle(run / "checkpoint"), Judge.load())
+    bundle = load_bundle(run / "checkpoint")
+    score = scored(bundle, Judge.load()) | {"prompt_nats": round(prompt_nats(bundle, subset()), 2)}
     return {"variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained)} | score
 
 
@@ -164,6 +193,24 @@ def scored(bundle, judge: Judge, sampling: SamplingConfig | None = None) -> dict
     }  # fmt: skip
 
 
+@torch.no_grad()
+def prompt_nats(bundle, metadata: list[dict], seed: int = 0) -> float:
+    """Nats per image the prompt explains: the image tokens' negative log-likelihood under the empty prompt minus
+    under the prompt, teacher-forced on a true scene of each prompt (how far the model has learnt to read it)."""
+    rng, space, model = np.random.default_rng(seed), bundle.space, bundle.model.eval()
+    scenes = [sample_scene_for(from_geneval(m), rng, bundle.cfg.canvas, avoid=UNSEEN_PAIRS) for m in metadata]
+    codes = bundle.image_tokenizer.encode(to_tensor(np.stack([render_image(s) for s in scenes])))  # (N, h, w)
+    text = bundle.encode_prompts([m["prompt"] for m in metadata])  # (N, L)
+    order = make_orders(bundle.cfg.order, len(codes), *codes.shape[1:], torch.Generator().manual_seed(seed))
+    nats = []
+    for prompt in (unconditional(space, text), text):
+        batch = text_to_image(space, prompt, codes, order)
+        targets, _, mask = batch.targets()
+        logits = model(*batch.inputs(), select=mask)[:, space.image_start :]  # (M, n_image): image targets only
+        nats.append(float(F.cross_entropy(logits, targets[mask] - space.image_start, reduction="sum")))
+    return (nats[0] - nats[1]) / len(codes)
+
+
 def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
     return Path("runs/recipe") / (f"model-{name}-{steps}steps" if steps else f"model-{name}-{minutes:g}min")
 
@@ -176,7 +223,7 @@ def bench_sampling(name: str, minutes: float, steps: int | None = None) -> list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["tokenizer", "model", "sampling"])
+    parser.add_argument("what", choices=["tokenizer", "model", "sampling", "nats"])
     parser.add_argument("variant")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
@@ -187,8 +234,11 @@ def main() -> None:
         results = [bench_tokenizer(args.variant, args.minutes)]
     elif args.what == "model":
         results = [bench_model(args.variant, args.minutes, args.tokenizer_minutes, args.steps)]
-    else:
+    elif args.what == "sampling":
         results = bench_sampling(args.variant, args.minutes, args.steps)
+    else:
+        bundle = load_bundle(model_run(args.variant, args.minutes, args.steps) / "checkpoint")
+        results = [{"variant": args.variant, "prompt_nats": round(prompt_nats(bundle, subset()), 2)}]
     machine = {"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"}
     for result in results:
         print(json.dumps(machine | result))
