@@ -83,6 +83,7 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128-codes-lr6": ("patch4-2048", [*D128, "lr=0.006", "code_vectors=true"]),
     "patch4-d128-codes-lr15": ("patch4-2048", [*D128, "lr=0.0015", "code_vectors=true"]),
     "patch4-d128-codes-ema": ("patch4-2048", [*D128, "lr=0.003", "ema=0.99", "code_vectors=true"]),
+    "patch4-d128-codes-bf16": ("patch4-2048", [*D128, "lr=0.003", "amp=bf16", "code_vectors=true"]),
     "patch4-d128-codes-random": ("patch4-2048", [*D128, "lr=0.003", "order=random", "code_vectors=true"]),
     "patch4-d128-codes-tree": ("patch4-2048", [*D128, "lr=0.003", "order=spanning-tree", "code_vectors=true"]),
     "patch4-d128-codes-prompts": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true"]),
