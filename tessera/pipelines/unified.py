@@ -188,8 +188,8 @@ def _introspection_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: in
     }
 
 
-THINKING = ("one_shot", "first", "final", "strict", "tokens_per_image", "chains_redrawn", "redraw_fixes",
-            "critiques_parsed", "low_precision", "low_recall")  # fmt: skip
+CHAINS = ("tokens_per_image", "chains_redrawn", "redraw_fixes", "critiques_parsed", "low_precision", "low_recall")
+THINKING = ("one_shot", "first", "final", "strict", *CHAINS)  # the report's rows: scores, then the chains' statistics
 ROUTES = {"think-zero-shot": "zero-shot (the SFT model)", "think-sft": "TwiG SFT", "think-rl": "TwiG SFT + GRPO"}
 
 
@@ -201,7 +201,7 @@ def _thinking_scores(ckpt: Path, judge: Judge, cfg: UnifiedConfig, seed: int, de
     summary, _, _ = evaluate_thinking(bundle, subset, judge, cfg.eval_per_prompt, seed=seed)
     scores = {"one_shot": one_shot["overall"], "first": summary["first"]["overall"]}
     scores |= {"final": summary["final"]["overall"], "strict": summary["final"]["strict"]}
-    return scores | {k: summary[k] for k in THINKING[4:]}
+    return scores | {k: summary[k] for k in CHAINS}
 
 
 ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined-read")

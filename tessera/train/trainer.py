@@ -125,9 +125,8 @@ def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -
     if logits.dim() == 3:
         logits = logits[mask]  # (M, V)
     allowed = torch.stack([space.allowed(TEXT, logits.device), space.allowed(IMAGE, logits.device)])  # (2, V)
-    barred = torch.zeros(allowed.shape, device=logits.device).masked_fill(~allowed, float("-inf"))  # (2, V)
     kind = slots[mask]  # (M,)
-    logits = logits + barred[kind]  # (M, V)
+    logits = logits + torch.where(allowed, 0.0, float("-inf"))[kind]  # (M, V): each slot's barred ids at -inf
     target = targets[mask]
     each = F.cross_entropy(logits, target, reduction="none")  # (M,)
     image, text = kind == IMAGE, kind == TEXT
