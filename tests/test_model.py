@@ -8,9 +8,11 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(n_kv_head: int = 2) -> Transformer:
+def tiny(n_kv_head: int = 2, text_pool: bool = False) -> Transformer:
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64))
+    cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
+    cfg.image_codes, cfg.text_pool = 20, text_pool  # ids 8..29 are text, 30..49 image codes
+    model = Transformer(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
 
@@ -24,9 +26,9 @@ def inputs(b=3, t=24, seed=1):
     )
 
 
-@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
-def test_cached_logits_match_uncached(n_kv_head):
-    model = tiny(n_kv_head)
+@pytest.mark.parametrize("n_kv_head,text_pool", [(1, False), (2, False), (4, False), (2, True)])
+def test_cached_logits_match_uncached(n_kv_head, text_pool):
+    model = tiny(n_kv_head, text_pool)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
@@ -47,8 +49,9 @@ def test_cached_logits_match_uncached(n_kv_head):
     assert full.abs().max() > 0.1
 
 
-def test_causal_and_target_aware():
-    model = tiny()
+@pytest.mark.parametrize("text_pool", [False, True])
+def test_causal_and_target_aware(text_pool):
+    model = tiny(text_pool=text_pool)
     ids, pos, target = inputs(b=1)
     with torch.no_grad():
         base = model(ids, pos, target)
@@ -61,6 +64,18 @@ def test_causal_and_target_aware():
     assert torch.equal(base[0, :15], changed[0, :15])  # the past never sees the future
     assert not torch.allclose(base[0, 15], changed[0, 15])
     assert not torch.allclose(base[0, 15], retarget[0, 15])  # told another target cell, it predicts otherwise
+
+
+def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
+    model = tiny(text_pool=True)
+    ids = torch.tensor([[1, 9, 12, 3, 30, 31, 10, 40]])  # <bos> two words <boi> two codes, a word, a code
+    with torch.no_grad():
+        emb = model.tok_embeddings(ids)
+        context = model.text_context(ids, emb, None, 0)  # (1, 8, D)
+        two, three = model.text_proj(emb[0, 1:3].mean(0)), model.text_proj(emb[0, [1, 2, 6]].mean(0))
+    assert torch.equal(context[0, [0, 1, 2, 6]], torch.zeros(4, 64))  # text, and what comes before any text
+    assert all(torch.allclose(context[0, i], two, atol=1e-6) for i in (3, 4, 5))
+    assert torch.allclose(context[0, 7], three, atol=1e-6)
 
 
 def test_zero_initialised_head_starts_uniform():

@@ -7,7 +7,9 @@ key of every other token (LlamaGen's class token) multiplied by zero. Image toke
 their own (frame, row, col) and of the target position, the cell the next token fills, so one model draws
 in raster, random or any other order. Optionally (code_dim), the image rows of the input and output tables
 also carry a learned projection of each code's vector in the visual tokenizer, so codes that look alike start
-alike: what the model learns of one red patch it knows of every red patch.
+alike: what the model learns of one red patch it knows of every red patch. Optionally (text_pool), every token
+that is not text adds a learned projection of the mean embedding of the text tokens before it: an image token
+then holds the prompt's words from the first layer, without first learning to attend to them.
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 
 from tessera.config import at_least
 from tessera.errors import ConfigError
+from tessera.sequence.ids import SPECIALS
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ModelConfig:
     image_codes: int = 0  # the last image_codes ids are image codes; with code_dim, embedded from their vectors
     code_dim: int = 0  # width of the visual tokenizer's code vectors (0: image codes are free embeddings alone)
     dca: bool = False  # disentangled causal attention between condition parts (needs the layouts' segments)
+    text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -68,6 +72,8 @@ class KVCache:
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.dim // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # text_pool's running sum of text embeddings and their count, (B, max_len, dim + 1)
+        self.text_sum = torch.zeros(batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if cfg.text_pool else None
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
@@ -203,6 +209,7 @@ class Transformer(nn.Module):
             self.register_buffer("code_vectors", torch.zeros(cfg.image_codes, cfg.code_dim))  # set by the trainer
             self.code_in = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
             self.code_out = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
+        self.text_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool else None
         cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -237,6 +244,8 @@ class Transformer(nn.Module):
                 raise ValueError("disentangled attention reads a whole prompt at once, from stream position 0")
             mask = dca_mask(segment)
         x = self.tok_embeddings(ids)  # (B, T, D)
+        if self.text_proj is not None:
+            x = x + self.text_context(ids, x, cache, start)
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
             x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
@@ -250,6 +259,18 @@ class Transformer(nn.Module):
         if select is not None:
             x = x[select]  # (M, D)
         return F.linear(self.norm(x), self.output_weight()).float()  # (B, T, vocab) or (M, vocab)
+
+    def text_context(self, ids: torch.Tensor, emb: torch.Tensor, cache: KVCache | None, start: int) -> torch.Tensor:
+        """(B, T, D): at each non-text token, the projected mean embedding of the text tokens before it (zero at
+        text tokens and before any text), so an image token holds the prompt's words without attending to them."""
+        is_text = ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)  # (B, T, 1)
+        run = torch.cat([emb * is_text, is_text.to(emb.dtype)], dim=-1).cumsum(1)  # (B, T, D + 1): sum, count
+        if cache is not None:
+            if start:
+                run = run + cache.text_sum[:, start - 1 : start].to(run.dtype)
+            cache.text_sum[:, start : start + ids.shape[1]] = run
+        mean = run[..., :-1] / run[..., -1:].clamp(min=1)  # (B, T, D)
+        return ~is_text * self.text_proj(mean)
 
     def output_weight(self) -> torch.Tensor:
         """(vocab, D): the output table, whose image rows add the projected code vectors when code_dim is set."""
