@@ -67,6 +67,8 @@ BASE = [
     "lr=0.002",
     "code_vectors=false",
     "data.prompt_share=0.8",
+    "model.text_pool=false",
+    "sampling.cfg_scale=3.0",  # the measuring set is drawn at guidance 3 (`sampling` compares others)
 ]
 POOL = "model.text_pool=true"  # image tokens add the prompt's mean word embedding
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
@@ -112,6 +114,9 @@ SAMPLERS = {  # name -> sampling of the measured images (the presets sample at t
     "t0.6-cfg3": SamplingConfig(temperature=0.6, cfg_scale=3.0),
     "top20-cfg3": SamplingConfig(top_k=20, cfg_scale=3.0),
     "t0.6-cfg6": SamplingConfig(temperature=0.6, cfg_scale=6.0),
+    "t1-cfg1.5": SamplingConfig(cfg_scale=1.5),
+    "t1-cfg1": SamplingConfig(cfg_scale=1.0),
+    "t0.6-cfg1.5": SamplingConfig(temperature=0.6, cfg_scale=1.5),
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
