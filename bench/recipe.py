@@ -70,8 +70,9 @@ BASE = [
     "model.text_pool=false",
     "sampling.cfg_scale=3.0",  # the measuring set is drawn at guidance 3 (`sampling` compares others)
 ]
-POOL = "model.text_pool=true"  # image tokens add the prompt's mean word embedding
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
+# the quick preset's model: prompts only, and image tokens that add the prompt's mean word embedding
+POOL = [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", "model.text_pool=true"]
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
     "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
@@ -99,11 +100,8 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "patch4-2048",
         [*D128, "lr=0.002", "batch_size=16", "data.prompt_share=1.0", "code_vectors=true"],
     ),
-    "patch4-d128-codes-pool": ("patch4-2048", [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", POOL]),
-    "patch4-d128-codes-pool-seed1": (
-        "patch4-2048",
-        [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", POOL, "seed=1"],
-    ),
+    "patch4-d128-codes-pool": ("patch4-2048", POOL),
+    "patch4-d128-codes-pool-seed1": ("patch4-2048", [*POOL, "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),
