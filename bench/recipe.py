@@ -2,10 +2,10 @@
 fixed set of training-distribution prompts (never the benchmark's, the held-out or the compositional ones)?
 
     python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
-    python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval, strict, prompt_nats
+    python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval, strict, the nats read
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
     python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
-    python bench/recipe.py nats patch4-d128-codes --minutes 40        # that trained model's prompt_nats alone
+    python bench/recipe.py nats patch4-d128-codes --minutes 40        # that model's prompt_nats and binding_nats
 
 A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
@@ -15,6 +15,7 @@ time given: a short run measures the time of a step first.
 import argparse
 import json
 import platform
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -102,6 +103,8 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     ),
     "patch4-d128-codes-pool": ("patch4-2048", POOL),
     "patch4-d128-codes-pool-seed1": ("patch4-2048", [*POOL, "seed=1"]),
+    "patch4-d128-codes-pool-layers": ("patch4-2048", [*POOL, "model.text_pool_layers=true"]),
+    "patch4-d128-codes-pool-layers-seed1": ("patch4-2048", [*POOL, "model.text_pool_layers=true", "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),
@@ -188,7 +191,7 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float, steps: int 
     finish(make(steps, run))
     trained = time.time() - start
     bundle = load_bundle(run / "checkpoint")
-    score = scored(bundle, Judge.load()) | {"prompt_nats": round(prompt_nats(bundle, subset()), 2)}
+    score = scored(bundle, Judge.load()) | reading(bundle)
     return {"variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained)} | score
 
 
@@ -203,22 +206,53 @@ def scored(bundle, judge: Judge, sampling: SamplingConfig | None = None) -> dict
     }  # fmt: skip
 
 
+def true_codes(bundle, metadata: list[dict], seed: int) -> torch.Tensor:
+    """(N, h, w) codes of one true scene of each prompt, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    scenes = [sample_scene_for(from_geneval(m), rng, bundle.cfg.canvas, avoid=UNSEEN_PAIRS) for m in metadata]
+    return bundle.image_tokenizer.encode(to_tensor(np.stack([render_image(s) for s in scenes])))
+
+
 @torch.no_grad()
+def image_nats(bundle, text: torch.Tensor, codes: torch.Tensor, seed: int) -> float:
+    """The image tokens' summed negative log-likelihood, teacher-forced, each image after its (N, L) text."""
+    space, model = bundle.space, bundle.model.eval()
+    order = make_orders(bundle.cfg.order, len(codes), *codes.shape[1:], torch.Generator().manual_seed(seed))
+    batch = text_to_image(space, text, codes, order)
+    targets, _, mask = batch.targets()
+    logits = model(*batch.inputs(), select=mask)[:, space.image_start :]  # (M, n_image): image targets only
+    return float(F.cross_entropy(logits, targets[mask] - space.image_start, reduction="sum"))
+
+
 def prompt_nats(bundle, metadata: list[dict], seed: int = 0) -> float:
     """Nats per image the prompt explains: the image tokens' negative log-likelihood under the empty prompt minus
     under the prompt, teacher-forced on a true scene of each prompt (how far the model has learnt to read it)."""
-    rng, space, model = np.random.default_rng(seed), bundle.space, bundle.model.eval()
-    scenes = [sample_scene_for(from_geneval(m), rng, bundle.cfg.canvas, avoid=UNSEEN_PAIRS) for m in metadata]
-    codes = bundle.image_tokenizer.encode(to_tensor(np.stack([render_image(s) for s in scenes])))  # (N, h, w)
-    text = bundle.encode_prompts([m["prompt"] for m in metadata])  # (N, L)
-    order = make_orders(bundle.cfg.order, len(codes), *codes.shape[1:], torch.Generator().manual_seed(seed))
-    nats = []
-    for prompt in (unconditional(space, text), text):
-        batch = text_to_image(space, prompt, codes, order)
-        targets, _, mask = batch.targets()
-        logits = model(*batch.inputs(), select=mask)[:, space.image_start :]  # (M, n_image): image targets only
-        nats.append(float(F.cross_entropy(logits, targets[mask] - space.image_start, reduction="sum")))
-    return (nats[0] - nats[1]) / len(codes)
+    codes, text = true_codes(bundle, metadata, seed), bundle.encode_prompts([m["prompt"] for m in metadata])
+    empty = image_nats(bundle, unconditional(bundle.space, text), codes, seed)
+    return (empty - image_nats(bundle, text, codes, seed)) / len(codes)
+
+
+def swap_colours(m: dict) -> str:
+    """A two-colour prompt with its colours swapped: "a red circle and a blue square" -> "a blue circle and ..."."""
+    a, b = (o["color"] for o in m["include"])
+    return re.sub(rf"\b({a}|{b})\b", lambda w: b if w[0] == a else a, m["prompt"])
+
+
+def binding_nats(bundle, metadata: list[dict], seed: int = 0, per_prompt: int = 4) -> float:
+    """Nats per image by which the model prefers a color_attr scene's own prompt to the same words with the colours
+    swapped, teacher-forced on `per_prompt` true scenes of each: 0 for a model that reads the words as a bag,
+    positive once it knows which colour goes with which shape."""
+    pairs = [m for m in metadata if m["tag"] == "color_attr"] * per_prompt
+    codes = true_codes(bundle, pairs, seed)
+    own, swapped = (bundle.encode_prompts(p) for p in ([m["prompt"] for m in pairs], [swap_colours(m) for m in pairs]))
+    return (image_nats(bundle, swapped, codes, seed) - image_nats(bundle, own, codes, seed)) / len(codes)
+
+
+def reading(bundle) -> dict:
+    """How much of the measuring set's prompts the model reads (prompt_nats) and binds (binding_nats)."""
+    prompts = subset()
+    read, bound = prompt_nats(bundle, prompts), binding_nats(bundle, prompts)
+    return {"prompt_nats": round(read, 2), "binding_nats": round(bound, 2)}
 
 
 def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
@@ -248,7 +282,7 @@ def main() -> None:
         results = bench_sampling(args.variant, args.minutes, args.steps)
     else:
         bundle = load_bundle(model_run(args.variant, args.minutes, args.steps) / "checkpoint")
-        results = [{"variant": args.variant, "prompt_nats": round(prompt_nats(bundle, subset()), 2)}]
+        results = [{"variant": args.variant} | reading(bundle)]
     machine = {"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"}
     for result in results:
         print(json.dumps(machine | result))

@@ -8,10 +8,10 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(n_kv_head: int = 2, text_pool: bool = False) -> Transformer:
+def tiny(n_kv_head: int = 2, text_pool: bool = False, layers: bool = False) -> Transformer:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
-    cfg.image_codes, cfg.text_pool = 20, text_pool  # ids 8..29 are text, 30..49 image codes
+    cfg.image_codes, cfg.text_pool, cfg.text_pool_layers = 20, text_pool, layers  # ids 8..29 text, 30..49 codes
     model = Transformer(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
@@ -26,9 +26,12 @@ def inputs(b=3, t=24, seed=1):
     )
 
 
-@pytest.mark.parametrize("n_kv_head,text_pool", [(1, False), (2, False), (4, False), (2, True)])
-def test_cached_logits_match_uncached(n_kv_head, text_pool):
-    model = tiny(n_kv_head, text_pool)
+CACHES = [(1, False, False), (2, False, False), (4, False, False), (2, True, False), (2, True, True)]
+
+
+@pytest.mark.parametrize("n_kv_head,text_pool,layers", CACHES)
+def test_cached_logits_match_uncached(n_kv_head, text_pool, layers):
+    model = tiny(n_kv_head, text_pool, layers)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
@@ -49,9 +52,9 @@ def test_cached_logits_match_uncached(n_kv_head, text_pool):
     assert full.abs().max() > 0.1
 
 
-@pytest.mark.parametrize("text_pool", [False, True])
-def test_causal_and_target_aware(text_pool):
-    model = tiny(text_pool=text_pool)
+@pytest.mark.parametrize("text_pool,layers", [(False, False), (True, False), (True, True)])
+def test_causal_and_target_aware(text_pool, layers):
+    model = tiny(text_pool=text_pool, layers=layers)
     ids, pos, target = inputs(b=1)
     with torch.no_grad():
         base = model(ids, pos, target)
@@ -71,11 +74,32 @@ def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
     ids = torch.tensor([[1, 9, 12, 3, 30, 31, 10, 40]])  # <bos> two words <boi> two codes, a word, a code
     with torch.no_grad():
         emb = model.tok_embeddings(ids)
-        context = model.text_context(ids, emb, None, 0)  # (1, 8, D)
+        is_text = ((ids >= 8) & (ids < 30)).unsqueeze(-1)
+        context = model.text_context(is_text, emb, model.text_proj, None, 0, 0)  # (1, 8, D)
         two, three = model.text_proj(emb[0, 1:3].mean(0)), model.text_proj(emb[0, [1, 2, 6]].mean(0))
     assert torch.equal(context[0, [0, 1, 2, 6]], torch.zeros(4, 64))  # text, and what comes before any text
     assert all(torch.allclose(context[0, i], two, atol=1e-6) for i in (3, 4, 5))
     assert torch.allclose(context[0, 7], three, atol=1e-6)
+
+
+def test_text_pool_layers_pass_the_words_as_read_by_the_layer_before():
+    model = tiny(text_pool=True, layers=True)
+    ids, pos, target = inputs(b=1)
+    ids[0, :6], ids[0, 6:] = torch.tensor([1, 9, 12, 15, 18, 3]), 30 + ids[0, 6:] % 20  # words, then codes only
+    swapped = ids.clone()
+    swapped[0, [1, 2]] = swapped[0, [2, 1]]  # the same words in another order
+    with torch.no_grad():
+        base, other = model(ids, pos, target)[0, 6:], model(swapped, pos, target)[0, 6:]
+        model.layer_text_proj[0].weight.zero_()
+        pooled_once = model(ids, pos, target)[0, 6:], model(swapped, pos, target)[0, 6:]
+    assert len(model.layer_text_proj) == 1  # one for each layer after the first
+    # only attention sees the order of the words; the later layer's pool adds what the words made of each other
+    assert (base - other).abs().max() > (pooled_once[0] - pooled_once[1]).abs().max()
+
+
+def test_text_pool_layers_need_text_pool():
+    with pytest.raises(TesseraError, match="text_pool_layers needs"):
+        ModelConfig(vocab_size=50, image_codes=20, text_pool_layers=True).validate()
 
 
 def test_zero_initialised_head_starts_uniform():
