@@ -103,8 +103,8 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     ),
     "patch4-d128-codes-pool": ("patch4-2048", POOL),
     "patch4-d128-codes-pool-seed1": ("patch4-2048", [*POOL, "seed=1"]),
-    "patch4-d128-codes-pool-layers": ("patch4-2048", [*POOL, "model.text_pool_layers=true"]),
-    "patch4-d128-codes-pool-layers-seed1": ("patch4-2048", [*POOL, "model.text_pool_layers=true", "seed=1"]),
+    "patch4-d128-codes-pairs": ("patch4-2048", [*POOL, "model.text_pool_pairs=true"]),
+    "patch4-d128-codes-pairs-seed1": ("patch4-2048", [*POOL, "model.text_pool_pairs=true", "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "f4-d256": ("f4-512", []),

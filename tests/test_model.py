@@ -8,10 +8,10 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(n_kv_head: int = 2, text_pool: bool = False, layers: bool = False) -> Transformer:
+def tiny(n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False) -> Transformer:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
-    cfg.image_codes, cfg.text_pool, cfg.text_pool_layers = 20, text_pool, layers  # ids 8..29 text, 30..49 codes
+    cfg.image_codes, cfg.text_pool, cfg.text_pool_pairs = 20, text_pool, pairs  # ids 8..29 text, 30..49 codes
     model = Transformer(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
@@ -29,9 +29,9 @@ def inputs(b=3, t=24, seed=1):
 CACHES = [(1, False, False), (2, False, False), (4, False, False), (2, True, False), (2, True, True)]
 
 
-@pytest.mark.parametrize("n_kv_head,text_pool,layers", CACHES)
-def test_cached_logits_match_uncached(n_kv_head, text_pool, layers):
-    model = tiny(n_kv_head, text_pool, layers)
+@pytest.mark.parametrize("n_kv_head,text_pool,pairs", CACHES)
+def test_cached_logits_match_uncached(n_kv_head, text_pool, pairs):
+    model = tiny(n_kv_head, text_pool, pairs)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
@@ -52,9 +52,9 @@ def test_cached_logits_match_uncached(n_kv_head, text_pool, layers):
     assert full.abs().max() > 0.1
 
 
-@pytest.mark.parametrize("text_pool,layers", [(False, False), (True, False), (True, True)])
-def test_causal_and_target_aware(text_pool, layers):
-    model = tiny(text_pool=text_pool, layers=layers)
+@pytest.mark.parametrize("text_pool,pairs", [(False, False), (True, False), (True, True)])
+def test_causal_and_target_aware(text_pool, pairs):
+    model = tiny(text_pool=text_pool, pairs=pairs)
     ids, pos, target = inputs(b=1)
     with torch.no_grad():
         base = model(ids, pos, target)
@@ -74,32 +74,46 @@ def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
     ids = torch.tensor([[1, 9, 12, 3, 30, 31, 10, 40]])  # <bos> two words <boi> two codes, a word, a code
     with torch.no_grad():
         emb = model.tok_embeddings(ids)
-        is_text = ((ids >= 8) & (ids < 30)).unsqueeze(-1)
-        context = model.text_context(is_text, emb, model.text_proj, None, 0, 0)  # (1, 8, D)
+        context = pooled(model, ids, pairs=False)  # (1, 8, D)
         two, three = model.text_proj(emb[0, 1:3].mean(0)), model.text_proj(emb[0, [1, 2, 6]].mean(0))
     assert torch.equal(context[0, [0, 1, 2, 6]], torch.zeros(4, 64))  # text, and what comes before any text
     assert all(torch.allclose(context[0, i], two, atol=1e-6) for i in (3, 4, 5))
     assert torch.allclose(context[0, 7], three, atol=1e-6)
 
 
-def test_text_pool_layers_pass_the_words_as_read_by_the_layer_before():
-    model = tiny(text_pool=True, layers=True)
-    ids, pos, target = inputs(b=1)
-    ids[0, :6], ids[0, 6:] = torch.tensor([1, 9, 12, 15, 18, 3]), 30 + ids[0, 6:] % 20  # words, then codes only
-    swapped = ids.clone()
-    swapped[0, [1, 2]] = swapped[0, [2, 1]]  # the same words in another order
+def pooled(model: Transformer, ids: torch.Tensor, pairs: bool) -> torch.Tensor:
+    """(1, T, D) what text_pool adds at each token: the mean of single words, or of adjacent words' products."""
+    is_text, emb = ((ids >= 8) & (ids < 30)).unsqueeze(-1), model.tok_embeddings(ids)
+    if pairs:
+        return model.text_context(is_text, *model.word_pairs(is_text, emb, None, 0), model.pair_proj, None, 1, 0)
+    return model.text_context(is_text, emb, is_text, model.text_proj, None, 0, 0)
+
+
+def test_text_pool_pairs_give_each_later_token_the_mean_product_of_adjacent_words():
+    model = tiny(text_pool=True, pairs=True)
+    ids = torch.tensor([[1, 9, 12, 14, 3, 30, 31, 10, 40]])  # <bos> three words <boi> two codes, a word, a code
     with torch.no_grad():
-        base, other = model(ids, pos, target)[0, 6:], model(swapped, pos, target)[0, 6:]
-        model.layer_text_proj[0].weight.zero_()
-        pooled_once = model(ids, pos, target)[0, 6:], model(swapped, pos, target)[0, 6:]
-    assert len(model.layer_text_proj) == 1  # one for each layer after the first
-    # only attention sees the order of the words; the later layer's pool adds what the words made of each other
-    assert (base - other).abs().max() > (pooled_once[0] - pooled_once[1]).abs().max()
+        words = torch.nn.functional.rms_norm(model.tok_embeddings(ids), (64,))[0]  # (9, D)
+        context = pooled(model, ids, pairs=True)
+        pairs = model.pair_proj(torch.stack([words[1] * words[2], words[2] * words[3]]).mean(0))
+    assert torch.equal(context[0, [0, 1, 2, 3, 7]], torch.zeros(5, 64))  # words, and what comes before a pair
+    # the lone word after the codes makes no pair (the token before it is a code), so the last code sees the same
+    assert all(torch.allclose(context[0, i], pairs, atol=1e-6) for i in (4, 5, 6, 8))
 
 
-def test_text_pool_layers_need_text_pool():
-    with pytest.raises(TesseraError, match="text_pool_layers needs"):
-        ModelConfig(vocab_size=50, image_codes=20, text_pool_layers=True).validate()
+def test_text_pool_pairs_tell_which_colour_goes_with_which_shape():
+    model = tiny(text_pool=True, pairs=True)
+    red_circle = torch.tensor([[1, 9, 12, 13, 10, 14, 3]])  # <bos> red circle and blue square <boi>
+    blue_circle = torch.tensor([[1, 10, 12, 13, 9, 14, 3]])  # the same words, colours swapped
+    with torch.no_grad():
+        bag = [pooled(model, ids, pairs=False)[0, -1] for ids in (red_circle, blue_circle)]
+        pairs = [pooled(model, ids, pairs=True)[0, -1] for ids in (red_circle, blue_circle)]
+    assert torch.allclose(*bag, atol=1e-6) and not torch.allclose(*pairs, atol=1e-3)
+
+
+def test_text_pool_pairs_need_text_pool():
+    with pytest.raises(TesseraError, match="text_pool_pairs needs"):
+        ModelConfig(vocab_size=50, image_codes=20, text_pool_pairs=True).validate()
 
 
 def test_zero_initialised_head_starts_uniform():

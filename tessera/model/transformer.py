@@ -9,9 +9,9 @@ in raster, random or any other order. Optionally (code_dim), the image rows of t
 also carry a learned projection of each code's vector in the visual tokenizer, so codes that look alike start
 alike: what the model learns of one red patch it knows of every red patch. Optionally (text_pool), every token
 that is not text adds a learned projection of the mean embedding of the text tokens before it: an image token
-then holds the prompt's words from the first layer, without first learning to attend to them. With
-text_pool_layers, every later layer's input adds its own projection of the mean of the text tokens' hidden states
-there: once the words have read each other ("red" before "circle"), that mean says which colour goes with which shape.
+then holds the prompt's words from the first layer, without first learning to attend to them. A mean of words
+cannot say which colour goes with which shape; with text_pool_pairs such a token also adds a projection of the mean
+product of each two adjacent words' normalised embeddings, so "red"·"circle" and "blue"·"square" reach it as pairs.
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
@@ -49,7 +49,7 @@ class ModelConfig:
     code_dim: int = 0  # width of the visual tokenizer's code vectors (0: image codes are free embeddings alone)
     dca: bool = False  # disentangled causal attention between condition parts (needs the layouts' segments)
     text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
-    text_pool_layers: bool = False  # and at every later layer, of the mean of the text tokens' hidden states there
+    text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -66,8 +66,8 @@ class ModelConfig:
             raise ConfigError(f"model.rope must be stream or grid, got {self.rope!r}")
         if self.rope == "grid" and (self.dim // self.n_head) % 4:
             raise ConfigError("model.rope=grid needs model.dim / model.n_head divisible by 4 (rows and columns)")
-        if self.text_pool_layers and not self.text_pool:
-            raise ConfigError("model.text_pool_layers needs model.text_pool")
+        if self.text_pool_pairs and not self.text_pool:
+            raise ConfigError("model.text_pool_pairs needs model.text_pool")
 
 
 class KVCache:
@@ -77,10 +77,12 @@ class KVCache:
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.dim // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        # text_pool's running sums of the text tokens' embeddings (and, with text_pool_layers, of their hidden states
-        # at each later layer) with their count, (pools, B, max_len, dim + 1)
-        pools = (cfg.n_layer if cfg.text_pool_layers else 1) if cfg.text_pool else 0
+        # text_pool's running sums of the words' embeddings (and, with text_pool_pairs, of adjacent words' products)
+        # with their counts, (pools, B, max_len, dim + 1); and each token's normalised word embedding with a flag
+        # that it is a word, (B, max_len, dim + 1), for the pair it makes with the next token
+        pools = (2 if cfg.text_pool_pairs else 1) if cfg.text_pool else 0
         self.text_sum = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
+        self.words = torch.zeros(batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools > 1 else None
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
@@ -217,8 +219,7 @@ class Transformer(nn.Module):
             self.code_in = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
             self.code_out = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
         self.text_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool else None
-        later = cfg.n_layer - 1 if cfg.text_pool_layers else 0
-        self.layer_text_proj = nn.ModuleList(nn.Linear(cfg.dim, cfg.dim, bias=False) for _ in range(later))
+        self.pair_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool_pairs else None
         cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -252,10 +253,14 @@ class Transformer(nn.Module):
             if start:
                 raise ValueError("disentangled attention reads a whole prompt at once, from stream position 0")
             mask = dca_mask(segment)
-        x = self.tok_embeddings(ids)  # (B, T, D)
+        x = emb = self.tok_embeddings(ids)  # (B, T, D)
         is_text = ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)  # (B, T, 1)
         if self.text_proj is not None:
-            x = x + self.text_context(is_text, x, self.text_proj, cache, 0, start)
+            x = x + self.text_context(is_text, emb, is_text, self.text_proj, cache, 0, start)
+        if self.pair_proj is not None:
+            x = x + self.text_context(
+                is_text, *self.word_pairs(is_text, emb, cache, start), self.pair_proj, cache, 1, start
+            )
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
             x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
@@ -265,8 +270,6 @@ class Transformer(nn.Module):
         else:
             cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         for i, layer in enumerate(self.layers):
-            if i and self.layer_text_proj:
-                x = x + self.text_context(is_text, x, self.layer_text_proj[i - 1], cache, i, start)
             x = layer(x, cos, sin, cache, i, start, mask)
         if select is not None:
             x = x[select]  # (M, D)
@@ -274,17 +277,37 @@ class Transformer(nn.Module):
 
     @staticmethod
     def text_context(
-        is_text: torch.Tensor, h: torch.Tensor, proj: nn.Linear, cache: KVCache | None, pool: int, start: int
+        is_text: torch.Tensor,  # (B, T, 1)
+        h: torch.Tensor,  # (B, T, D)
+        counted: torch.Tensor,  # (B, T, 1): the positions whose h enter the mean
+        proj: nn.Linear,
+        cache: KVCache | None,
+        pool: int,
+        start: int,
     ) -> torch.Tensor:
-        """(B, T, D): at each non-text token, `proj` of the mean of `h` over the text tokens before it (zero at
-        text tokens and before any text), so an image token holds the prompt's words without attending to them."""
-        run = torch.cat([h * is_text, is_text.to(h.dtype)], dim=-1).cumsum(1)  # (B, T, D + 1): sum, count
+        """(B, T, D): at each non-text token, `proj` of the mean of `h` over the counted tokens before it (zero at
+        text tokens and before any), so an image token holds the prompt's words without attending to them."""
+        run = torch.cat([h * counted, counted.to(h.dtype)], dim=-1).cumsum(1)  # (B, T, D + 1): sum, count
         if cache is not None:
             if start:
                 run = run + cache.text_sum[pool, :, start - 1 : start].to(run.dtype)
             cache.text_sum[pool, :, start : start + h.shape[1]] = run
         mean = run[..., :-1] / run[..., -1:].clamp(min=1)  # (B, T, D)
         return ~is_text * proj(mean)
+
+    def word_pairs(
+        self, is_text: torch.Tensor, emb: torch.Tensor, cache: KVCache | None, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) each word's normalised embedding times the previous token's, and (B, T, 1) where both are
+        words: the pairs a prompt is made of ("red"·"circle"), which a mean of single words loses."""
+        words = torch.cat([F.rms_norm(emb, emb.shape[-1:]) * is_text, is_text.to(emb.dtype)], dim=-1)  # (B, T, D+1)
+        before = words.new_zeros(words.shape[0], 1, words.shape[-1])
+        if cache is not None:
+            if start:
+                before = cache.words[:, start - 1 : start].to(words.dtype)
+            cache.words[:, start : start + emb.shape[1]] = words
+        prev = torch.cat([before, words[:, :-1]], dim=1)  # (B, T, D + 1): the token before each
+        return words[..., :-1] * prev[..., :-1], is_text & (prev[..., -1:] > 0)
 
     def output_weight(self) -> torch.Tensor:
         """(vocab, D): the output table, whose image rows add the projected code vectors when code_dim is set."""
