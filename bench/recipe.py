@@ -6,8 +6,9 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
     python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
     python bench/recipe.py nats patch4-d128-codes --minutes 40        # that model's prompt_nats and binding_nats
+    python bench/recipe.py rl lr1e-4 --init runs/demo/model/checkpoint  # the demo's GRPO, changed; before and after
 
-A variant is a name in TOKENIZERS or MODELS: key=value overrides of the quick presets. A model variant names its
+A variant is a name in TOKENIZERS, MODELS or RL: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
 time given: a short run measures the time of a step first.
 """
@@ -35,7 +36,8 @@ from tessera.model.bundle import load as load_bundle
 from tessera.model.orders import make_orders
 from tessera.model.sampling import SamplingConfig
 from tessera.pictures import to_tensor
-from tessera.pipelines.demo import tokenizer_ceiling
+from tessera.pipelines.demo import DemoConfig, tokenizer_ceiling
+from tessera.rl.trainer import RLTrainer
 from tessera.sequence.layouts import text_to_image, unconditional
 from tessera.tokenizer import build as visual
 from tessera.tokenizer.evaluate import evaluate as evaluate_tokenizer
@@ -118,6 +120,11 @@ SAMPLERS = {  # name -> sampling of the measured images (the presets sample at t
     "t1-cfg1.5": SamplingConfig(cfg_scale=1.5),
     "t1-cfg1": SamplingConfig(cfg_scale=1.0),
     "t0.6-cfg1.5": SamplingConfig(temperature=0.6, cfg_scale=1.5),
+}
+RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, rl)
+    "demo": [],
+    "lr1e-4": ["lr=0.0001"],
+    "lr3e-4": ["lr=0.0003"],
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
@@ -265,19 +272,40 @@ def bench_sampling(name: str, minutes: float, steps: int | None = None) -> list[
     return [{"variant": name, "sampler": s} | scored(bundle, judge, cfg) for s, cfg in SAMPLERS.items()]
 
 
+def bench_rl(name: str, init: str) -> list[dict]:
+    """The quick demo's GRPO from `init` with a variant's overrides; the measuring set scored before and after, at
+    the GRPO's sampling."""
+    cfg = load(DemoConfig(), PRESETS / "demo" / "quick.yaml").rl
+    cfg = load(cfg, options={"init": init, "eval_every": 0}, pairs=RL[name])
+    run = Path("runs/recipe") / f"rl-{name}"
+    start = time.time()
+    finish(RLTrainer(cfg, run, progress=False, fresh=True))
+    trained = time.time() - start
+    judge = Judge.load()
+    return [
+        {"variant": name, "model": label, "rl_s": round(trained)} | scored(load_bundle(ckpt), judge, cfg.sampling)
+        for label, ckpt in (("before", init), ("after", run / "checkpoint"))
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["tokenizer", "model", "sampling", "nats"])
+    parser.add_argument("what", choices=["tokenizer", "model", "sampling", "nats", "rl"])
     parser.add_argument("variant")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
     parser.add_argument("--steps", type=int, help="model: train exactly this many steps (equal compute across orders)")
+    parser.add_argument("--init", help="rl: the model checkpoint to start from")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.what == "tokenizer":
         results = [bench_tokenizer(args.variant, args.minutes)]
     elif args.what == "model":
         results = [bench_model(args.variant, args.minutes, args.tokenizer_minutes, args.steps)]
+    elif args.what == "rl":
+        if not args.init:
+            parser.error("rl needs --init CKPT")
+        results = bench_rl(args.variant, args.init)
     elif args.what == "sampling":
         results = bench_sampling(args.variant, args.minutes, args.steps)
     else:

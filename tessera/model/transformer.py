@@ -295,8 +295,9 @@ class Transformer(nn.Module):
         mean = run[..., :-1] / run[..., -1:].clamp(min=1)  # (B, T, D)
         return ~is_text * proj(mean)
 
+    @staticmethod
     def word_pairs(
-        self, is_text: torch.Tensor, emb: torch.Tensor, cache: KVCache | None, start: int
+        is_text: torch.Tensor, emb: torch.Tensor, cache: KVCache | None, start: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) each word's normalised embedding times the previous token's, and (B, T, 1) where both are
         words: the pairs a prompt is made of ("red"·"circle"), which a mean of single words loses."""
