@@ -297,6 +297,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="model: train exactly this many steps (equal compute across orders)")
     parser.add_argument("--init", help="rl: the model checkpoint to start from")
     args = parser.parse_args()
+    known = TOKENIZERS if args.what == "tokenizer" else RL if args.what == "rl" else MODELS
+    if args.variant not in known:
+        parser.error(f"unknown {args.what} variant {args.variant!r}; expected one of {', '.join(known)}")
     torch.manual_seed(0)
     if args.what == "tokenizer":
         results = [bench_tokenizer(args.variant, args.minutes)]
