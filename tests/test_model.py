@@ -69,6 +69,14 @@ def test_causal_and_target_aware(text_pool, pairs):
     assert not torch.allclose(base[0, 15], retarget[0, 15])  # told another target cell, it predicts otherwise
 
 
+def pooled(model: Transformer, ids: torch.Tensor, pairs: bool) -> torch.Tensor:
+    """(1, T, D) what text_pool adds at each token: the mean of single words, or of adjacent words' products."""
+    is_text, emb = model.text_mask(ids), model.tok_embeddings(ids)
+    if pairs:
+        return model.text_context(is_text, *model.word_pairs(is_text, emb, None, 0), model.pair_proj, None, 1, 0)
+    return model.text_context(is_text, emb, is_text, model.text_proj, None, 0, 0)
+
+
 def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
     model = tiny(text_pool=True)
     ids = torch.tensor([[1, 9, 12, 3, 30, 31, 10, 40]])  # <bos> two words <boi> two codes, a word, a code
@@ -79,14 +87,6 @@ def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
     assert torch.equal(context[0, [0, 1, 2, 6]], torch.zeros(4, 64))  # text, and what comes before any text
     assert all(torch.allclose(context[0, i], two, atol=1e-6) for i in (3, 4, 5))
     assert torch.allclose(context[0, 7], three, atol=1e-6)
-
-
-def pooled(model: Transformer, ids: torch.Tensor, pairs: bool) -> torch.Tensor:
-    """(1, T, D) what text_pool adds at each token: the mean of single words, or of adjacent words' products."""
-    is_text, emb = ((ids >= 8) & (ids < 30)).unsqueeze(-1), model.tok_embeddings(ids)
-    if pairs:
-        return model.text_context(is_text, *model.word_pairs(is_text, emb, None, 0), model.pair_proj, None, 1, 0)
-    return model.text_context(is_text, emb, is_text, model.text_proj, None, 0, 0)
 
 
 def test_text_pool_pairs_give_each_later_token_the_mean_product_of_adjacent_words():

@@ -254,13 +254,12 @@ class Transformer(nn.Module):
                 raise ValueError("disentangled attention reads a whole prompt at once, from stream position 0")
             mask = dca_mask(segment)
         x = emb = self.tok_embeddings(ids)  # (B, T, D)
-        is_text = ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)  # (B, T, 1)
         if self.text_proj is not None:
+            is_text = self.text_mask(ids)
             x = x + self.text_context(is_text, emb, is_text, self.text_proj, cache, 0, start)
-        if self.pair_proj is not None:
-            x = x + self.text_context(
-                is_text, *self.word_pairs(is_text, emb, cache, start), self.pair_proj, cache, 1, start
-            )
+            if self.pair_proj is not None:
+                pairs, counted = self.word_pairs(is_text, emb, cache, start)
+                x = x + self.text_context(is_text, pairs, counted, self.pair_proj, cache, 1, start)
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
             x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
@@ -274,6 +273,10 @@ class Transformer(nn.Module):
         if select is not None:
             x = x[select]  # (M, D)
         return F.linear(self.norm(x), self.output_weight()).float()  # (B, T, vocab) or (M, vocab)
+
+    def text_mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, 1) bool: which tokens are text (neither special nor image ids)."""
+        return ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)
 
     @staticmethod
     def text_context(
