@@ -4,6 +4,7 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
     python bench/recipe.py tokenizer f8-1024 --minutes 3      # one JSON line: PSNR, code use, ceilings
     python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval, strict, the nats read
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
+    python bench/recipe.py sampling patch4-d256 --minutes 8 --samplers t1-cfg1.5,t1-cfg3   # under these two only
     python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
     python bench/recipe.py nats patch4-d128-codes --minutes 40        # that model's prompt_nats and binding_nats
     python bench/recipe.py rl lr1e-4 --init runs/demo/model/checkpoint  # the demo's GRPO, changed; before and after
@@ -18,6 +19,7 @@ import json
 import platform
 import re
 import time
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from tessera.config import load
-from tessera.data.prompts import metadata_for, prompt_pools
+from tessera.data.prompts import held_keys, metadata_for, prompt_pools
 from tessera.data.shapes import ShapesSource
 from tessera.engine.loop import finish
 from tessera.eval.judge import Judge
@@ -76,6 +78,20 @@ BASE = [
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
 # the quick preset's model: prompts only, and image tokens that add the prompt's mean word embedding
 POOL = [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", "model.text_pool=true"]
+HELD_SEED, HELD = 54321, {"colors": 3, "position": 6, "color_attr": 24}  # prompts per category
+
+
+def held_prompts() -> dict[str, list[str]]:
+    """The recipe's own unseen prompts, per category: training prompts of the categories with held-out splits,
+    drawn with a seed of their own, that `-held` variants keep out of their data (`data.hold_out`)."""
+    rng = np.random.default_rng(HELD_SEED)
+    pools, _ = prompt_pools()
+    return {c: [pools[c][i] for i in rng.permutation(len(pools[c]))[:n]] for c, n in HELD.items()}
+
+
+HELD_OUT = f"data.hold_out={json.dumps([p for ps in held_prompts().values() for p in ps])}"
+# -held variants: the quick preset with the recipe's unseen prompts kept out, sampled at the preset's guidance
+HOLD = [*POOL, HELD_OUT, "sampling.cfg_scale=1.5"]
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
     "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
@@ -105,6 +121,9 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     ),
     "patch4-d128-codes-pool": ("patch4-2048", POOL),
     "patch4-d128-codes-pool-seed1": ("patch4-2048", [*POOL, "seed=1"]),
+    "patch4-d128-codes-pool-grid": ("patch4-2048", [*POOL, "model.rope=grid"]),  # 2D rotary positions
+    "patch4-d128-codes-pool-held": ("patch4-2048", HOLD),
+    "patch4-d128-codes-pool-captions-held": ("patch4-2048", [*HOLD, "data.prompt_share=0.8"]),
     "patch4-d128-codes-pairs": ("patch4-2048", [*POOL, "model.text_pool_pairs=true"]),
     "patch4-d128-codes-pairs-seed1": ("patch4-2048", [*POOL, "model.text_pool_pairs=true", "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
@@ -129,10 +148,11 @@ RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, r
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
 
-def subset() -> list[dict]:
-    """The fixed measuring set: PER_CATEGORY training prompts of each category, drawn with a seed of its own."""
+def subset(hold_out: frozenset[tuple] = frozenset()) -> list[dict]:
+    """The fixed measuring set: PER_CATEGORY training prompts of each category (of those a run does not hold
+    out), drawn with a seed of its own."""
     rng = np.random.default_rng(SUBSET_SEED)
-    pools, _ = prompt_pools()
+    pools, _ = prompt_pools(hold_out)
     return [
         m
         for c in CATEGORIES
@@ -197,17 +217,37 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float, steps: int 
     start = time.time()
     finish(make(steps, run))
     trained = time.time() - start
-    bundle = load_bundle(run / "checkpoint")
-    score = scored(bundle, Judge.load()) | reading(bundle)
+    bundle, judge = load_bundle(run / "checkpoint"), Judge.load()
+    score = per_set(measuring_sets(name), lambda prompts: scored(bundle, judge, prompts) | reading(bundle, prompts))
     return {"variant": name, "tokenizer": tok_name, "steps": steps, "train_s": round(trained)} | score
 
 
-def scored(bundle, judge: Judge, sampling: SamplingConfig | None = None) -> dict:
-    """The measuring set, two samples per prompt: GenEval's rule, strict, per category, objects per image."""
-    summary, _, _ = evaluate_model(bundle, subset(), judge, per_prompt=2, sampling=sampling, seed=0)
+def unseen() -> list[dict]:
+    """The recipe's unseen prompts as a measuring set: each category's prompts in turn, PER_CATEGORY of them."""
+    return [
+        m for c, ps in held_prompts().items() for m in metadata_for([ps[i % len(ps)] for i in range(PER_CATEGORY)], c)
+    ]
+
+
+def measuring_sets(name: str) -> dict[str, list[dict]]:
+    """A model variant's measuring sets: its training prompts ("") and, for a -held variant, the prompts it keeps
+    out ("unseen_")."""
+    if HELD_OUT not in MODELS[name][1]:
+        return {"": subset()}
+    return {"": subset(held_keys([p for ps in held_prompts().values() for p in ps])), "unseen_": unseen()}
+
+
+def per_set(sets: dict[str, list[dict]], score) -> dict:
+    """score(measuring set) -> dict, for each of a variant's sets, its keys prefixed with the set's name."""
+    return {part + k: v for part, prompts in sets.items() for k, v in score(prompts).items()}
+
+
+def scored(bundle, judge: Judge, metadata: list[dict], sampling: SamplingConfig | None = None) -> dict:
+    """A measuring set, two samples per prompt: GenEval's rule, strict, per category, objects per image."""
+    summary, _, _ = evaluate_model(bundle, metadata, judge, per_prompt=2, sampling=sampling, seed=0)
     return {
         "geneval": round(summary["overall"], 3), "strict": round(summary["strict"], 3),
-        **{c: round(summary[c], 3) for c in CATEGORIES},
+        **{c: round(summary[c], 3) for c in CATEGORIES if c in summary},
         "objects_per_image": round(summary["objects_per_image"], 2),
         "asked": round(summary["objects_asked_per_image"], 2),
     }  # fmt: skip
@@ -255,9 +295,8 @@ def binding_nats(bundle, metadata: list[dict], seed: int = 0, per_prompt: int = 
     return (image_nats(bundle, swapped, codes, seed) - image_nats(bundle, own, codes, seed)) / len(codes)
 
 
-def reading(bundle) -> dict:
-    """How much of the measuring set's prompts the model reads (prompt_nats) and binds (binding_nats)."""
-    prompts = subset()
+def reading(bundle, prompts: list[dict]) -> dict:
+    """How much of a measuring set's prompts the model reads (prompt_nats) and binds (binding_nats)."""
     read, bound = prompt_nats(bundle, prompts), binding_nats(bundle, prompts)
     return {"prompt_nats": round(read, 2), "binding_nats": round(bound, 2)}
 
@@ -266,10 +305,14 @@ def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
     return Path("runs/recipe") / (f"model-{name}-{steps}steps" if steps else f"model-{name}-{minutes:g}min")
 
 
-def bench_sampling(name: str, minutes: float, steps: int | None = None) -> list[dict]:
-    """A model variant trained by `model` for `minutes`, scored under each of SAMPLERS."""
+def bench_sampling(name: str, minutes: float, steps: int | None, samplers: list[str]) -> list[dict]:
+    """A model variant trained by `model` for `minutes`, scored under each of `samplers` (names in SAMPLERS)."""
     bundle, judge = load_bundle(model_run(name, minutes, steps) / "checkpoint"), Judge.load()
-    return [{"variant": name, "sampler": s} | scored(bundle, judge, cfg) for s, cfg in SAMPLERS.items()]
+    sets = measuring_sets(name)
+    return [
+        {"variant": name, "sampler": s} | per_set(sets, partial(scored, bundle, judge, sampling=SAMPLERS[s]))
+        for s in samplers
+    ]
 
 
 def bench_rl(name: str, init: str) -> list[dict]:
@@ -283,7 +326,8 @@ def bench_rl(name: str, init: str) -> list[dict]:
     trained = time.time() - start
     judge = Judge.load()
     return [
-        {"variant": name, "model": label, "rl_s": round(trained)} | scored(load_bundle(ckpt), judge, cfg.sampling)
+        {"variant": name, "model": label, "rl_s": round(trained)}
+        | scored(load_bundle(ckpt), judge, subset(), cfg.sampling)
         for label, ckpt in (("before", init), ("after", run / "checkpoint"))
     ]
 
@@ -296,7 +340,11 @@ def main() -> None:
     parser.add_argument("--tokenizer-minutes", type=float, default=3.0)
     parser.add_argument("--steps", type=int, help="model: train exactly this many steps (equal compute across orders)")
     parser.add_argument("--init", help="rl: the model checkpoint to start from")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS), help="sampling: which of them, comma-separated")
     args = parser.parse_args()
+    samplers = args.samplers.split(",")
+    if unknown := [s for s in samplers if s not in SAMPLERS]:
+        parser.error(f"unknown sampler {unknown[0]!r}; expected some of {', '.join(SAMPLERS)}")
     known = TOKENIZERS if args.what == "tokenizer" else RL if args.what == "rl" else MODELS
     if args.variant not in known:
         parser.error(f"unknown {args.what} variant {args.variant!r}; expected one of {', '.join(known)}")
@@ -310,10 +358,10 @@ def main() -> None:
             parser.error("rl needs --init CKPT")
         results = bench_rl(args.variant, args.init)
     elif args.what == "sampling":
-        results = bench_sampling(args.variant, args.minutes, args.steps)
+        results = bench_sampling(args.variant, args.minutes, args.steps, samplers)
     else:
         bundle = load_bundle(model_run(args.variant, args.minutes, args.steps) / "checkpoint")
-        results = [{"variant": args.variant} | reading(bundle)]
+        results = [{"variant": args.variant} | per_set(measuring_sets(args.variant), partial(reading, bundle))]
     machine = {"bench": "recipe", "machine": f"{platform.machine()} {torch.get_num_threads()} threads"}
     for result in results:
         print(json.dumps(machine | result))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, run_cli, two_ranks
+from conftest import TINY_MODEL, one_line_error, run_cli, two_ranks
 
 from tessera.config import override
 from tessera.data.prompts import HELD_OUT, prompt_pools, sample_prompts
@@ -14,6 +14,7 @@ from tessera.eval.shapes_eval import load_metadata
 from tessera.model import bundle as bundles
 from tessera.rl.grpo import advantages
 from tessera.rl.trainer import RLConfig, RLTrainer
+from tessera.train.trainer import TrainConfig, Trainer
 from tessera.world.language import CATEGORIES
 
 
@@ -76,6 +77,23 @@ def test_benchmark_prompts_are_held_out():
         assert held[category] and not benchmark & set(held[category])
     drawn = sample_prompts(train, 12, np.random.default_rng(0))
     assert len({m["tag"] for m in drawn}) == 6 and all(m["prompt"] in train[m["tag"]] for m in drawn)
+
+
+def test_rl_keeps_out_what_its_models_data_kept_out(t2i_ckpt, tmp_path):
+    """A model trained with data.hold_out carries it in its checkpoint; RL from it never draws those prompts."""
+    held = ["an orange circle", "a star below a square"]
+    data = {"examples": 16, "canvas": 32, "text_len": 16, "cache": str(tmp_path / "cache"), "hold_out": held}
+    items = {"model": TINY_MODEL, "data": data, "tokenizer": str(t2i_ckpt / "tokenizer"), "steps": 1, "batch_size": 4}
+    Trainer(override(TrainConfig(), items), tmp_path / "run", progress=False).fit()
+    assert bundles.load(tmp_path / "run" / "checkpoint").cfg.hold_out == held
+
+    def drawn(ckpt) -> set[str]:
+        return {
+            m["prompt"] for m in RLTrainer(rl_config(ckpt), tmp_path / "rl", progress=False, fresh=True).prompts(600)
+        }
+
+    assert set(held) <= drawn(t2i_ckpt)  # drawn without it, so the test can fail
+    assert not set(held) & drawn(tmp_path / "run" / "checkpoint")
 
 
 def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_path):

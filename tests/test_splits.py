@@ -4,11 +4,12 @@ compositional split."""
 import numpy as np
 import pytest
 
-from tessera.data.examples import understanding_example, world_text
+from tessera.data.examples import DataConfig, examples, understanding_example, world_text
 from tessera.data.prompts import (
     HELD_OUT,
     SPLITS,
     description_key,
+    held_keys,
     kept_out,
     may_train_on,
     mentions_unseen,
@@ -16,6 +17,7 @@ from tessera.data.prompts import (
     split_metadata,
 )
 from tessera.data.shapes import ShapesSource
+from tessera.errors import ConfigError
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata, make_compositional
 from tessera.sequence.tasks import Task
 from tessera.world.grammar import parse_description
@@ -79,3 +81,34 @@ def test_no_training_text_or_scene_is_held_out():
 def test_a_text_naming_an_unseen_pair_may_not_be_trained_on(text):
     assert mentions_unseen(text) and not may_train_on(text)
     assert ("star", "red") in UNSEEN_PAIRS and parse_description(text).objects[0].colour == "red"
+
+
+def texts_said(hold_out: list[str]) -> list[str]:
+    """Every description the world's data stream says in 600 examples (prompts, captions, judging questions)."""
+    tasks = {Task.T2I: 1.0, Task.CAPTION: 0.5, Task.JUDGE: 0.5}
+    cfg = DataConfig(examples=600, canvas=32, prompt_share=0.8, tasks=tasks, hold_out=hold_out)
+    stream, _ = examples(cfg, seed=0, skipped={})
+    said = []
+    for task, text, answer, _, _ in stream:
+        said.append(answer if task == Task.CAPTION else text[len(HEAD) : -len(TAIL)] if task == Task.JUDGE else text)
+    return said
+
+
+def test_a_runs_hold_out_keeps_its_descriptions_out_of_every_text():
+    held = ["an orange circle", "a star below a square"]
+    keys = {description_key(t) for t in held}
+    assert any(description_key(t) in keys for t in texts_said([]))  # said without it, so the test can fail
+    assert not any(description_key(t) in keys for t in texts_said(held))
+    assert "an orange circle" not in prompt_pools(held_keys(held))[0]["colors"]
+
+
+@pytest.mark.parametrize(
+    ("hold_out", "message"),
+    [
+        (["a red blorp"], "data.hold_out: unknown word 'blorp'"),
+        (distinct_prompts("single_object"), "no training prompt of single_object"),
+    ],
+)
+def test_a_hold_out_the_world_cannot_keep_is_a_config_error(hold_out, message):
+    with pytest.raises(ConfigError, match=message):
+        DataConfig(hold_out=hold_out).validate()

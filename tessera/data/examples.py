@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from tessera.data.folders import IMAGE_EXTS, fit, listed
-from tessera.data.prompts import may_train_on, prompt_pools
-from tessera.errors import ConfigError
+from tessera.data.prompts import held_keys, may_train_on, prompt_pools
+from tessera.errors import ConfigError, InputError
 from tessera.eval.conditions import ConditionCase
 from tessera.eval.critique import band_critique, drawn_so_far
 from tessera.eval.judge import Judge
@@ -65,6 +65,7 @@ class DataConfig:
     thought_len: int = 40  # think: tokens of a thought or a critique (a longer one is redrawn)
     draft_share: float = 0.5  # think: share of chains whose one band is first drawn wrong, critiqued and redrawn
     drafts_from: str = ""  # think: a model checkpoint whose own drawings give the wrong bands (else: edited scenes)
+    hold_out: list[str] = field(default_factory=list)  # world: descriptions no text may say (beside the project's)
 
     def validate(self) -> None:
         path = Path(self.source)
@@ -89,6 +90,18 @@ class DataConfig:
             raise ConfigError("data.tasks needs positive shares")
         if self.drafts_from and Task.THINK not in self.tasks:
             raise ConfigError("data.drafts_from gives thinking chains their drafts: add think to data.tasks")
+        self.held_keys()
+
+    def held_keys(self) -> frozenset[tuple]:
+        """`hold_out`'s description keys; ConfigError on a text the grammar does not read, or one that leaves a
+        category with no training prompt."""
+        try:
+            keys = held_keys(self.hold_out)
+        except InputError as e:
+            raise ConfigError(f"data.hold_out: {e}") from e
+        if empty := [c for c, pool in prompt_pools(keys)[0].items() if not pool]:
+            raise ConfigError(f"data.hold_out leaves no training prompt of {empty[0]}")
+        return keys
 
 
 @dataclass(frozen=True)
@@ -107,22 +120,22 @@ Example = tuple[str, str, str | Chain, np.ndarray, np.ndarray | None]
 # thinking ones give their chain as the answer and a draft image (one band of it wrong) as the picture, if any
 
 
-def world_text(rng: np.random.Generator, canvas: int, prompt_share: float):
+def world_text(rng: np.random.Generator, canvas: int, prompt_share: float, hold_out: frozenset[tuple] = frozenset()):
     """One (text, scene) pair: a training prompt (`prompts.prompt_pools`) with a scene holding just what it names,
-    or a random scene with its full caption (never one that says what a held-out prompt says)."""
+    or a random scene with its full caption (never one that says what a held-out prompt, or `hold_out`, says)."""
     if rng.random() < prompt_share:
-        pool = prompt_pools()[0][lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]]
+        pool = prompt_pools(hold_out)[0][lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]]
         text = pool[rng.integers(len(pool))]
         return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
-    return described_scene(rng, canvas)
+    return described_scene(rng, canvas, hold_out)
 
 
-def described_scene(rng: np.random.Generator, canvas: int):
+def described_scene(rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset()):
     """A random training scene and its whole caption (partial ones would teach drawing unasked objects)."""
     while True:
         scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
         text = lang.caption(scene, rng)
-        if may_train_on(text):
+        if may_train_on(text, hold_out):
             return text, scene
 
 
@@ -150,6 +163,7 @@ def thinking_example(
     prompt_share: float,
     draft_share: float,
     own: tuple[str, np.ndarray] | None = None,
+    hold_out: frozenset[tuple] = frozenset(),
 ) -> tuple[str, Scene, Chain, np.ndarray | None]:
     """(prompt, scene, chain, draft image or None): a training text and its scene (`world_text`), the thought of
     each band from the scene, and each band's critique from the judge on the image drawn so far. With
@@ -159,7 +173,7 @@ def thinking_example(
     the prompt (the strict rule), the draft is the first band of the drawing that reads wrong against the chain's
     scene and thoughts (TwiG's traces from the model's own judged samples)."""
     if own is None:
-        text, scene = world_text(rng, canvas, prompt_share)
+        text, scene = world_text(rng, canvas, prompt_share, hold_out)
     else:
         text, scene = own[0], sample_scene_for(parse_description(own[0]), rng, canvas, avoid=UNSEEN_PAIRS)
     rows = sum(bands.heights)
@@ -201,19 +215,19 @@ def thinking_example(
     return text, scene, chain, mixed
 
 
-def understanding_example(task: str, rng: np.random.Generator, canvas: int):
+def understanding_example(task: str, rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset()):
     """(question, answer, scene) for caption | qa | judge. Judging pairs a ShapesEval-style prompt with a scene
     drawn for it or for another prompt of its category; the answer is the verdict on the true scene."""
     if task == Task.JUDGE:
         category = lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]
-        pool = prompt_pools()[0][category]
+        pool = prompt_pools(hold_out)[0][category]
         prompt, drawn = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
         chosen = parse_description(prompt if rng.random() < 0.5 else drawn)
         scene = sample_scene_for(chosen, rng, canvas, avoid=UNSEEN_PAIRS)
         meta = to_geneval(parse_description(prompt), category, prompt)
         return lang.judge_question(prompt), verdict(truth(scene), meta), scene
     if task == Task.CAPTION:
-        caption, scene = described_scene(rng, canvas)
+        caption, scene = described_scene(rng, canvas, hold_out)
         return lang.CAPTION_QUESTION, caption, scene
     scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
     question, answer = lang.question_answer(scene, rng)
@@ -221,7 +235,12 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int):
 
 
 def conditioned_example(
-    task: str, rng: np.random.Generator, canvas: int, op: str | None = None, context: int = 2
+    task: str,
+    rng: np.random.Generator,
+    canvas: int,
+    op: str | None = None,
+    context: int = 2,
+    hold_out: frozenset[tuple] = frozenset(),
 ) -> tuple[str, Scene, np.ndarray, Scene]:
     """(text, the scene to draw, the condition picture, the scene it shows) for seg2i | edge2i | instruct |
     predict. A map comes with the scene's whole caption (the map gives shapes and places, the caption colours); a
@@ -242,7 +261,7 @@ def conditioned_example(
                 continue
             if not any((o.shape, o.colour) in UNSEEN_PAIRS for o in after.objects):
                 return instruction, after, render_image(scene), scene
-    caption, scene = described_scene(rng, canvas)
+    caption, scene = described_scene(rng, canvas, hold_out)
     return caption, scene, render_map(scene, "segmentation" if task == Task.SEG2I else "edges"), scene
 
 
@@ -280,6 +299,7 @@ def _world(
             raise ConfigError("thinking examples need the visual tokenizer's grid rows to lay out their bands")
         bands, judge = Bands.equal(rows, cfg.bands), Judge.load()
     names, shares = list(cfg.tasks), np.array(list(cfg.tasks.values()), dtype=float)
+    hold_out = cfg.held_keys()
     made, refused, shortest = 0, 0, {}  # texts in a row too long for their slot, and the shortest of each kind
     while made < cfg.examples:
         if refused >= MAX_REFUSED:
@@ -296,7 +316,7 @@ def _world(
         condition = None
         if task in (Task.T2I, Task.T2V):
             if task == Task.T2I:
-                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share)
+                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share, hold_out)
             else:
                 text, scene = video_text(rng, cfg.canvas)
                 condition = render_video(scene)  # (T, H, W, 3): the clip to draw
@@ -306,7 +326,7 @@ def _world(
             drawing = next(own) if own is not None and rng.random() < cfg.draft_share else None
             edited = cfg.draft_share if own is None else 0.0  # a model's own drawings replace edited scenes
             text, scene, answer, condition = thinking_example(
-                rng, cfg.canvas, bands, judge, cfg.prompt_share, edited, drawing
+                rng, cfg.canvas, bands, judge, cfg.prompt_share, edited, drawing, hold_out
             )
             said = [len(tokenizer.encode(t)) for t in (*answer.thoughts, *answer.critiques)]
             lengths = {
@@ -315,12 +335,12 @@ def _world(
             }
         elif task in CONDITIONED:
             (text, scene, condition, _), answer = (
-                conditioned_example(task, rng, cfg.canvas, None, cfg.context_frames),
+                conditioned_example(task, rng, cfg.canvas, None, cfg.context_frames, hold_out),
                 "",
             )
             lengths = {"text_len": (len(tokenizer.encode(text)) if text else 0, cfg.text_len)}
         else:
-            text, answer, scene = understanding_example(task, rng, cfg.canvas)
+            text, answer, scene = understanding_example(task, rng, cfg.canvas, hold_out)
             lengths = {
                 "question_len": (len(tokenizer.encode(text)), cfg.question_len),
                 "answer_len": (len(tokenizer.encode(answer)), cfg.answer_len),

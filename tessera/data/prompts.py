@@ -9,7 +9,8 @@ Kept out of every training text (prompts, captions, judging questions, RL and in
   (`shapes_eval.UNSEEN_PAIRS`);
 - the text-to-video prompts (`video_prompts`): one or two objects, each moving one way.
 The split is fixed (seed 0), whatever the seed of a run, so runs of different seeds never train on each other's
-held-out prompts.
+held-out prompts. A run may keep more descriptions out of its data's texts (`data.hold_out`), to measure on
+prompts it has not seen without touching these (bench/recipe.py does).
 """
 
 from __future__ import annotations
@@ -90,15 +91,22 @@ def video_prompts(singles: int = 16, pairs: int = 24) -> list[str]:
     return list(out.values())
 
 
-def may_train_on(text: str) -> bool:
-    """Whether a description may be a training text: no held-out prompt in other words, no unseen pair."""
-    return not mentions_unseen(text) and description_key(text) not in kept_out()
+def held_keys(texts: list[str]) -> frozenset[tuple]:
+    """The description keys of a run's own held-out texts (`data.hold_out`)."""
+    return frozenset(description_key(t) for t in texts)
+
+
+def may_train_on(text: str, hold_out: frozenset[tuple] = frozenset()) -> bool:
+    """Whether a description may be a training text: no held-out prompt in other words (the project's, or a run's
+    own `hold_out` keys), no unseen pair."""
+    key = description_key(text)
+    return not mentions_unseen(text) and key not in kept_out() and key not in hold_out
 
 
 @cache
-def prompt_pools() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(training prompts, second held-out prompts) per category."""
-    train = {c: [p for p in distinct_prompts(c) if may_train_on(p)] for c in CATEGORIES}
+def prompt_pools(hold_out: frozenset[tuple] = frozenset()) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training prompts, second held-out prompts) per category; `hold_out`: a run's own keys kept out too."""
+    train = {c: [p for p in distinct_prompts(c) if may_train_on(p, hold_out)] for c in CATEGORIES}
     return train, held_out_pools()
 
 

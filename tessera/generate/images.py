@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tessera.data.prompts import prompt_pools, sample_prompts
+from tessera.data.prompts import held_keys, prompt_pools, sample_prompts
 from tessera.engine.progress import progress_bar
 from tessera.eval.shapes_eval import score_images, summarize
 from tessera.generate.generator import Drawn, generate
@@ -86,7 +86,7 @@ def draw_images(bundle: Bundle, prompts: list[str], *args, **kwargs) -> tuple[np
 def own_drawings(bundle: Bundle, n: int, seed: int, progress: bool = True) -> Iterator[tuple[str, np.ndarray]]:
     """(prompt, drawing) pairs of a model: n training prompts (never an evaluation prompt), each drawn once, then
     the same pairs again: the drafts of thinking chains built from a model's own samples."""
-    metadata = sample_prompts(prompt_pools()[0], n, np.random.default_rng(seed))
+    metadata = sample_prompts(prompt_pools(held_keys(bundle.cfg.hold_out))[0], n, np.random.default_rng(seed))
     prompts = [m["prompt"] for m in metadata]
     images, _ = draw_images(bundle, prompts, seed=seed, progress=progress)
     return itertools.cycle(zip(prompts, images, strict=True))

@@ -45,6 +45,7 @@ class BundleConfig:
     video_grid: tuple[int, int, int] | None = None  # text-to-video: the code grid (t, h, w) of a clip
     bands: int = 3  # thinking while drawing: the bands it was trained to think in
     boi: bool = True  # a <boi> between the prompt and the image (False: LlamaGen's layout, class then image)
+    hold_out: list[str] = field(default_factory=list)  # descriptions its data kept out (RL and chains keep them out)
 
 
 @dataclass

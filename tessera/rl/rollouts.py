@@ -114,6 +114,7 @@ def condition_examples(
     fits,
     context: int = 2,
     edits: list[str] | None = None,
+    hold_out: frozenset[tuple] = frozenset(),
 ) -> list[dict]:
     """n conditioned cases on fresh scenes (tasks drawn by share) whose texts the model `fits`, each repeated
     group_size times: metadata lines with the case. Instruction edits are of the kinds `edits` (at random; none
@@ -123,7 +124,7 @@ def condition_examples(
     while len(out) < n * group_size:
         task = names[rng.choice(len(names), p=shares / shares.sum())]
         op = edits[rng.integers(len(edits))] if edits and task == Task.INSTRUCT else None
-        text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context)
+        text, scene, picture, shown = conditioned_example(task, rng, canvas, op, context, hold_out)
         if text and not fits(text):
             continue
         kind = task if task != Task.INSTRUCT else f"{task}/{parse_edit(text).op}"
@@ -132,13 +133,21 @@ def condition_examples(
     return out
 
 
-def read_examples(tasks: dict[str, float], n: int, group_size: int, rng: np.random.Generator, canvas: int):
-    """n questions on fresh scenes (tasks drawn by share), each repeated group_size times: metadata lines."""
+def read_examples(
+    tasks: dict[str, float],
+    n: int,
+    group_size: int,
+    rng: np.random.Generator,
+    canvas: int,
+    hold_out: frozenset[tuple] = frozenset(),
+):
+    """n questions on fresh scenes (tasks drawn by share), each repeated group_size times: metadata lines; no
+    caption or judging question says what a `hold_out` key says."""
     names, shares = list(tasks), np.array(list(tasks.values()), dtype=float)
     out = []
     for _ in range(n):
         task = names[rng.choice(len(names), p=shares / shares.sum())]
-        question, truth, scene = understanding_example(task, rng, canvas)
+        question, truth, scene = understanding_example(task, rng, canvas, hold_out)
         out += [{"task": task, "tag": task, "question": question, "truth": truth, "scene": scene}] * group_size
     return out
 

@@ -21,7 +21,7 @@ import torch
 
 from tessera.config import at_least, positive, to_dict
 from tessera.data.examples import condition_cases
-from tessera.data.prompts import metadata_for, prompt_pools, sample_prompts
+from tessera.data.prompts import held_keys, metadata_for, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.distributed import Processes, Whole
 from tessera.engine.loop import Engine
@@ -162,7 +162,8 @@ class RLTrainer:
         self.read_rewards = {name: make_reward(name) for name in self.read_weights}
         self.condition_rewards = {"condition": make_reward("condition")} if cfg.conditions else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.pools, self.held_out = prompt_pools()
+        self.hold_out = held_keys(self.bundle.cfg.hold_out)  # what the model's data kept out, RL keeps out too
+        self.pools, self.held_out = prompt_pools(self.hold_out)
         self.judge: Judge | None = None  # loaded when first needed
         rank = self.processes.rank  # each process draws its own prompts and samples
         self.rng = np.random.default_rng([cfg.seed, rank] if rank else cfg.seed)
@@ -214,7 +215,7 @@ class RLTrainer:
                 args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
                 out["draw"] = draw_rollout(self.bundle, metadata, *args)
         if cfg.read:
-            metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas)
+            metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas, self.hold_out)
             out["read"] = read_rollout(
                 self.bundle, metadata, cfg.read_sampling, self.read_rewards, self.read_weights, self.gen
             )
@@ -222,7 +223,7 @@ class RLTrainer:
             canvas, fits = self.bundle.cfg.canvas, self.bundle.fits
             context = self.bundle.cfg.context_frames
             metadata = condition_examples(
-                cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits, context, cfg.edits
+                cfg.conditions, cfg.conditions_per_step, g, self.rng, canvas, fits, context, cfg.edits, self.hold_out
             )
             seed = int(self.rng.integers(2**31))
             args = (cfg.sampling, self.condition_rewards, CONDITION_WEIGHTS, self.gen, seed, cfg.train_unconditional)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tessera.config import at_least, positive, to_dict, within
-from tessera.data.prompts import prompt_pools, sample_prompts
+from tessera.data.prompts import held_keys, prompt_pools, sample_prompts
 from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
@@ -65,7 +65,7 @@ def build_chains(bundle: bundles.Bundle, judge: Judge, n: int, seed: int, batch_
     device = bundle.model.output.weight.device
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    pools, _ = prompt_pools()
+    pools, _ = prompt_pools(held_keys(bundle.cfg.hold_out))
     metadata = sample_prompts(pools, n, rng)
     h, w = bundle.cfg.grid
     out: dict[str, list] = {"text": [], "ids": [], "order": [], "verdicts": [], "second": [], "second_order": []}

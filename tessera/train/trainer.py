@@ -207,6 +207,7 @@ class Trainer:
             context_frames=cfg.data.context_frames,
             video_grid=video_grid,
             bands=cfg.data.bands,
+            hold_out=cfg.data.hold_out,
         )
         torch.manual_seed(cfg.seed)
         self.model = Transformer(self.cfg.model).to(self.device)
