@@ -285,6 +285,20 @@ def test_eval_shapes_generates_and_scores_a_checkpoint(t2i_ckpt, tmp_path):
     one_line_error(run("eval", "shapes", "--ckpt", str(t2i_ckpt), "--out", str(out)), "new or empty folder")
 
 
+def test_eval_shapes_draws_at_the_guidance_asked(t2i_ckpt, tmp_path, monkeypatch):
+    import tessera.generate.images
+
+    drawn_at = []
+    monkeypatch.setattr(
+        tessera.generate.images, "write_shapes_eval", lambda *args, **kw: drawn_at.append(args[4].cfg_scale)
+    )
+    for n, cfg in enumerate(([], ["--cfg", "1.5"])):
+        args = ("--ckpt", str(t2i_ckpt), "--out", str(tmp_path / str(n)), *cfg)
+        run("eval", "shapes", *args)  # (no images written: scoring them is not this test's business)
+    assert drawn_at == [3.0, 1.5]  # the checkpoint's guidance, then the one asked for
+    one_line_error(run("eval", "shapes", "--images", str(tmp_path), "--cfg", "2"), "--cfg")
+
+
 def test_a_full_disk_and_a_bug_are_not_called_bad_input(monkeypatch, tmp_path):
     import errno
 

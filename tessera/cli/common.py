@@ -14,6 +14,9 @@ from tessera.errors import ConfigError, InputError
 console = Console()
 
 Seed = Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same result.")]
+Guidance = Annotated[
+    float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (1: none; default: the checkpoint's).")
+]
 Canvas = Annotated[int, typer.Option(help="Canvas side in pixels: a multiple of 16 from 32 to 256.")]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
 Dtype = Annotated[

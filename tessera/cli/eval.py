@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tessera.cli.common import Canvas, Device, Dtype, Seed, console, device
+from tessera.cli.common import Canvas, Device, Dtype, Guidance, Seed, console, device
 from tessera.errors import InputError
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
@@ -50,6 +51,7 @@ def shapes(
             "chains.jsonl."
         ),
     ] = False,
+    cfg_scale: Guidance = None,
     canvas: Canvas = 64,
     device_name: Device = "auto",
     dtype: Dtype = "float32",
@@ -66,6 +68,8 @@ def shapes(
 
     if images is not None and split != "shapes-eval":
         raise InputError("--split chooses the prompts of --ckpt or --ground-truth; a folder has its own")
+    if cfg_scale is not None and (ckpt is None or think):
+        raise InputError("--cfg sets the guidance of --ckpt's samples (not of --think's chains)")
     prompts = split_metadata(split)
     judge = Judge.load(weights)
     if ground_truth:
@@ -86,7 +90,8 @@ def shapes(
             console.print(f"first drawn {thought['first']['overall']:.3f}, final {thought['final']['overall']:.3f}; "
                           + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))  # fmt: skip
         else:
-            write_shapes_eval(bundle, images, prompts, per_prompt, seed=seed)
+            sampling = bundle.cfg.sampling if cfg_scale is None else replace(bundle.cfg.sampling, cfg_scale=cfg_scale)
+            write_shapes_eval(bundle, images, prompts, per_prompt, sampling, seed=seed)
     elif think:
         raise InputError("--think needs --ckpt CKPT --out DIR")
     if images is None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tessera.cli.common import Device, Dtype, Fresh, Overrides, Seed, console, device, preset
+from tessera.cli.common import Device, Dtype, Fresh, Guidance, Overrides, Seed, console, device, preset
 from tessera.errors import InputError
 
 MAX_IMAGES = 4096  # one command's images (-n)
@@ -56,9 +56,7 @@ def generate(
     out: Annotated[Path, typer.Option(help="The grid PNG; single images go to a folder of the same name.")] = Path(
         "samples.png"
     ),
-    cfg_scale: Annotated[
-        float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (1: none; default: the checkpoint's).")
-    ] = None,
+    cfg_scale: Guidance = None,
     temperature: Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature (> 0).")] = None,
     top_k: Annotated[int | None, typer.Option(min=0, help="Keep the k most likely codes (0: all).")] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus mass (1: all).")] = None,
