@@ -11,7 +11,9 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
 
 A variant is a name in TOKENIZERS, MODELS or RL: key=value overrides of the quick presets. A model variant names its
 tokenizer variant, trained first (or reused from runs/recipe/). Steps are set so that training ends at the wall
-time given: a short run measures the time of a step first.
+time given: a short run measures the time of a step first. A `-held` model variant keeps some training prompts out
+of its data (`data.hold_out`) and is scored on them too: its `unseen_` keys measure what carries to prompts it has
+not seen, without the benchmark.
 """
 
 import argparse
@@ -76,7 +78,7 @@ BASE = [
     "sampling.cfg_scale=3.0",  # the measuring set is drawn at guidance 3 (`sampling` compares others)
 ]
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]
-# the quick preset's model: prompts only, and image tokens that add the prompt's mean word embedding
+# the quick preset's model before captions came back: prompts only, image tokens add the prompt's mean word embedding
 POOL = [*D128, "lr=0.003", "data.prompt_share=1.0", "code_vectors=true", "model.text_pool=true"]
 HELD_SEED, HELD = 54321, {"colors": 3, "position": 6, "color_attr": 24}  # prompts per category
 
@@ -89,7 +91,8 @@ def held_prompts() -> dict[str, list[str]]:
     return {c: [pools[c][i] for i in rng.permutation(len(pools[c]))[:n]] for c, n in HELD.items()}
 
 
-HELD_OUT = f"data.hold_out={json.dumps([p for ps in held_prompts().values() for p in ps])}"
+HELD_TEXTS = [p for ps in held_prompts().values() for p in ps]
+HELD_OUT = f"data.hold_out={json.dumps(HELD_TEXTS)}"
 # -held variants: the quick preset with the recipe's unseen prompts kept out, sampled at the preset's guidance
 HOLD = [*POOL, HELD_OUT, "sampling.cfg_scale=1.5"]
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
@@ -236,7 +239,7 @@ def measuring_sets(name: str) -> dict[str, list[dict]]:
     out ("unseen_")."""
     if HELD_OUT not in MODELS[name][1]:
         return {"": subset()}
-    return {"": subset(held_keys([p for ps in held_prompts().values() for p in ps])), "unseen_": unseen()}
+    return {"": subset(held_keys(HELD_TEXTS)), "unseen_": unseen()}
 
 
 def per_set(sets: dict[str, list[dict]], score) -> dict:
