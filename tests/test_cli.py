@@ -132,6 +132,12 @@ def test_ground_truth_of_the_compositional_split_scores_one(tmp_path):
     assert (tmp_path / "results.md").read_text().startswith("compositional split (")  # the split named, not ShapesEval
 
 
+@pytest.mark.parametrize(("pipeline", "pair"), [("demo", "model.seed=1"), ("unified", "tokenizer.seed=2")])
+def test_a_pipeline_refuses_a_stage_seed_that_seed_would_override(pipeline, pair, tmp_path):
+    one_line_error(run(pipeline, "--out", str(tmp_path / "run"), pair), pair, "--seed")
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
 def test_eval_and_train_refuse_bad_input(tmp_path):
     one_line_error(run("eval", "shapes", "--ground-truth", "--split", "seen", "--out", str(tmp_path)), "split 'seen'")
     one_line_error(run("eval", "shapes", "--images", str(tmp_path), "--split", "held-out"), "--split")

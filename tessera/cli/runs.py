@@ -8,6 +8,15 @@ from typing import Annotated
 import typer
 
 from tessera.cli.common import Fresh, Seed, console, preset
+from tessera.errors import InputError
+
+
+def stage_seeds_refused(overrides: list[str] | None) -> list[str]:
+    """A pipeline's overrides, refused (InputError) if one sets a stage's seed, which --seed sets for every stage."""
+    for pair in overrides or []:
+        if pair.partition("=")[0].split(".")[-1] == "seed":
+            raise InputError(f"{pair}: --seed sets the seed of every stage (give --seed N)")
+    return overrides or []
 
 
 def rl(
@@ -63,7 +72,7 @@ def demo(
     from tessera.config import load
     from tessera.pipelines.demo import DemoConfig, run_demo
 
-    run_demo(load(DemoConfig(), preset("demo", preset_name), pairs=overrides), out, seed, fresh)
+    run_demo(load(DemoConfig(), preset("demo", preset_name), pairs=stage_seeds_refused(overrides)), out, seed, fresh)
 
 
 def unified(
@@ -82,4 +91,5 @@ def unified(
     from tessera.config import load
     from tessera.pipelines.unified import UnifiedConfig, run_unified
 
-    run_unified(load(UnifiedConfig(), preset("unified", preset_name), pairs=overrides), out, seed, fresh)
+    cfg = load(UnifiedConfig(), preset("unified", preset_name), pairs=stage_seeds_refused(overrides))
+    run_unified(cfg, out, seed, fresh)
