@@ -91,7 +91,8 @@ def held_prompts() -> dict[str, list[str]]:
     return {c: [pools[c][i] for i in rng.permutation(len(pools[c]))[:n]] for c, n in HELD.items()}
 
 
-HELD_TEXTS = [p for ps in held_prompts().values() for p in ps]
+HELD_PROMPTS = held_prompts()
+HELD_TEXTS = [p for ps in HELD_PROMPTS.values() for p in ps]
 HELD_OUT = f"data.hold_out={json.dumps(HELD_TEXTS)}"
 # -held variants: the quick preset with the recipe's unseen prompts kept out, sampled at the preset's guidance
 HOLD = [*POOL, HELD_OUT, "sampling.cfg_scale=1.5"]
@@ -230,7 +231,7 @@ def bench_model(name: str, minutes: float, tokenizer_minutes: float, steps: int 
 def unseen() -> list[dict]:
     """The recipe's unseen prompts as a measuring set: each category's prompts in turn, PER_CATEGORY of them."""
     return [
-        m for c, ps in held_prompts().items() for m in metadata_for([ps[i % len(ps)] for i in range(PER_CATEGORY)], c)
+        m for c, ps in HELD_PROMPTS.items() for m in metadata_for([ps[i % len(ps)] for i in range(PER_CATEGORY)], c)
     ]
 
 

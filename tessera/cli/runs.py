@@ -11,8 +11,8 @@ from tessera.cli.common import Fresh, Seed, console, preset
 from tessera.errors import InputError
 
 
-def stage_seeds_refused(overrides: list[str] | None) -> list[str]:
-    """A pipeline's overrides, refused (InputError) if one sets a stage's seed, which --seed sets for every stage."""
+def pipeline_overrides(overrides: list[str] | None) -> list[str]:
+    """A pipeline's overrides, checked: InputError if one sets a stage's seed, which --seed sets for every stage."""
     for pair in overrides or []:
         if pair.partition("=")[0].split(".")[-1] == "seed":
             raise InputError(f"{pair}: --seed sets the seed of every stage (give --seed N)")
@@ -72,7 +72,7 @@ def demo(
     from tessera.config import load
     from tessera.pipelines.demo import DemoConfig, run_demo
 
-    run_demo(load(DemoConfig(), preset("demo", preset_name), pairs=stage_seeds_refused(overrides)), out, seed, fresh)
+    run_demo(load(DemoConfig(), preset("demo", preset_name), pairs=pipeline_overrides(overrides)), out, seed, fresh)
 
 
 def unified(
@@ -91,5 +91,5 @@ def unified(
     from tessera.config import load
     from tessera.pipelines.unified import UnifiedConfig, run_unified
 
-    cfg = load(UnifiedConfig(), preset("unified", preset_name), pairs=stage_seeds_refused(overrides))
+    cfg = load(UnifiedConfig(), preset("unified", preset_name), pairs=pipeline_overrides(overrides))
     run_unified(cfg, out, seed, fresh)
