@@ -88,9 +88,8 @@ def test_rl_keeps_out_what_its_models_data_kept_out(t2i_ckpt, tmp_path):
     assert bundles.load(tmp_path / "run" / "checkpoint").cfg.hold_out == held
 
     def drawn(ckpt) -> set[str]:
-        return {
-            m["prompt"] for m in RLTrainer(rl_config(ckpt), tmp_path / "rl", progress=False, fresh=True).prompts(600)
-        }
+        trainer = RLTrainer(rl_config(ckpt), tmp_path / f"rl-{ckpt.parent.name}", progress=False)  # a folder each
+        return {m["prompt"] for m in trainer.prompts(600)}
 
     assert set(held) <= drawn(t2i_ckpt)  # drawn without it, so the test can fail
     assert not set(held) & drawn(tmp_path / "run" / "checkpoint")
