@@ -87,12 +87,12 @@ def test_rl_keeps_out_what_its_models_data_kept_out(t2i_ckpt, tmp_path):
     Trainer(override(TrainConfig(), items), tmp_path / "run", progress=False).fit()
     assert bundles.load(tmp_path / "run" / "checkpoint").cfg.hold_out == held
 
-    def drawn(ckpt) -> set[str]:
-        trainer = RLTrainer(rl_config(ckpt), tmp_path / f"rl-{ckpt.parent.name}", progress=False)  # a folder each
+    def drawn(ckpt, run: str) -> set[str]:
+        trainer = RLTrainer(rl_config(ckpt), tmp_path / run, progress=False)  # a folder each: a trainer holds its lock
         return {m["prompt"] for m in trainer.prompts(600)}
 
-    assert set(held) <= drawn(t2i_ckpt)  # drawn without it, so the test can fail
-    assert not set(held) & drawn(tmp_path / "run" / "checkpoint")
+    assert set(held) <= drawn(t2i_ckpt, "rl-without")  # drawn without it, so the test can fail
+    assert not set(held) & drawn(tmp_path / "run" / "checkpoint", "rl-with")
 
 
 def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_path):
