@@ -66,6 +66,15 @@ def test_judge_check(tmp_path):
     one_line_error(run("judge", "check", str(tmp_path / "wide.png")), "square")
 
 
+def test_judge_eval_measures_a_judge_folder(tmp_path):
+    result = run("judge", "eval", "--scenes", "30")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[2:4] for line in result.stdout.splitlines() if "│" in line}
+    assert {"clean", "corrupted", "rough", "malformed"} <= set(rows)
+    assert float(rows["clean"][0]) >= 0.99 and float(rows["clean"][1]) >= 0.99
+    one_line_error(run("judge", "eval", "--weights", str(tmp_path)), str(tmp_path))
+
+
 def test_ground_truth_scores_near_one(tmp_path):
     result = run("eval", "shapes", "--ground-truth", "--per-prompt", "1", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -10,8 +10,9 @@ from safetensors.torch import save_file
 
 from tessera.engine.loop import finish
 from tessera.errors import TesseraError
-from tessera.eval.judge import WEIGHTS_DIR, Judge
-from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer, evaluate, held_out_scenes
+from tessera.eval.corruptions import PATCH, rough
+from tessera.eval.judge import CLASSES, WEIGHTS_DIR, Judge
+from tessera.eval.judge_train import JudgeTrainConfig, JudgeTrainer, evaluate, held_out_scenes, labelled_renders
 from tessera.eval.metrics import object_counts
 from tessera.world.render import render_image
 from tessera.world.scene import sample_scene
@@ -31,14 +32,34 @@ def test_shipped_weights_are_small_and_versioned():
 
 
 def test_precision_and_recall_on_clean_renders(judge, held_out):
-    counts = evaluate(judge, held_out, corrupted=False)
+    counts = evaluate(judge, held_out)
     assert counts.actual > 1200
     assert counts.precision >= 0.99 and counts.recall >= 0.99
 
 
 def test_precision_and_recall_on_corrupted_renders(judge, held_out):
-    counts = evaluate(judge, held_out, corrupted=True, seed=123)
+    counts = evaluate(judge, held_out, "corrupted", seed=123)
     assert counts.precision >= 0.95 and counts.recall >= 0.95
+
+
+def test_precision_and_recall_on_rough_edged_renders(judge, held_out):
+    """Shapes whose edge blocks moved by a pixel, as a patch-by-patch model leaves them, still read as themselves."""
+    counts = evaluate(judge, held_out, "rough", seed=5)  # judge-v2 read 0.52 of them; small stars lose their arms
+    assert counts.precision >= 0.9 and counts.recall >= 0.9
+
+
+def test_rough_edges_move_image_and_labels_together_and_only_at_edges():
+    """On renders coloured by their labels, rough edges keep them so, move some edge pixels and no flat block."""
+    _, shape_maps, _ = labelled_renders(held_out_scenes(16))
+    labels = torch.from_numpy(shape_maps).long()  # (B, H, W)
+    palette = torch.rand(len(CLASSES) + 1, 3, generator=torch.Generator().manual_seed(0))
+    x = palette[labels].permute(0, 3, 1, 2)  # (B, 3, H, W): one colour per label
+    y, moved = rough(x, labels, np.random.default_rng(0), p=1.0)
+    assert torch.equal(y, palette[moved].permute(0, 3, 1, 2))
+    blocks = labels.view(16, 16, PATCH, 16, PATCH)
+    edge = (blocks.amax(dim=(2, 4)) != blocks.amin(dim=(2, 4))).repeat_interleave(PATCH, 1).repeat_interleave(PATCH, 2)
+    changed = moved != labels
+    assert changed.any() and not (changed & ~edge).any()
 
 
 def test_other_canvas_sizes_are_read_in_their_own_pixels(judge):

@@ -1,4 +1,5 @@
-"""Image corruptions that generated images show (blur, noise, JPEG, colour jitter, small shifts), on batches."""
+"""Image corruptions that generated images show (blur, noise, JPEG, colour jitter, small shifts, edges rough at
+the scale of a tokenizer's patch), on batches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from PIL import Image
 
 from tessera.world.scene import BACKGROUND
 
-CORRUPTIONS = ("shift", "jpeg", "blur", "jitter", "noise")
+CORRUPTIONS = ("shift", "rough", "jpeg", "blur", "jitter", "noise")
+PATCH = 4  # the quick tokenizer's patch on a 64-pixel canvas: the scale at which sampled edges go wrong
 
 
 def shift(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator, max_px: int = 2):
@@ -25,6 +27,21 @@ def shift(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator, 
         out_i[b] = padded_i[b, :, dy : dy + h, dx : dx + w]
         out_l[b] = padded_l[b, dy : dy + h, dx : dx + w]
     return out_i, out_l
+
+
+def rough(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator, p: float = 0.5, block: int = PATCH):
+    """Move a share p of the blocks on each shape's edge by one pixel (image and labels alike), as a model that
+    draws patch by patch leaves them: notches and bumps, the shape still itself. H and W must be multiples of block."""
+    b, _, h, w = images.shape
+    blocks = labels.view(b, h // block, block, w // block, block)
+    edge = blocks.amax(dim=(2, 4)) != blocks.amin(dim=(2, 4))  # (B, h/block, w/block): a mixed block
+    moved = edge & torch.from_numpy(rng.random(edge.shape) < p)
+    offset = torch.from_numpy(rng.integers(-1, 2, size=(2, *edge.shape))) * moved  # (2, B, h/block, w/block)
+    dy, dx = (o.repeat_interleave(block, 1).repeat_interleave(block, 2) for o in offset)  # (B, H, W) each
+    rows = (torch.arange(h).view(1, h, 1) + dy).clamp(0, h - 1)
+    cols = (torch.arange(w).view(1, 1, w) + dx).clamp(0, w - 1)
+    batch = torch.arange(b).view(b, 1, 1)
+    return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2), labels[batch, rows, cols]
 
 
 def jpeg(images: torch.Tensor, rng: np.random.Generator, quality=(20, 85)) -> torch.Tensor:
@@ -75,6 +92,8 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
     """Apply each corruption with probability p, in a fixed order; returns (images, labels)."""
     if rng.random() < p:
         images, labels = shift(images, labels, rng)
+    if rng.random() < p:
+        images, labels = rough(images, labels, rng)
     if rng.random() < p:
         images = jpeg(images, rng)
     if rng.random() < p:

@@ -41,7 +41,7 @@ WEIGHTS_DIR = resources.files("tessera.eval") / "data" / "judge"
 class JudgeConfig:
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     min_area: float = 8.0  # pixels at JUDGE_RES: smaller components are noise
-    version: str = "judge-v2"
+    version: str = "judge-v3"
 
 
 @dataclass(frozen=True)

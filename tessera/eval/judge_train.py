@@ -17,7 +17,7 @@ from tessera.engine import checkpoint
 from tessera.engine.loop import Engine
 from tessera.engine.schedule import WarmupCosine
 from tessera.eval.clutter import add_clutter
-from tessera.eval.corruptions import corrupt
+from tessera.eval.corruptions import corrupt, rough
 from tessera.eval.judge import CLASSES, CLUTTER, Judge, JudgeConfig, JudgeNet, to_batch
 from tessera.eval.metrics import Counts, object_counts
 from tessera.world.render import render_image, render_labels
@@ -73,17 +73,18 @@ def held_out_scenes(n: int, canvas: int = 64, seed: int = EVAL_SEED) -> list[Sce
     return [sample_scene(rng, canvas) for _ in range(n)]
 
 
-def evaluate(judge: Judge, scenes: list[Scene], corrupted: bool, seed: int = 0) -> Counts:
-    """Object precision/recall (shape, colour and size must all agree) on renders of the scenes."""
+RENDERS = ("clean", "corrupted", "rough")  # how held-out scenes are rendered for `evaluate`
+
+
+def evaluate(judge: Judge, scenes: list[Scene], renders: str = "clean", seed: int = 0) -> Counts:
+    """Object precision/recall (shape, colour and size must all agree) on renders of the scenes: clean, with each
+    corruption at p 0.5, or with rough edges alone (every edge block moved at p 0.5)."""
     images, shape_maps, _ = labelled_renders(scenes)
     x = to_batch(images)
-    if corrupted:
-        rng = np.random.default_rng(seed)
-        chunks = [
-            corrupt(x[i : i + 50], torch.from_numpy(shape_maps[i : i + 50]), rng, p=0.5)[0]
-            for i in range(0, len(x), 50)
-        ]
-        x = torch.cat(chunks)
+    if renders != "clean":
+        rng, change = np.random.default_rng(seed), corrupt if renders == "corrupted" else rough
+        labels = torch.from_numpy(shape_maps)
+        x = torch.cat([change(x[i : i + 50], labels[i : i + 50], rng)[0] for i in range(0, len(x), 50)])
     return object_counts(judge.read(x), [s.objects for s in scenes])
 
 
@@ -166,17 +167,23 @@ class JudgeTrainer:
         return self.engine.fit(self.train_step, until)
 
     def evaluate(self) -> dict[str, float]:
-        """Object precision/recall on held-out renders, clean, corrupted and with marks, and the share of marks
-        read as clutter (kept with the checkpoint)."""
-        judge = Judge(self.net.eval(), JudgeConfig())
-        held_out = held_out_scenes(self.cfg.eval_scenes, self.cfg.canvas)
-        self.metrics = {
-            "clean": evaluate(judge, held_out, corrupted=False).to_dict(),
-            "corrupted": evaluate(judge, held_out, corrupted=True, seed=self.cfg.seed + 1).to_dict(),
-            "malformed": evaluate_malformed(judge, held_out, seed=self.cfg.seed + 2),
-        }
+        """held_out_metrics of the judge being trained (kept with the checkpoint), flattened for the log."""
+        cfg = self.cfg
+        self.metrics = held_out_metrics(Judge(self.net.eval(), JudgeConfig()), cfg.eval_scenes, cfg.seed, cfg.canvas)
         out = {f"{kind}/{k}": v[k] for kind, v in self.metrics.items() for k in ("precision", "recall")}
         return out | {"malformed/clutter_recall": self.metrics["malformed"]["clutter_recall"]}
+
+
+def held_out_metrics(judge: Judge, scenes: int = 1000, seed: int = 0, canvas: int = 64) -> dict[str, dict]:
+    """Object precision/recall on held-out renders, clean, corrupted, rough-edged and with marks, and the share
+    of marks read as clutter; `seed` is the training run's (each kind of render draws from seed + its own step)."""
+    held_out = held_out_scenes(scenes, canvas)
+    return {
+        "clean": evaluate(judge, held_out).to_dict(),
+        "corrupted": evaluate(judge, held_out, "corrupted", seed=seed + 1).to_dict(),
+        "rough": evaluate(judge, held_out, "rough", seed=seed + 3).to_dict(),
+        "malformed": evaluate_malformed(judge, held_out, seed=seed + 2),
+    }
 
 
 def save_judge(folder: Path, net: JudgeNet, cfg: JudgeConfig, trainer: dict | None, state: dict) -> None:
