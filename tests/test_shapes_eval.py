@@ -8,12 +8,15 @@ from PIL import Image
 from tessera.eval.judge import Detection
 from tessera.eval.shapes_eval import (
     CATEGORY_SIZES,
+    OUTCOMES,
     evaluate_folder,
     load_metadata,
     make_metadata,
+    outcome,
     read_folder,
     score,
     score_images,
+    strict,
     summarize,
 )
 from tessera.world.constraints import from_geneval, to_geneval
@@ -89,6 +92,28 @@ def test_colour_is_read_from_the_most_confident_object():
     assert score([det("circle", "red")], RED)[0]
     assert not score([det("circle", "blue", confidence=0.99), det("circle", "red", x=40, confidence=0.8)], RED)[0]
     assert not score([det("square", "red")], RED)[0]
+
+
+def outcome_of(detections, meta) -> str:
+    return outcome(detections, meta, score(detections, meta)[0], strict(detections, meta)[0])
+
+
+def test_each_image_gets_the_first_outcome_that_applies():
+    assert outcome_of([det("circle", "red")], RED) == "exact"
+    assert outcome_of([det("circle", "red"), det("clutter", "red", x=40)], RED) == "extras"
+    assert outcome_of([det("circle", "red"), det("star", "blue", x=40)], RED) == "extras"
+    assert outcome_of([det("circle", "blue")], RED) == "colour or place"
+    assert outcome_of([det("star", x=40), det("circle", x=60)], LEFT) == "colour or place"
+    assert outcome_of([det("square", "red")], RED) == "shapes or count"
+    assert outcome_of([det("circle", x=10 + 12 * i) for i in range(4)], COUNT3) == "shapes or count"
+    assert outcome_of([det("clutter", "red")], RED) == outcome_of([], RED) == "no clean shape"
+
+
+def test_outcomes_are_shares_of_each_category():
+    rows = [{"tag": "colors", "correct": o == "exact", "outcome": o} for o in ("exact", "extras", "extras", "exact")]
+    shares = summarize(rows)["outcomes"]["colors"]
+    assert shares == dict.fromkeys(OUTCOMES, 0.0) | {"exact": 0.5, "extras": 0.5}
+    assert list(shares) == list(OUTCOMES)
 
 
 def test_overall_is_the_mean_of_category_means():

@@ -160,6 +160,25 @@ def strict(detections: Sequence[Detection], meta: dict, cfg: ScoreConfig | None 
     return True, ""
 
 
+OUTCOMES = ("exact", "extras", "colour or place", "shapes or count", "no clean shape")
+
+
+def outcome(
+    detections: Sequence[Detection], meta: dict, correct: bool, exact: bool, cfg: ScoreConfig | None = None
+) -> str:
+    """Where an image stands, the first that applies: exact (the strict rule holds); no clean shape (the judge
+    reads only marks, or nothing); extras (GenEval's rule holds, beside marks, extra shapes or an unclear one);
+    colour or place (the asked shapes in the asked numbers, but a colour or a relation wrong); shapes or count."""
+    if exact:
+        return "exact"
+    if all(d.shape == CLUTTER for d in detections):
+        return "no clean shape"
+    if correct:
+        return "extras"
+    shapes_only = meta | {"include": [{"class": i["class"], "count": i["count"]} for i in meta["include"]]}
+    return "colour or place" if all(ok for ok, _ in check_clauses(detections, shapes_only, cfg)) else "shapes or count"
+
+
 def asked(meta: dict) -> int:
     """How many objects a prompt asks for."""
     return sum(item["count"] for item in meta["include"])
@@ -273,6 +292,7 @@ def score_images(
                 "reason": reason,
                 "strict": exact,
                 "strict_reason": why,
+                "outcome": outcome(dets, meta, ok, exact, cfg),
                 "asked": asked(meta),
                 "objects": [d.to_dict() for d in dets],
             }
@@ -331,6 +351,11 @@ def summarize(rows: list[dict], problems: Sequence[str] = ()) -> dict:
         summary |= {f"strict/{tag}": mean_of("strict", tag) for tag in tags}
         summary["objects_per_image"] = float(np.mean([len(r["objects"]) for r in rows]))
         summary["objects_asked_per_image"] = float(np.mean([r["asked"] for r in rows]))
+    if rows and "outcome" in rows[0]:
+        summary["outcomes"] = {
+            tag: {o: float(np.mean([r["outcome"] == o for r in rows if r["tag"] == tag])) for o in OUTCOMES}
+            for tag in tags
+        }
     summary["images"] = len(rows)
     summary["skipped"] = list(problems)
     return summary
@@ -396,4 +421,8 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| strict | {summary['strict']:.3f} | {strict_cells} |")
         read, wanted = summary["objects_per_image"], summary["objects_asked_per_image"]
         lines += ["", f"objects per image: {read:.2f} read, {wanted:.2f} asked for"]
+    if "outcomes" in summary:
+        outcomes = summary["outcomes"]
+        lines += ["", "| images that are | " + " | ".join(cats) + " |", "|---" * (len(cats) + 1) + "|"]
+        lines += [f"| {o} | " + " | ".join(f"{outcomes[c][o]:.3f}" for c in cats) + " |" for o in OUTCOMES]
     return "\n".join(lines)
