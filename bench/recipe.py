@@ -130,6 +130,14 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128-codes-pool-held-seed1": ("patch4-2048", [*HOLD, "seed=1"]),
     "patch4-d128-codes-pool-captions-held": ("patch4-2048", [*HOLD, "data.prompt_share=0.8"]),
     "patch4-d128-codes-pool-captions-held-seed1": ("patch4-2048", [*HOLD, "data.prompt_share=0.8", "seed=1"]),
+    "patch4-d128-codes-pool-captions-held-sqrt": (
+        "patch4-2048",
+        [*HOLD, "data.prompt_share=0.8", "data.prompt_weights=sqrt"],
+    ),
+    "patch4-d128-codes-pool-captions-held-sqrt-seed1": (
+        "patch4-2048",
+        [*HOLD, "data.prompt_share=0.8", "data.prompt_weights=sqrt", "seed=1"],
+    ),
     "patch4-d128-codes-pairs": ("patch4-2048", [*POOL, "model.text_pool_pairs=true"]),
     "patch4-d128-codes-pairs-seed1": ("patch4-2048", [*POOL, "model.text_pool_pairs=true", "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text

@@ -4,7 +4,7 @@ compositional split."""
 import numpy as np
 import pytest
 
-from tessera.data.examples import DataConfig, examples, understanding_example, world_text
+from tessera.data.examples import DataConfig, category_weights, examples, understanding_example, world_text
 from tessera.data.prompts import (
     HELD_OUT,
     SPLITS,
@@ -112,3 +112,22 @@ def test_a_runs_hold_out_keeps_its_descriptions_out_of_every_text():
 def test_a_hold_out_the_world_cannot_keep_is_a_config_error(hold_out, message):
     with pytest.raises(ConfigError, match=message):
         DataConfig(hold_out=hold_out).validate()
+
+
+@pytest.mark.parametrize("weights", ["category", "sqrt"])
+def test_prompt_categories_are_drawn_by_their_weights(weights):
+    """Each category alike, or by the square root of its training prompts' count: color_attr's 484 prompts then
+    take over half the draws, and colors' 7 prompts are no longer each drawn 69 times as often as one of them."""
+    pools = prompt_pools()[0]
+    w = dict(zip(CATEGORIES, category_weights(pools, weights), strict=True))
+    rng = np.random.default_rng(0)
+    texts = [world_text(rng, 32, 1.0, prompt_weights=weights)[0] for _ in range(1200)]
+    for category in CATEGORIES:
+        assert abs(np.mean([t in pools[category] for t in texts]) - w[category]) < 0.04
+    sizes = len(pools["color_attr"]) / len(pools["colors"])
+    assert w["color_attr"] / w["colors"] == pytest.approx(1.0 if weights == "category" else sizes**0.5)
+
+
+def test_unknown_prompt_weights_are_a_config_error():
+    with pytest.raises(ConfigError, match="data.prompt_weights must be one of category, sqrt, got .cube."):
+        DataConfig(prompt_weights="cube").validate()

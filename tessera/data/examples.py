@@ -46,6 +46,7 @@ from tessera.world.thoughts import MAX_BANDS, REDRAW_BELOW, band_thought
 
 WORLD_SOURCES = ("shapes", "shapes-classes")
 MAX_REFUSED = 1000  # world texts in a row too long for their slot: then no text fits, and waiting is a hang
+PROMPT_WEIGHTS = ("category", "sqrt")  # how a training prompt's category is drawn (`category_weights`)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class DataConfig:
     canvas: int = 64
     text_len: int = 24  # text tokens per example, left-padded; longer texts are an error (world: redrawn)
     prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
+    prompt_weights: str = "category"  # world: each prompt category alike, or "sqrt" of its training prompts' count
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
     tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
@@ -78,6 +80,10 @@ class DataConfig:
         for name in ("examples", "text_len", "question_len", "answer_len", "bpe_vocab", "thought_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompt_weights not in PROMPT_WEIGHTS:
+            raise ConfigError(
+                f"data.prompt_weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}"
+            )
         for name in ("prompt_share", "draft_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"data.{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -120,11 +126,30 @@ Example = tuple[str, str, str | Chain, np.ndarray, np.ndarray | None]
 # thinking ones give their chain as the answer and a draft image (one band of it wrong) as the picture, if any
 
 
-def world_text(rng: np.random.Generator, canvas: int, prompt_share: float, hold_out: frozenset[tuple] = frozenset()):
-    """One (text, scene) pair: a training prompt (`prompts.prompt_pools`) with a scene holding just what it names,
-    or a random scene with its full caption (never one that says what a held-out prompt, or `hold_out`, says)."""
+def category_weights(pools: dict[str, list[str]], weights: str) -> np.ndarray:
+    """How often each prompt category is drawn: alike, or by the square root of its prompts' count (so a small
+    category's few prompts are not each seen far more often than a large one's)."""
+    sizes = np.array([len(pools[c]) for c in lang.CATEGORIES], float)
+    w = np.ones_like(sizes) if weights == "category" else np.sqrt(sizes)
+    return w / w.sum()
+
+
+def world_text(
+    rng: np.random.Generator,
+    canvas: int,
+    prompt_share: float,
+    hold_out: frozenset[tuple] = frozenset(),
+    prompt_weights: str = "category",
+):
+    """One (text, scene) pair: a training prompt (`prompts.prompt_pools`, its category drawn by `prompt_weights`)
+    with a scene holding just what it names, or a random scene with its full caption (never one that says what a
+    held-out prompt, or `hold_out`, says)."""
     if rng.random() < prompt_share:
-        pool = prompt_pools(hold_out)[0][lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]]
+        pools = prompt_pools(hold_out)[0]
+        if prompt_weights == "category":  # the draw as it always was, so seeded streams stay as they were
+            pool = pools[lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]]
+        else:
+            pool = pools[lang.CATEGORIES[rng.choice(len(lang.CATEGORIES), p=category_weights(pools, prompt_weights))]]
         text = pool[rng.integers(len(pool))]
         return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
     return described_scene(rng, canvas, hold_out)
@@ -316,7 +341,7 @@ def _world(
         condition = None
         if task in (Task.T2I, Task.T2V):
             if task == Task.T2I:
-                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share, hold_out)
+                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights)
             else:
                 text, scene = video_text(rng, cfg.canvas)
                 condition = render_video(scene)  # (T, H, W, 3): the clip to draw
