@@ -13,7 +13,9 @@ from tessera.world.language import CATEGORIES
 
 
 def _summary(overall: float, base: float) -> dict:
-    return {"overall": overall, **{c: base + i / 100 for i, c in enumerate(CATEGORIES)}, "images": 24, "skipped": []}
+    outcomes = {c: {"exact": base, "no clean shape": 1 - base} for c in CATEGORIES}
+    scores = {c: base + i / 100 for i, c in enumerate(CATEGORIES)}
+    return {"overall": overall, **scores, "outcomes": outcomes, "images": 24, "skipped": []}
 
 
 def _png(path: Path) -> None:
@@ -57,6 +59,7 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     for category in [*CATEGORIES, "overall"]:
         assert category in text
     assert "0.988" in text and "0.432" in text
+    assert "images: no clean shape (mean over categories)" in text and "0.700" in text  # 1 - 0.3
     assert "tiny run &amp; quick" in text
     sources = _image_sources(text)
     assert {"grid-counting.png", "sheet.png", "plot-tokenizer.png"} <= set(sources)

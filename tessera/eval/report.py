@@ -109,13 +109,18 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 def _scores_table(summaries: dict[str, dict]) -> str:
     """One row per category and overall, by GenEval's rule and then by the strict one; objects per image read and
-    asked for; the image count. One column per summary label."""
+    asked for; the share of images of each outcome (`shapes_eval.outcome`); the image count. One column per summary
+    label."""
     labels = list(summaries)
     categories = [c for c in CATEGORIES if any(c in s for s in summaries.values())]
     keys = [*categories, "overall", *[f"strict/{c}" for c in categories], "strict"]
     keys += ["objects_per_image", "objects_asked_per_image"]
     keys = [k for k in keys if any(k in s for s in summaries.values())]
     rows = [[key] + [_score(summaries[label].get(key)) for label in labels] for key in keys]
+    outcomes = [s.get("outcomes") or {} for s in summaries.values()]
+    for name in dict.fromkeys(o for per in outcomes for shares in per.values() for o in shares):
+        cells = [_score(sum(p[name] for p in per.values()) / len(per) if per else None) for per in outcomes]
+        rows.append([f"images: {name} (mean over categories)", *cells])
     rows.append(["images"] + [str(summaries[label].get("images", "–")) for label in labels])
     return _table(["category", *labels], rows)
 
