@@ -33,7 +33,7 @@ def rough(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator, 
     """Move a share p of the blocks on each shape's edge by one pixel (image and labels alike), as a model that
     draws patch by patch leaves them: notches and bumps, the shape still itself. H and W must be multiples of block."""
     b, _, h, w = images.shape
-    blocks = labels.view(b, h // block, block, w // block, block)
+    blocks = labels.reshape(b, h // block, block, w // block, block)
     edge = blocks.amax(dim=(2, 4)) != blocks.amin(dim=(2, 4))  # (B, h/block, w/block): a mixed block
     moved = edge & torch.from_numpy(rng.random(edge.shape) < p)
     offset = torch.from_numpy(rng.integers(-1, 2, size=(2, *edge.shape))) * moved  # (2, B, h/block, w/block)

@@ -73,9 +73,6 @@ def held_out_scenes(n: int, canvas: int = 64, seed: int = EVAL_SEED) -> list[Sce
     return [sample_scene(rng, canvas) for _ in range(n)]
 
 
-RENDERS = ("clean", "corrupted", "rough")  # how held-out scenes are rendered for `evaluate`
-
-
 def evaluate(judge: Judge, scenes: list[Scene], renders: str = "clean", seed: int = 0) -> Counts:
     """Object precision/recall (shape, colour and size must all agree) on renders of the scenes: clean, with each
     corruption at p 0.5, or with rough edges alone (every edge block moved at p 0.5)."""
