@@ -9,11 +9,12 @@ import numpy as np
 from PIL import Image
 
 from tessera.eval.report import write_report
+from tessera.eval.shapes_eval import OUTCOMES
 from tessera.world.language import CATEGORIES
 
 
 def _summary(overall: float, base: float) -> dict:
-    outcomes = {c: {"exact": base, "no clean shape": 1 - base} for c in CATEGORIES}
+    outcomes = {c: dict.fromkeys(OUTCOMES, 0.0) | {"exact": base, "no clean shape": 1 - base} for c in CATEGORIES}
     scores = {c: base + i / 100 for i, c in enumerate(CATEGORIES)}
     return {"overall": overall, **scores, "outcomes": outcomes, "images": 24, "skipped": []}
 

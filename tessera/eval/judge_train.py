@@ -79,7 +79,7 @@ def evaluate(judge: Judge, scenes: list[Scene], renders: str = "clean", seed: in
     images, shape_maps, _ = labelled_renders(scenes)
     x = to_batch(images)
     if renders != "clean":
-        rng, change = np.random.default_rng(seed), corrupt if renders == "corrupted" else rough
+        rng, change = np.random.default_rng(seed), {"corrupted": corrupt, "rough": rough}[renders]
         labels = torch.from_numpy(shape_maps)
         x = torch.cat([change(x[i : i + 50], labels[i : i + 50], rng)[0] for i in range(0, len(x), 50)])
     return object_counts(judge.read(x), [s.objects for s in scenes])

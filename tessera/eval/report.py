@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from tessera.engine.checkpoint import write_atomically
+from tessera.eval.shapes_eval import OUTCOMES
 from tessera.world.language import CATEGORIES
 
 STYLE = """
@@ -117,8 +118,8 @@ def _scores_table(summaries: dict[str, dict]) -> str:
     keys += ["objects_per_image", "objects_asked_per_image"]
     keys = [k for k in keys if any(k in s for s in summaries.values())]
     rows = [[key] + [_score(summaries[label].get(key)) for label in labels] for key in keys]
-    outcomes = [s.get("outcomes") or {} for s in summaries.values()]
-    for name in dict.fromkeys(o for per in outcomes for shares in per.values() for o in shares):
+    outcomes = [s.get("outcomes") or {} for s in summaries.values()]  # category -> outcome -> share, per label
+    for name in OUTCOMES if any(outcomes) else ():
         cells = [_score(sum(p[name] for p in per.values()) / len(per) if per else None) for per in outcomes]
         rows.append([f"images: {name} (mean over categories)", *cells])
     rows.append(["images"] + [str(summaries[label].get("images", "–")) for label in labels])
