@@ -158,6 +158,8 @@ RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, r
     "demo": [],
     "lr1e-4": ["lr=0.0001"],
     "lr3e-4": ["lr=0.0003"],
+    "strict": ["reward=strict"],
+    "exact-sq": ["reward=shapes_eval_exact_sq"],
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 

@@ -45,7 +45,7 @@ def test_a_policy_that_sprays_objects_scores_lower_than_one_that_draws_the_scene
         sprayed.append(image)
     sprayed = np.stack(sprayed)
     texts = [""] * len(lines)
-    for name in ("strict", "shapes_eval_exact"):
+    for name in ("strict", "shapes_eval_exact", "shapes_eval_exact_sq"):
         reward = make_reward(name, judge=judge)
         honest, spray = reward(lines, drawn, texts), reward(lines, sprayed, texts)
         assert honest.mean() >= 0.9 and spray.mean() < 0.5 * honest.mean(), (name, honest, spray)
@@ -53,12 +53,31 @@ def test_a_policy_that_sprays_objects_scores_lower_than_one_that_draws_the_scene
     assert geneval(lines, sprayed, texts).mean() >= 0.75  # the rule clutter fools
 
 
+def test_the_squared_exact_reward_pays_less_for_an_extra_than_for_a_miss(judge):
+    """For two asked objects, both drawn beside a third earns more than one drawn alone under shapes_eval_exact,
+    and less under shapes_eval_exact_sq."""
+    rng = np.random.default_rng(2)
+    lines = [m for m in load_metadata() if m["tag"] == "two_object"][:6]
+    missed, crowded = [], []
+    for meta in lines:
+        scene = sample_scene_for(from_geneval(meta), rng)
+        crowd = sample_scene(rng, n_objects=6)
+        extra = next(o for o in crowd.objects if all(boxes_apart(o, p, 4.0) for p in scene.objects))
+        missed.append(render_image(replace(scene, objects=scene.objects[:1])))
+        crowded.append(render_image(replace(scene, objects=(*scene.objects, extra))))
+    texts = [""] * len(lines)
+    for name, extra_wins in (("shapes_eval_exact", True), ("shapes_eval_exact_sq", False)):
+        reward = make_reward(name, judge=judge)
+        miss, extra = reward(lines, np.stack(missed), texts), reward(lines, np.stack(crowded), texts)
+        assert ((extra > miss) == extra_wins).all(), (name, miss, extra)
+
+
 def test_an_empty_canvas_earns_nothing(judge):
     """A counting prompt's exclude clause ("fewer than 4") holds when nothing is drawn; the dense reward must not
     pay for that, or RL learns to leave counting prompts blank."""
     lines = [m for m in load_metadata() if m["tag"] == "counting"][:6] + load_metadata()[:2]
     blank = np.broadcast_to(np.array(BACKGROUND, dtype=np.uint8), (len(lines), 64, 64, 3)).copy()
-    for name in ("strict", "shapes_eval_exact"):
+    for name in ("strict", "shapes_eval_exact", "shapes_eval_exact_sq"):
         assert make_reward(name, judge=judge)(lines, blank, [""] * len(lines)).max() == 0.0, name
 
 

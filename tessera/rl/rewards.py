@@ -78,18 +78,25 @@ def strict_reward(judge=None) -> Reward:
 
 
 @register("shapes_eval_exact")
-def shapes_eval_exact(judge=None) -> Reward:
+def shapes_eval_exact(judge=None, extras_power: float = 1.0) -> Reward:
     """Dense and not raised by drawing more, nor by drawing nothing: 1 when the strict rule holds, else 3/4 of the
     share of include clauses that hold (an exclude clause, "fewer than 4 stars", holds on an empty canvas), times
-    asked / max(asked, objects and marks read). Every object or mark beyond the asked ones costs."""
+    (asked / max(asked, objects and marks read)) ** extras_power. Every object or mark beyond the asked ones costs."""
 
     def one(found: list, meta: dict) -> float:
         if strict(found, meta)[0]:
             return 1.0
         included = _clauses(found, meta)[: len(meta["include"])]  # (the exclude clauses follow)
-        return 0.75 * float(np.mean(included)) * asked(meta) / max(asked(meta), len(found))
+        return 0.75 * float(np.mean(included)) * (asked(meta) / max(asked(meta), len(found))) ** extras_power
 
     return _judged(one, judge)
+
+
+@register("shapes_eval_exact_sq")
+def shapes_eval_exact_sq(judge=None) -> Reward:
+    """shapes_eval_exact with the extras factor squared: one object too many costs more than one asked object
+    missing (for two asked: both drawn beside an extra 0.33, one drawn alone 0.375)."""
+    return shapes_eval_exact(judge, extras_power=2.0)
 
 
 @register("format")
