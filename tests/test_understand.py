@@ -25,7 +25,7 @@ from tessera.sequence.layouts import (
     text_to_image,
 )
 from tessera.text.tokenizers import WorldTokenizer
-from tessera.understand.evaluate import evaluate_understanding
+from tessera.understand.evaluate import evaluate_understanding, summarize
 from tessera.world import language as lang
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import ANSWERS, parse_description
@@ -153,6 +153,17 @@ def test_a_trained_reader_answers_in_the_form_of_each_task(reader):
     assert np.mean([a in ANSWERS for a in qa]) >= 0.9  # one word of the answer set, then <eos>
     judged = [r["answer"].split()[:1] for r in rows if r["task"] == "judge"]
     assert np.mean([w in (["yes"], ["no"]) for w in judged]) >= 0.9
+
+
+def test_verdicts_are_scored_by_the_precision_and_recall_of_no():
+    """Of 3 truly-no scenes the model says no to 2 (recall 2/3); of its 4 noes 2 are right (precision 1/2)."""
+    truths = ["no , there is no star", "no , the circle is red", "no , there are two squares", "yes", "yes", "yes"]
+    said = ["no , there is no star", "no , there is no circle", "yes", "no , there is no star", "no , x", "yes"]
+    rows = [{"task": "judge", "truth": t, "answer": a, "correct": is_yes(t) == is_yes(a), "reason_correct": t == a}
+            for t, a in zip(truths, said, strict=True)]  # fmt: skip
+    summary = summarize(rows)
+    assert summary["judge/no_recall"] == 2 / 3 and summary["judge/no_precision"] == 1 / 2
+    assert summary["judge"] == 3 / 6 and summary["judge/reason"] == 1 / 3
 
 
 def test_ask_and_caption_commands(reader, tmp_path):

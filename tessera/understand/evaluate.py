@@ -62,9 +62,14 @@ def summarize(rows: list[dict]) -> dict:
             summary[task] = float(np.mean([r["correct"] for r in mine]))
     for kind in sorted({r["kind"] for r in rows if "kind" in r}):
         summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in rows if r.get("kind") == kind]))
-    said_no = [r for r in rows if r["task"] == Task.JUDGE and not is_yes(r["truth"])]
+    verdicts = [r for r in rows if r["task"] == Task.JUDGE]
+    truly_no = [r for r in verdicts if not is_yes(r["truth"])]
+    said_no = [r for r in verdicts if not is_yes(r["answer"])]
+    if truly_no:
+        summary["judge/reason"] = float(np.mean([r["reason_correct"] for r in truly_no]))
+        summary["judge/no_recall"] = float(np.mean([not is_yes(r["answer"]) for r in truly_no]))
     if said_no:
-        summary["judge/reason"] = float(np.mean([r["reason_correct"] for r in said_no]))
+        summary["judge/no_precision"] = float(np.mean([not is_yes(r["truth"]) for r in said_no]))
     return summary
 
 
