@@ -49,7 +49,7 @@ class UnifiedConfig:
     tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     model: TrainConfig = field(default_factory=TrainConfig)  # give model.data.tasks a mixture
     rl: RLConfig = field(default_factory=RLConfig)  # shared by every RL run (steps: each variant's budget)
-    draw_reward: str = "shapes_eval_partial:1,cycle:0.5"
+    draw_reward: str = "shapes_eval_exact"  # not raised by drawing more (cycle and the partial rule are)
     read: dict[str, float] = field(default_factory=lambda: {Task.QA: 2.0, Task.CAPTION: 1.0, Task.JUDGE: 1.0})
     introspect: IntrospectConfig = field(default_factory=IntrospectConfig)
     introspect_rl_steps: int = 20
@@ -208,7 +208,9 @@ ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined
 
 
 def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
-    keys = ["shapes/overall", *[f"shapes/{c}" for c in CATEGORIES], "read/qa", "read/caption", "read/judge"]
+    keys = ["shapes/overall", "shapes/strict", *[f"shapes/{c}" for c in CATEGORIES], "shapes/objects_per_image"]
+    keys += ["shapes/objects_asked_per_image", "read/qa", "read/caption"]
+    keys += ["read/judge", "read/judge/no_precision", "read/judge/no_recall"]
     keys += sorted({k for name in ABLATION for k in results.get(name, {}) if k.startswith("read/qa/")})
     rows = [[k, *[_fmt(results.get(name, {}).get(k)) for name in ABLATION]] for k in keys]
     intro_keys = ["one_shot", "introspective", "self_eval_agreement", "judge_says_yes", "redrawn", "tokens_per_image"]
