@@ -208,9 +208,11 @@ ABLATION = ("sft", "draw-only", "read-only", "unified", "refined-draw", "refined
 
 
 def _sections(results: dict, cfg: UnifiedConfig, out: Path) -> dict:
-    keys = ["shapes/overall", "shapes/strict", *[f"shapes/{c}" for c in CATEGORIES], "shapes/objects_per_image"]
-    keys += ["shapes/objects_asked_per_image", "read/qa", "read/caption"]
-    keys += ["read/judge", "read/judge/no_precision", "read/judge/no_recall"]
+    keys = [
+        "shapes/overall", "shapes/strict", *[f"shapes/{c}" for c in CATEGORIES], "shapes/objects_per_image",
+        "shapes/objects_asked_per_image", "read/qa", "read/caption", "read/judge", "read/judge/no_precision",
+        "read/judge/no_recall",
+    ]  # fmt: skip
     keys += sorted({k for name in ABLATION for k in results.get(name, {}) if k.startswith("read/qa/")})
     rows = [[k, *[_fmt(results.get(name, {}).get(k)) for name in ABLATION]] for k in keys]
     intro_keys = ["one_shot", "introspective", "self_eval_agreement", "judge_says_yes", "redrawn", "tokens_per_image"]
