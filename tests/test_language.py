@@ -61,6 +61,21 @@ def test_answers_are_true(seed, kind):
     assert answer_question(parse_question(question), scene.objects) == answer, question
 
 
+def test_no_one_answer_is_the_rule():
+    """Yes/no questions say yes about half the time, and no count is most of the counting answers, so a reader
+    that always gives one word scores little."""
+    rng = np.random.default_rng(0)
+    answers = {kind: [] for kind in lang.QUESTION_KINDS}
+    for _ in range(400):
+        scene = sample_scene(rng, 64)
+        for kind in ("count", "relation", "exists"):
+            question, answer = lang.question_answer(scene, rng, kind)
+            answers[parse_question(question).kind].append(answer)
+    for kind in ("relation", "exists"):
+        assert 0.4 <= np.mean([a == "yes" for a in answers[kind]]) <= 0.6, kind
+    assert max(answers["count"].count(n) for n in set(answers["count"])) / len(answers["count"]) < 0.55
+
+
 @given(seeds, st.sampled_from(lang.EDIT_OPS))
 @settings(max_examples=200, deadline=None)
 def test_edits_do_what_they_say(seed, op):

@@ -166,6 +166,14 @@ def test_verdicts_are_scored_by_the_precision_and_recall_of_no():
     assert summary["judge"] == 3 / 6 and summary["judge/reason"] == 1 / 3
 
 
+def test_each_question_kind_is_scored_beside_its_commonest_answer():
+    """Three count questions, two answered 'one': always saying 'one' scores 2/3, the base beside the accuracy."""
+    rows = [{"task": "qa", "kind": "count", "truth": t, "answer": "one", "correct": t == "one"}
+            for t in ("one", "two", "one")]  # fmt: skip
+    summary = summarize(rows)
+    assert summary["qa/count"] == 2 / 3 and summary["qa/count/base"] == 2 / 3
+
+
 def test_ask_and_caption_commands(reader, tmp_path):
     from PIL import Image
 

@@ -240,9 +240,12 @@ def thinking_example(
     return text, scene, chain, mixed
 
 
-def understanding_example(task: str, rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset()):
-    """(question, answer, scene) for caption | qa | judge. Judging pairs a ShapesEval-style prompt with a scene
-    drawn for it or for another prompt of its category; the answer is the verdict on the true scene."""
+def understanding_example(
+    task: str, rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset(), kind: str | None = None
+):
+    """(question, answer, scene) for caption | qa (of question `kind`, or any) | judge. Judging pairs a
+    ShapesEval-style prompt with a scene drawn for it or for another prompt of its category; the answer is the
+    verdict on the true scene."""
     if task == Task.JUDGE:
         category = lang.CATEGORIES[rng.integers(len(lang.CATEGORIES))]
         pool = prompt_pools(hold_out)[0][category]
@@ -255,7 +258,7 @@ def understanding_example(task: str, rng: np.random.Generator, canvas: int, hold
         caption, scene = described_scene(rng, canvas, hold_out)
         return lang.CAPTION_QUESTION, caption, scene
     scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
-    question, answer = lang.question_answer(scene, rng)
+    question, answer = lang.question_answer(scene, rng, kind)
     return question, answer, scene
 
 

@@ -1,5 +1,6 @@
 """The token cache: every example's text ids and image codes, extracted once and kept on disk (as LlamaGen
-pre-extracts codes), keyed by the data config, the seed and the visual tokenizer's weights."""
+pre-extracts codes), keyed by the data config, the seed, the visual tokenizer's weights and the code that makes the
+examples (a change to the world's texts makes the cache again)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,9 @@ def _drafter(cfg: DataConfig, device: torch.device):
 
 def _cache_key(cfg: DataConfig, tokenizer_dir: Path, seed: int) -> str:
     h = hashlib.sha256(json.dumps({**to_dict(cfg), "seed": seed}, sort_keys=True).encode())
+    package = Path(__file__).parents[1]
+    for path in sorted([*package.glob("world/*.py"), *package.glob("data/*.py")]):  # the code that makes examples
+        h.update(path.read_bytes())
     h.update((tokenizer_dir / "model.safetensors").read_bytes())
     for path in _drafter_files(cfg) if cfg.drafts_from else []:  # the model drawing the thinking chains' drafts
         h.update(path.read_bytes())

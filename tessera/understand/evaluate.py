@@ -2,12 +2,14 @@
 
 Scenes come from a seed of their own (the training data's scenes are drawn from the run's seed). A caption is
 right when every object it names is there and nothing else (the parsed caption holds exactly); a verdict agrees
-when its yes/no matches the verdict on the true scene, and its reason is right when the words match too.
+when its yes/no matches the verdict on the true scene, and its reason is right when the words match too. Questions
+are of every kind alike, and each kind's `base` is what always giving its commonest answer would score.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from tessera.model.bundle import Bundle
 from tessera.sequence.tasks import Task, reading
 from tessera.understand.answer import ask
 from tessera.world.grammar import parse_description, parse_question
+from tessera.world.language import QUESTION_KINDS
 from tessera.world.render import render_image
 
 HELD_OUT_SEED = 1_000_003
@@ -39,7 +42,8 @@ def evaluate_understanding(
     rng = np.random.default_rng(seed)
     rows = []
     for task in reading(bundle.cfg.tasks):
-        examples = [understanding_example(task, rng, bundle.cfg.canvas) for _ in range(n)]
+        kinds = QUESTION_KINDS if task == Task.QA else (None,)  # questions: every kind alike
+        examples = [understanding_example(task, rng, bundle.cfg.canvas, kind=kinds[i % len(kinds)]) for i in range(n)]
         images = np.stack([render_image(scene) for _, _, scene in examples])
         answers = ask(bundle, images, [q for q, _, _ in examples], batch_size=batch_size)
         for (question, truth, scene), said in zip(examples, answers, strict=True):
@@ -61,7 +65,9 @@ def summarize(rows: list[dict]) -> dict:
         if mine:
             summary[task] = float(np.mean([r["correct"] for r in mine]))
     for kind in sorted({r["kind"] for r in rows if "kind" in r}):
+        truths = [r["truth"] for r in rows if r.get("kind") == kind]
         summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in rows if r.get("kind") == kind]))
+        summary[f"qa/{kind}/base"] = Counter(truths).most_common(1)[0][1] / len(truths)  # always its commonest
     verdicts = [r for r in rows if r["task"] == Task.JUDGE]
     truly_no = [r for r in verdicts if not is_yes(r["truth"])]
     said_no = [r for r in verdicts if not is_yes(r["answer"])]

@@ -257,17 +257,26 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
     """A question about the scene and its one-word answer."""
     kind = kind or _choice(rng, QUESTION_KINDS)
     objs = scene.objects
-    if kind == "count":
-        desc = _random_description(_choice(rng, objs), rng) if rng.random() < 0.7 else _random_attrs(rng)
+    if kind == "count":  # the answer drawn evenly from the counts a few descriptions give, so "one" is no rule
+        by_count: dict[int, list[Description]] = {}
+        for desc in [_random_description(_choice(rng, objs), rng) for _ in range(6)] + [_random_attrs(rng)]:
+            by_count.setdefault(sum(matches(desc, o) for o in objs), []).append(desc)
+        n = _choice(rng, sorted(by_count))
+        desc = _choice(rng, by_count[n])
         noun = " ".join(w for w in (desc[2], desc[1], (desc[0] or "object") + "s") if w)
-        return f"how many {noun} are there?", NUMBERS[sum(matches(desc, o) for o in objs)]
-    if kind == "exists":
-        desc = _random_description(_choice(rng, objs), rng) if rng.random() < 0.5 else _random_attrs(rng)
+        return f"how many {noun} are there?", NUMBERS[n]
+    if kind == "exists":  # "yes" half the time, so always saying one word scores a half
+        desc = _random_description(_choice(rng, objs), rng)
         n = sum(matches(desc, o) for o in objs)
-        if n > 1 and rng.random() < 0.5:
-            asked = int(rng.integers(2, 5))
-            return f"are there {noun_phrase(desc, asked)}?", "yes" if asked == n else "no"
-        return f"is there {noun_phrase(desc)}?", "yes" if n else "no"
+        if rng.random() < 0.5:
+            if n > 1 and rng.random() < 0.5:
+                return f"are there {noun_phrase(desc, n)}?", "yes"
+            return f"is there {noun_phrase(desc)}?", "yes"
+        absent = [d for d in (_random_attrs(rng) for _ in range(8)) if not any(matches(d, o) for o in objs)]
+        if absent and rng.random() < 0.6:
+            return f"is there {noun_phrase(absent[0])}?", "no"
+        asked = _choice(rng, [k for k in range(2, 5) if k != n])
+        return f"are there {noun_phrase(desc, asked)}?", "no"
     if kind in ("colour", "shape"):
         options = [(o, d) for o in objs for d in unique_descriptions(o, scene, kind != "colour", kind != "shape")]
         if not options:
@@ -281,10 +290,12 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
             return question_answer(scene, rng, "exists")
         i, j = rng.choice(len(named), size=2, replace=False)
         (a, da), (b, db) = named[i], named[j]
-        rel = _choice(rng, RELATIONS)
+        holds = relative_position(a.box, b.box)
+        true_rels, false_rels = [r for r in RELATIONS if r in holds], [r for r in RELATIONS if r not in holds]
+        want = bool(true_rels) and (rng.random() < 0.5 or not false_rels)  # "yes" about half the time
+        rel = _choice(rng, true_rels if want else false_rels)
         phrase = _choice(rng, _PHRASES_OF[rel])
-        truth = rel in relative_position(a.box, b.box)
-        return f"is {definite(da)} {phrase} {definite(db)}?", "yes" if truth else "no"
+        return f"is {definite(da)} {phrase} {definite(db)}?", "yes" if want else "no"
     raise ValueError(f"unknown question kind {kind!r}; expected one of {', '.join(QUESTION_KINDS)}")
 
 
