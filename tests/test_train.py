@@ -275,16 +275,3 @@ def test_masked_loss_weighs_text_and_image_tokens_apart():
     assert torch.allclose(loss, image.mean() + 2.0 * text.mean())
     only_image, _ = masked_loss(logits[:1], targets[:1], slots[:1], mask[:1], space)
     assert torch.allclose(only_image, image[:5].mean())  # text-to-image alone: the plain mean over image tokens
-
-
-@pytest.mark.parametrize("read_image_loss", [False, True])
-def test_reading_rows_learn_their_image_only_when_asked(tokenizer_dir, tmp_path, read_image_loss):
-    """A reading row's loss falls on its answer; with read_image_loss on its 16 image tokens too."""
-    reading = {"data.tasks": {"qa": 1}, "data.examples": 8, "data.question_len": 24, "data.answer_len": 8,
-               "model.max_seq_len": 64, "read_image_loss": read_image_loss}  # fmt: skip
-    trainer = Trainer(config(tokenizer_dir, tmp_path, steps=1, **reading), tmp_path / "run", progress=False)
-    batch = _fixed_batch(trainer, 4)
-    image = batch.ids >= trainer.bundle.space.image_start
-    assert image.sum(1).tolist() == [16] * 4
-    assert batch.loss[image].tolist() == [read_image_loss] * 64  # every image token, or none
-    assert batch.loss[:, -9:].any(1).all()  # every answer is learnt

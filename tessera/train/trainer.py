@@ -82,7 +82,6 @@ class TrainConfig:
     cond_dropout: float = 0.1  # share of examples trained with the empty prompt (for guidance)
     text_weight: float = 1.0  # multi-task: the text tokens' mean loss relative to the image tokens' (see masked_loss)
     code_vectors: bool = False  # image codes embedded from the visual tokenizer's code vectors too
-    read_image_loss: bool = False  # reading rows learn their image too, as drawn after the question
     ema: float = 0.0  # EMA decay of the weights; 0: off
     amp: str = "auto"  # auto (bf16 on GPU) | bf16 | off
     fsdp: bool = False  # under torchrun, shard weights, gradients and optimizer moments across processes (no EMA)
@@ -282,10 +281,9 @@ class Trainer:
             if len(rows):
                 parts.append(self.conditioned_rows(task, rows))
         if len(read_rows):
-            read = image_to_text(space, self.questions[read_rows], self.codes[read_rows], self.answers[read_rows])
-            if cfg.read_image_loss:
-                read = dataclasses.replace(read, loss=read.loss | (read.slot == IMAGE))
-            parts.append(read)
+            parts.append(
+                image_to_text(space, self.questions[read_rows], self.codes[read_rows], self.answers[read_rows])
+            )
         return parts[0] if len(parts) == 1 else stack(parts, space)
 
     def thinking_rows(self, rows: torch.Tensor) -> Batch:
