@@ -102,7 +102,6 @@ def test_ground_truth_scores_near_one(tmp_path):
         (["world", "sample", "--canvas", "abc", "--out", "x"], "--canvas"),
         (["judge", "train", "steps=0"], "steps"),
         (["judge", "train", "lr=nan"], "lr"),
-        (["train", "--tokenizer", "nowhere", "text_mean=words"], "text_mean"),
     ],
 )
 def test_usage_errors_are_one_line(args, named, tmp_path):

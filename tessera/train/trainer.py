@@ -81,7 +81,6 @@ class TrainConfig:
     grad_clip: float = 1.0
     cond_dropout: float = 0.1  # share of examples trained with the empty prompt (for guidance)
     text_weight: float = 1.0  # multi-task: the text tokens' mean loss relative to the image tokens' (see masked_loss)
-    text_mean: str = "token"  # token: the text loss is the mean over text tokens | row: over rows of each row's mean
     code_vectors: bool = False  # image codes embedded from the visual tokenizer's code vectors too
     ema: float = 0.0  # EMA decay of the weights; 0: off
     amp: str = "auto"  # auto (bf16 on GPU) | bf16 | off
@@ -101,8 +100,6 @@ class TrainConfig:
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         at_least(self, 1, "steps", "batch_size", "grad_accum", "log_every", "sample_every", "save_every")
         at_least(self, 0, "warmup", "weight_decay", "text_weight")
-        if self.text_mean not in ("token", "row"):
-            raise ConfigError(f"text_mean must be token or row, got {self.text_mean!r}")
         positive(self, "lr", "grad_clip")
         within(self, 0, 1, "min_lr_ratio", "cond_dropout")
         if self.fsdp and self.ema:
@@ -121,12 +118,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def masked_loss(
-    logits, targets, slots, mask, space, text_weight: float = 1.0, text_mean: str = "token"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy over the ids each slot may emit at the masked positions: the mean over image tokens plus
-    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image), or with text_mean
-    "row" the mean over rows of each row's text mean (a one-word answer as much as a caption); (loss, accuracy).
+    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image); (loss, accuracy).
     logits: (B, T, V), or (M, V) at the masked positions only (the model's `select`)."""
     if logits.dim() == 3:
         logits = logits[mask]  # (M, V)
@@ -137,12 +131,7 @@ def masked_loss(
     each = F.cross_entropy(logits, target, reduction="none")  # (M,)
     image, text = kind == IMAGE, kind == TEXT
     loss = each[image].mean() if image.any() else each.new_zeros(())
-    if text.any() and text_mean == "row":
-        row = mask.nonzero(as_tuple=True)[0][text]  # (M_text,) the row of each text token
-        sums = each.new_zeros(mask.shape[0]).index_add(0, row, each[text])  # (B,)
-        counts = torch.bincount(row, minlength=mask.shape[0])  # (B,)
-        loss = loss + text_weight * (sums[counts > 0] / counts[counts > 0]).mean()
-    elif text.any():
+    if text.any():
         loss = loss + text_weight * each[text].mean()
     return loss, (logits.detach().argmax(-1) == target).float().mean()
 
@@ -343,7 +332,7 @@ class Trainer:
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
             ):
                 logits = self.ddp(ids, pos, tpos, segment=part, select=mask)  # (M, V)
-                loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight, cfg.text_mean)
+                loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight)
                 (loss / cfg.grad_accum).backward()
             losses.append(loss.detach())
             accs.append(acc.detach())
