@@ -82,7 +82,7 @@ def test_chains_rescore_exactly(reader, judge):
     bundle = load_bundle(ckpt)
     nudge = torch.zeros(bundle.space.size)  # verdicts that end early, some "yes": some rows draw again, some stop
     nudge[bundle.space.special("</think>")] = 10.0
-    bundle.model.output.register_forward_hook(lambda module, args, out: out + nudge)
+    bundle.model.register_forward_hook(lambda module, args, out: out + nudge)  # on the logits
     metadata = [{"prompt": p, "tag": "colors", "include": [{"class": "circle", "count": 1}]}
                 for p in ["a red circle", "a blue star"] for _ in range(4)]  # fmt: skip
     for yes in (4.0, 6.0, 2.0, 8.0):  # a tiny model's verdicts lean one way: find the bias that mixes them
