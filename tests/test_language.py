@@ -63,7 +63,7 @@ def test_answers_are_true(seed, kind):
 
 def test_no_one_answer_is_the_rule():
     """Yes/no questions say yes about half the time, and no count is most of the counting answers, so a reader
-    that always gives one word scores little."""
+    that always gives one word scores about a half or less."""
     rng = np.random.default_rng(0)
     answers = {kind: [] for kind in lang.QUESTION_KINDS}
     for _ in range(400):
