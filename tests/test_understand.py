@@ -167,11 +167,12 @@ def test_verdicts_are_scored_by_the_precision_and_recall_of_no():
 
 
 def test_each_question_kind_is_scored_beside_its_commonest_answer():
-    """Three count questions, two answered 'one': always saying 'one' scores 2/3, the base beside the accuracy."""
-    rows = [{"task": "qa", "kind": "count", "truth": t, "answer": "one", "correct": t == "one"}
+    """Three count questions, two of them 'one': always saying 'one' would score 2/3 (the base); a model that
+    always says 'two' scores 1/3."""
+    rows = [{"task": "qa", "kind": "count", "truth": t, "answer": "two", "correct": t == "two"}
             for t in ("one", "two", "one")]  # fmt: skip
     summary = summarize(rows)
-    assert summary["qa/count"] == 2 / 3 and summary["qa/count/base"] == 2 / 3
+    assert summary["qa/count"] == 1 / 3 and summary["qa/count/base"] == 2 / 3
 
 
 def test_ask_and_caption_commands(reader, tmp_path):

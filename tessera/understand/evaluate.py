@@ -65,9 +65,9 @@ def summarize(rows: list[dict]) -> dict:
         if mine:
             summary[task] = float(np.mean([r["correct"] for r in mine]))
     for kind in sorted({r["kind"] for r in rows if "kind" in r}):
-        truths = [r["truth"] for r in rows if r.get("kind") == kind]
-        summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in rows if r.get("kind") == kind]))
-        summary[f"qa/{kind}/base"] = Counter(truths).most_common(1)[0][1] / len(truths)  # always its commonest
+        asked = [r for r in rows if r.get("kind") == kind]
+        summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in asked]))
+        summary[f"qa/{kind}/base"] = Counter(r["truth"] for r in asked).most_common(1)[0][1] / len(asked)
     verdicts = [r for r in rows if r["task"] == Task.JUDGE]
     truly_no = [r for r in verdicts if not is_yes(r["truth"])]
     said_no = [r for r in verdicts if not is_yes(r["answer"])]
