@@ -8,6 +8,7 @@ from tessera.data.examples import DataConfig, category_weights, examples, unders
 from tessera.data.prompts import (
     HELD_OUT,
     SPLITS,
+    asks_about_unseen,
     description_key,
     held_keys,
     kept_out,
@@ -73,6 +74,8 @@ def test_no_training_text_or_scene_is_held_out():
                 assert question.startswith(HEAD) and may_train_on(question[len(HEAD) : -len(TAIL)]), question
             elif task == Task.CAPTION:
                 assert question == CAPTION_QUESTION and may_train_on(answer), answer
+            else:
+                assert not asks_about_unseen(question), question
     images = ShapesSource(64, avoid=UNSEEN_PAIRS).scenes(300, rng)
     assert not set().union(*map(scene_pairs, images)) & UNSEEN_PAIRS
 

@@ -166,13 +166,14 @@ def test_verdicts_are_scored_by_the_precision_and_recall_of_no():
     assert summary["judge"] == 3 / 6 and summary["judge/reason"] == 1 / 3
 
 
-def test_each_question_kind_is_scored_beside_its_commonest_answer():
+def test_each_question_kind_is_scored_beside_its_commonest_answer_and_its_blind_score():
     """Three count questions, two of them 'one': always saying 'one' would score 2/3 (the base); a model that
-    always says 'two' scores 1/3."""
-    rows = [{"task": "qa", "kind": "count", "truth": t, "answer": "two", "correct": t == "two"}
-            for t in ("one", "two", "one")]  # fmt: skip
+    always says 'two' scores 1/3. Asked of other scenes' images it was right once (blind 1/3)."""
+    rows = [{"task": "qa", "kind": "count", "truth": t, "answer": "two", "correct": t == "two", "blind": b}
+            for t, b in (("one", True), ("two", False), ("one", False))]  # fmt: skip
     summary = summarize(rows)
     assert summary["qa/count"] == 1 / 3 and summary["qa/count/base"] == 2 / 3
+    assert summary["qa/count/blind"] == 1 / 3 and summary["qa/blind"] == 1 / 3
 
 
 def test_ask_and_caption_commands(reader, tmp_path):

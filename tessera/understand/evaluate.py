@@ -3,7 +3,9 @@
 Scenes come from a seed of their own (the training data's scenes are drawn from the run's seed). A caption is
 right when every object it names is there and nothing else (the parsed caption holds exactly); a verdict agrees
 when its yes/no matches the verdict on the true scene, and its reason is right when the words match too. Questions
-are of every kind alike, and each kind's `base` is what always giving its commonest answer would score.
+are of every kind alike, and each kind's `base` is what always giving its commonest answer would score; its
+`blind` is what the model scores when each question is asked of another scene's image (the words and the model's
+habits, not this image): a model that reads scores above both.
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ def evaluate_understanding(
         kinds = QUESTION_KINDS if task == Task.QA else (None,)  # questions: every kind alike
         examples = [understanding_example(task, rng, bundle.cfg.canvas, kind=kinds[i % len(kinds)]) for i in range(n)]
         images = np.stack([render_image(scene) for _, _, scene in examples])
-        answers = ask(bundle, images, [q for q, _, _ in examples], batch_size=batch_size)
-        for (question, truth, scene), said in zip(examples, answers, strict=True):
+        questions = [q for q, _, _ in examples]
+        answers = ask(bundle, images, questions, batch_size=batch_size)
+        if task == Task.QA:  # each question asked again of the scene before it: what the words alone pass
+            blind = ask(bundle, np.roll(images, 1, axis=0), questions, batch_size=batch_size)
+        for i, ((question, truth, scene), said) in enumerate(zip(examples, answers, strict=True)):
             row = {"task": task, "question": question, "truth": truth, "answer": said}
             if task == Task.QA:
-                row |= {"kind": parse_question(question).kind, "correct": said == truth}
+                row |= {"kind": parse_question(question).kind, "correct": said == truth, "blind": blind[i] == truth}
             elif task == Task.CAPTION:
                 row["correct"] = caption_holds(said, scene)
             else:
@@ -64,10 +69,14 @@ def summarize(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["task"] == task]
         if mine:
             summary[task] = float(np.mean([r["correct"] for r in mine]))
+    if blind := [r["blind"] for r in rows if "blind" in r]:
+        summary["qa/blind"] = float(np.mean(blind))
     for kind in sorted({r["kind"] for r in rows if "kind" in r}):
         asked = [r for r in rows if r.get("kind") == kind]
         summary[f"qa/{kind}"] = float(np.mean([r["correct"] for r in asked]))
         summary[f"qa/{kind}/base"] = Counter(r["truth"] for r in asked).most_common(1)[0][1] / len(asked)
+        if blind := [r["blind"] for r in asked if "blind" in r]:
+            summary[f"qa/{kind}/blind"] = float(np.mean(blind))
     verdicts = [r for r in rows if r["task"] == Task.JUDGE]
     truly_no = [r for r in verdicts if not is_yes(r["truth"])]
     said_no = [r for r in verdicts if not is_yes(r["answer"])]

@@ -253,6 +253,9 @@ def unique_descriptions(o: Object, scene: Scene, colour: bool = True, shape: boo
     return out
 
 
+EXISTS_TRIES = 20  # descriptions tried for an absent object before a question about a present one
+
+
 def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = None) -> tuple[str, str]:
     """A question about the scene and its one-word answer."""
     kind = kind or _choice(rng, QUESTION_KINDS)
@@ -265,18 +268,16 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
         desc = _choice(rng, by_count[n])
         noun = " ".join(w for w in (desc[2], desc[1], (desc[0] or "object") + "s") if w)
         return f"how many {noun} are there?", NUMBERS[n]
-    if kind == "exists":  # "yes" half the time, so always saying one word scores a half
-        desc = _random_description(_choice(rng, objs), rng)
-        n = sum(matches(desc, o) for o in objs)
-        if rng.random() < 0.5:
-            if n > 1 and rng.random() < 0.5:
-                return f"are there {noun_phrase(desc, n)}?", "yes"
-            return f"is there {noun_phrase(desc)}?", "yes"
-        absent = [d for d in (_random_attrs(rng) for _ in range(8)) if not any(matches(d, o) for o in objs)]
-        if absent and rng.random() < 0.6:
-            return f"is there {noun_phrase(absent[0])}?", "no"
-        asked = _choice(rng, [k for k in range(2, 5) if k != n])
-        return f"are there {noun_phrase(desc, asked)}?", "no"
+    if kind == "exists":  # the answer first; a "no" names a present object with one attribute changed, so the
+        # descriptions of both answers are alike and the question's words do not give the answer away
+        for _ in range(EXISTS_TRIES):
+            desc = _random_description(_choice(rng, objs), rng)
+            if rng.random() < 0.5:
+                return f"is there {noun_phrase(desc)}?", "yes"
+            missing = _altered(desc, rng)
+            if not any(matches(missing, o) for o in objs):
+                return f"is there {noun_phrase(missing)}?", "no"
+        return f"is there {noun_phrase(desc)}?", "yes"
     if kind in ("colour", "shape"):
         options = [(o, d) for o in objs for d in unique_descriptions(o, scene, kind != "colour", kind != "shape")]
         if not options:
@@ -297,6 +298,16 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
         phrase = _choice(rng, _PHRASES_OF[rel])
         return f"is {definite(da)} {phrase} {definite(db)}?", "yes" if want else "no"
     raise ValueError(f"unknown question kind {kind!r}; expected one of {', '.join(QUESTION_KINDS)}")
+
+
+def _altered(desc: Description, rng: np.random.Generator) -> Description:
+    """The description with one of its named attributes given another value."""
+    named = [i for i, value in enumerate(desc) if value is not None]
+    i = _choice(rng, named)
+    values = (SHAPES, COLOURS, SIZES)[i]
+    out = list(desc)
+    out[i] = _choice(rng, [v for v in values if v != desc[i]])
+    return tuple(out)
 
 
 def _random_attrs(rng: np.random.Generator) -> Description:
