@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tessera.understand.words_only import words_reader
 from tessera.world import language as lang
 from tessera.world.constraints import Constraints, ObjectSpec, RelationSpec, sample_scene_for
 from tessera.world.grammar import (
@@ -78,32 +79,13 @@ def test_no_one_answer_is_the_rule():
     assert max(answers["count"].count(n) for n in set(answers["count"])) / len(answers["count"]) < 0.55
 
 
-def _words_reader(asked: list[tuple[str, str]]):
-    """Naive Bayes over a question's words, fitted on (question, answer) pairs: a reader that never looks."""
-    prior = Counter(a for _, a in asked)
-    seen = {a: Counter() for a in prior}
-    for q, a in asked:
-        seen[a].update(set(q.split()))
-    vocab = set().union(*seen.values())
-
-    def read(q: str) -> str:
-        words = set(q.split()) & vocab
-
-        def likelihood(a: str) -> float:
-            return np.log(prior[a]) + sum(np.log((seen[a][w] + 1) / (prior[a] + 2)) for w in words)
-
-        return max(prior, key=likelihood)
-
-    return read
-
-
 @pytest.mark.parametrize("kind", lang.QUESTION_KINDS)
 def test_the_words_of_a_question_do_not_give_its_answer(kind):
     """A reader that sees only the question, fitted on 2,000 of them, scores no more than its commonest answer's
     share on 500 others: whatever a model scores above that, it read in the image."""
     rng = np.random.default_rng(1)
     asked = [lang.question_answer(sample_scene(rng, 64), rng, kind) for _ in range(2500)]
-    read, held = _words_reader(asked[:2000]), asked[2000:]
+    read, held = words_reader(asked[:2000]), asked[2000:]
     base = Counter(a for _, a in held).most_common(1)[0][1] / len(held)
     assert np.mean([read(q) == a for q, a in held]) < base + 0.05
 

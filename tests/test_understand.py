@@ -73,10 +73,14 @@ def test_stack_pads_tasks_of_different_lengths():
         pad_answer(SPACE, [[1] * 5], 4)
 
 
+@pytest.mark.parametrize("both_ways", [False, True])
 @pytest.mark.parametrize("cfg", [SamplingConfig(top_k=1), SamplingConfig(temperature=0.8, top_k=6, top_p=0.9)])
-def test_written_text_is_rescored_exactly(cfg):
+def test_written_text_is_rescored_exactly(cfg, both_ways):
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=SPACE.size, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64))
+    model = Transformer(
+        ModelConfig(vocab_size=SPACE.size, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64,
+                    image_codes=16, read_both_ways=both_ways)
+    )  # fmt: skip
     torch.nn.init.normal_(model.output.weight, std=0.5)
     model.eval()
     prompt = image_prefix(SPACE, pad_text(SPACE, [[1, 2], [3]], 4), torch.randint(0, 16, (2, 2, 3)))
@@ -97,6 +101,27 @@ def test_written_text_is_rescored_exactly(cfg):
     early = Batch(prompt.ids[:, :-1], prompt.pos[:, :-1], prompt.slot[:, :-1], prompt.loss[:, :-1])
     shifted = score_text(model, SPACE, early, ids, cfg)  # off by one: each logit scores the token after its next
     assert (shifted - written.logprobs).abs().max() > 1e-3
+
+
+def test_a_read_image_is_seen_both_ways_and_a_drawn_one_in_order():
+    """With read_both_ways, changing a reading row's last image token changes its first image token's output; in
+    a drawing row (no <sep>) it does not, nor in a reading row without the option."""
+    torch.manual_seed(0)
+    codes = torch.randint(0, 16, (1, 2, 3))
+    read = image_prefix(SPACE, pad_text(SPACE, [[1, 2]], 4), codes)
+    draw = text_to_image(SPACE, pad_text(SPACE, [[1, 2]], 4), codes, torch.arange(6)[None])
+    for both_ways in (False, True):
+        cfg = ModelConfig(vocab_size=SPACE.size, dim=32, n_layer=2, n_head=4, n_kv_head=2, max_seq_len=64,
+                          image_codes=16, read_both_ways=both_ways)  # fmt: skip
+        model = Transformer(cfg).eval()
+        torch.nn.init.normal_(model.output.weight, std=0.5)
+        for batch, reads in ((read, True), (draw, False)):
+            first, last = 5, 10  # <boi> stands at 4: the image's first and last tokens
+            changed = batch.ids.clone()
+            changed[0, last] = SPACE.image_start + (changed[0, last] - SPACE.image_start + 1) % 16
+            with torch.no_grad():
+                a, b = (model(ids, batch.pos, batch.pos)[0, first] for ids in (batch.ids, changed))
+            assert (a - b).abs().max() > 1e-4 if reads and both_ways else torch.equal(a, b)
 
 
 def det(shape, colour, x, y=30.0, half=5.0):

@@ -50,6 +50,7 @@ class ModelConfig:
     dca: bool = False  # disentangled causal attention between condition parts (needs the layouts' segments)
     text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
     text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
+    read_both_ways: bool = False  # the image a reading row is given (one holding <sep>) attends to itself both ways
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -68,6 +69,10 @@ class ModelConfig:
             raise ConfigError("model.rope=grid needs model.dim / model.n_head divisible by 4 (rows and columns)")
         if self.text_pool_pairs and not self.text_pool:
             raise ConfigError("model.text_pool_pairs needs model.text_pool")
+        if self.read_both_ways and not self.image_codes:
+            raise ConfigError(
+                "model.read_both_ways needs model.image_codes, the image ids at the end of the vocabulary"
+            )
 
 
 class KVCache:
@@ -253,6 +258,8 @@ class Transformer(nn.Module):
             if start:
                 raise ValueError("disentangled attention reads a whole prompt at once, from stream position 0")
             mask = dca_mask(segment)
+        if self.cfg.read_both_ways and t > 1:
+            mask = self.read_mask(ids, mask, start)
         x = emb = self.tok_embeddings(ids)  # (B, T, D)
         if self.text_proj is not None:
             is_text = self.text_mask(ids)
@@ -273,6 +280,18 @@ class Transformer(nn.Module):
         if select is not None:
             x = x[select]  # (M, D)
         return F.linear(self.norm(x), self.output_weight()).float()  # (B, T, vocab) or (M, vocab)
+
+    def read_mask(self, ids: torch.Tensor, mask: torch.Tensor | None, start: int) -> torch.Tensor | None:
+        """The attention mask (B, 1, T, T) with the image tokens of each reading row (a row holding <sep>) seeing
+        each other both ways; `mask` (None: causal) where no row reads."""
+        given = (ids >= self.image_start) & (ids == SPECIALS.index("<sep>")).any(1, keepdim=True)  # (B, T)
+        if not given.any():
+            return mask
+        if start:
+            raise ValueError("a reading row's image is read whole, from stream position 0")
+        t = ids.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()[None, None] if mask is None else mask
+        return causal | (given[:, :, None] & given[:, None, :])[:, None]
 
     def text_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, 1) bool: which tokens are text (neither special nor image ids)."""
