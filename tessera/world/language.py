@@ -28,11 +28,13 @@ from tessera.world.scene import (
     SHAPES,
     SIZES,
     Object,
+    Pairs,
     Scene,
     boxes_apart,
     direction_of,
     make_object,
     min_gap,
+    pick_pair,
     place,
     relative_position,
 )
@@ -256,13 +258,16 @@ def unique_descriptions(o: Object, scene: Scene, colour: bool = True, shape: boo
 EXISTS_TRIES = 20  # descriptions tried for an absent object before a question about a present one
 
 
-def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = None) -> tuple[str, str]:
-    """A question about the scene and its one-word answer."""
+def question_answer(
+    scene: Scene, rng: np.random.Generator, kind: str | None = None, avoid: Pairs = frozenset()
+) -> tuple[str, str]:
+    """A question about the scene and its one-word answer; no description in it names a (shape, colour) pair of
+    `avoid` (the scene holds none of them either)."""
     kind = kind or _choice(rng, QUESTION_KINDS)
     objs = scene.objects
     if kind == "count":  # the answer drawn evenly from the counts a few descriptions give, so "one" is no rule
         by_count: dict[int, list[Description]] = {}
-        for desc in [_random_description(_choice(rng, objs), rng) for _ in range(6)] + [_random_attrs(rng)]:
+        for desc in [_random_description(_choice(rng, objs), rng) for _ in range(6)] + [_random_attrs(rng, avoid)]:
             by_count.setdefault(sum(matches(desc, o) for o in objs), []).append(desc)
         n = _choice(rng, sorted(by_count))
         desc = _choice(rng, by_count[n])
@@ -274,21 +279,21 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
             desc = _random_description(_choice(rng, objs), rng)
             if rng.random() < 0.5:
                 return f"is there {noun_phrase(desc)}?", "yes"
-            missing = _altered(desc, rng)
+            missing = _altered(desc, rng, avoid)
             if not any(matches(missing, o) for o in objs):
                 return f"is there {noun_phrase(missing)}?", "no"
         return f"is there {noun_phrase(desc)}?", "yes"
     if kind in ("colour", "shape"):
         options = [(o, d) for o in objs for d in unique_descriptions(o, scene, kind != "colour", kind != "shape")]
         if not options:
-            return question_answer(scene, rng, "count")
+            return question_answer(scene, rng, "count", avoid)
         o, desc = _choice(rng, options)
         word = _choice(rng, ("colour", "color")) if kind == "colour" else "shape"
         return f"what {word} is {definite(desc)}?", o.colour if kind == "colour" else o.shape
     if kind == "relation":
         named = [(o, _choice(rng, ds)) for o in objs if (ds := unique_descriptions(o, scene))]
         if len(named) < 2:
-            return question_answer(scene, rng, "exists")
+            return question_answer(scene, rng, "exists", avoid)
         i, j = rng.choice(len(named), size=2, replace=False)
         (a, da), (b, db) = named[i], named[j]
         holds = relative_position(a.box, b.box)
@@ -300,18 +305,17 @@ def question_answer(scene: Scene, rng: np.random.Generator, kind: str | None = N
     raise ValueError(f"unknown question kind {kind!r}; expected one of {', '.join(QUESTION_KINDS)}")
 
 
-def _altered(desc: Description, rng: np.random.Generator) -> Description:
-    """The description with one of its named attributes given another value."""
-    named = [i for i, value in enumerate(desc) if value is not None]
-    i = _choice(rng, named)
-    values = (SHAPES, COLOURS, SIZES)[i]
-    out = list(desc)
-    out[i] = _choice(rng, [v for v in values if v != desc[i]])
-    return tuple(out)
+def _altered(desc: Description, rng: np.random.Generator, avoid: Pairs) -> Description:
+    """The description with one of its named attributes given another value (never a pair of `avoid`)."""
+    changes = [desc[:i] + (v,) + desc[i + 1 :] for i, values in enumerate((SHAPES, COLOURS, SIZES)) if desc[i]
+               for v in values if v != desc[i]]  # fmt: skip
+    return _choice(rng, [d for d in changes if (d[0], d[1]) not in avoid])
 
 
-def _random_attrs(rng: np.random.Generator) -> Description:
-    return _choice(rng, SHAPES), _choice(rng, COLOURS) if rng.random() < 0.6 else None, None
+def _random_attrs(rng: np.random.Generator, avoid: Pairs) -> Description:
+    if rng.random() < 0.6:
+        return (*pick_pair(None, None, rng, avoid), None)
+    return _choice(rng, SHAPES), None, None
 
 
 def edit_instruction(scene: Scene, rng: np.random.Generator, op: str | None = None) -> tuple[str, Scene]:
