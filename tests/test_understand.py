@@ -25,7 +25,7 @@ from tessera.sequence.layouts import (
     text_to_image,
 )
 from tessera.text.tokenizers import WorldTokenizer
-from tessera.understand.evaluate import evaluate_understanding, summarize
+from tessera.understand.evaluate import evaluate_understanding, kinds_table, summarize
 from tessera.world import language as lang
 from tessera.world.constraints import from_geneval, sample_scene_for, to_geneval
 from tessera.world.grammar import ANSWERS, parse_description
@@ -199,6 +199,7 @@ def test_each_question_kind_is_scored_beside_its_commonest_answer_and_its_blind_
     summary = summarize(rows)
     assert summary["qa/count"] == 1 / 3 and summary["qa/count/base"] == 2 / 3
     assert summary["qa/count/blind"] == 1 / 3 and summary["qa/blind"] == 1 / 3
+    assert "| count | 3 | 0.333 | 0.272 | 0.667 | 0.333 |" in kinds_table(summary, rows)  # ± (1/3 * 2/3 / 3) ** 0.5
 
 
 def test_ask_and_caption_commands(reader, tmp_path):

@@ -113,7 +113,7 @@ def understanding(
     """Question answering (per kind), captions and judging on scenes the model never saw."""
     from tessera.model.bundle import load as load_bundle
     from tessera.sequence.tasks import reading
-    from tessera.understand.evaluate import evaluate_understanding, write_results
+    from tessera.understand.evaluate import evaluate_understanding, kinds_table, write_results
 
     bundle = load_bundle(ckpt, device(device_name))
     if not reading(bundle.cfg.tasks):
@@ -122,7 +122,10 @@ def understanding(
     if out is not None:
         write_results(out, summary, rows)
     for key, value in summary.items():
-        console.print(f"{key:14s} {value:.3f}")
+        if not key.startswith("qa/") or key == "qa/blind":  # each kind's scores go in the table
+            console.print(f"{key:18s} {value:.3f}")
+    if any("kind" in r for r in rows):
+        console.print(kinds_table(summary, rows), soft_wrap=True)
 
 
 @app.command("edits")

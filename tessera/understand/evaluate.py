@@ -88,6 +88,19 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+def kinds_table(summary: dict, rows: list[dict]) -> str:
+    """Question answering per kind as a markdown table: questions asked, accuracy with its standard error, the
+    commonest answer's share (base) and the blind score."""
+    lines = ["| kind | asked | accuracy | ± | base | blind |", "|---|---|---|---|---|---|"]
+    for kind in sorted({r["kind"] for r in rows if "kind" in r}):
+        n, p = sum(r.get("kind") == kind for r in rows), summary[f"qa/{kind}"]
+        blind = summary.get(f"qa/{kind}/blind")
+        cells = [kind, str(n), f"{p:.3f}", f"{(p * (1 - p) / n) ** 0.5:.3f}", f"{summary[f'qa/{kind}/base']:.3f}",
+                 "" if blind is None else f"{blind:.3f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_results(folder: str | Path, summary: dict, rows: list[dict]) -> None:
     """results.json (the summary) and results.jsonl (one row per question)."""
     write_atomically(Path(folder) / "results.json", json.dumps(summary, indent=2) + "\n")
