@@ -8,7 +8,6 @@ from tessera.data.examples import DataConfig, category_weights, examples, unders
 from tessera.data.prompts import (
     HELD_OUT,
     SPLITS,
-    asks_about_unseen,
     description_key,
     held_keys,
     kept_out,
@@ -21,10 +20,16 @@ from tessera.data.shapes import ShapesSource
 from tessera.errors import ConfigError
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, load_metadata, make_compositional
 from tessera.sequence.tasks import Task
-from tessera.world.grammar import parse_description
+from tessera.world.grammar import parse_description, parse_question
 from tessera.world.language import CAPTION_QUESTION, CATEGORIES, distinct_prompts
 
 HEAD, TAIL = "does this image show ", " ?"
+
+
+def asks_about_unseen(question: str) -> bool:
+    """Whether a question names a colour-shape pair of the compositional split."""
+    q = parse_question(question)
+    return any(s is not None and (s.shape, s.colour) in UNSEEN_PAIRS for s in (q.subject, q.target))
 
 
 def scene_pairs(scene) -> set[tuple[str, str]]:

@@ -22,7 +22,7 @@ import numpy as np
 from tessera.errors import InputError
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, first_prompts, load_metadata
 from tessera.world.constraints import to_geneval
-from tessera.world.grammar import MOTION_WORD, parse_description, parse_question
+from tessera.world.grammar import MOTION_WORD, parse_description
 from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
 from tessera.world.scene import DIRECTIONS, pick_pair
 
@@ -33,12 +33,6 @@ SPLIT_SEED = 0
 def mentions_unseen(text: str) -> bool:
     """Whether a description names a colour-shape pair of the compositional split."""
     return any((s.shape, s.colour) in UNSEEN_PAIRS for s in parse_description(text).objects)
-
-
-def asks_about_unseen(question: str) -> bool:
-    """Whether a question names a colour-shape pair of the compositional split."""
-    q = parse_question(question)
-    return any(s is not None and (s.shape, s.colour) in UNSEEN_PAIRS for s in (q.subject, q.target))
 
 
 def description_key(text: str) -> tuple:
