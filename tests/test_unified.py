@@ -52,7 +52,7 @@ def test_eval_understanding_reads_only_the_reading_tasks(unified_run, tmp_path):
     assert sorted({r["task"] for r in rows}) == ["caption", "judge", "qa"] and len(rows) == 9
     summary = json.loads((tmp_path / "results.json").read_text())
     assert set(summary) >= {"qa", "caption", "judge"} and "introspect" not in summary
-    drawing_only = run_cli("eval", "understanding", "--ckpt", str(unified_run / "draw-only" / "checkpoint"))
+    drawing_only = run_cli("eval", "understanding", "--ckpt", str(unified_run / "draw-only" / "checkpoint"), "-n", "3")
     assert drawing_only.returncode == 0  # it was trained on the multi-task mixture too
 
 

@@ -38,7 +38,7 @@ def caption_holds(caption: str, scene) -> bool:
 
 
 def evaluate_understanding(
-    bundle: Bundle, n: int = 200, seed: int = HELD_OUT_SEED, batch_size: int = 64
+    bundle: Bundle, n: int = 1000, seed: int = HELD_OUT_SEED, batch_size: int = 64
 ) -> tuple[dict, list[dict]]:
     """n examples per reading task the model was trained on -> (summary, one row per example)."""
     rng = np.random.default_rng(seed)
