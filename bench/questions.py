@@ -2,7 +2,7 @@
 reader that sees only the question's words scores (fitted on the first 5/6 of a kind's questions, scored on the
 rest, beside the rest's commonest answer). A kind either reader scores well on can be passed without looking.
 
-python bench/questions.py [--n 4000]
+python bench/questions.py [--n 30000]
 """
 
 import argparse
