@@ -121,7 +121,7 @@ def reader(tokenizer_dir, tmp_path_factory):
             "model": TINY_MODEL | {"max_seq_len": 96},
             "data": {"examples": 400, "canvas": 32, "text_len": 16, "cache": str(root / "cache"),
                      "tasks": {"t2i": 1, "caption": 1, "qa": 2, "judge": 1}, "question_len": 24, "answer_len": 40},
-            "tokenizer": str(tokenizer_dir), "steps": 150, "batch_size": 16, "lr": 3e-3, "warmup": 5,
+            "tokenizer": str(tokenizer_dir), "steps": 250, "batch_size": 16, "lr": 3e-3, "warmup": 5,
             "sample_every": 1000,
         },
     )  # fmt: skip

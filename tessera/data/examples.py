@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tessera.data.folders import IMAGE_EXTS, fit, listed
-from tessera.data.prompts import held_keys, may_train_on, prompt_pools
+from tessera.data.prompts import held_keys, may_ask, may_train_on, prompt_pools
 from tessera.errors import ConfigError, InputError
 from tessera.eval.conditions import ConditionCase
 from tessera.eval.critique import band_critique, drawn_so_far
@@ -31,7 +31,7 @@ from tessera.sequence.tasks import CONDITIONED, MIXABLE, Task, tasks
 from tessera.text.tokenizers import WorldTokenizer, class_name
 from tessera.world import language as lang
 from tessera.world.constraints import sample_scene_for, to_geneval
-from tessera.world.grammar import parse_description
+from tessera.world.grammar import parse_description, parse_question
 from tessera.world.render import render_image, render_map, render_video
 from tessera.world.scene import (
     VIDEO_FRAMES,
@@ -243,7 +243,8 @@ def thinking_example(
 def understanding_example(
     task: str, rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset(), kind: str | None = None
 ):
-    """(question, answer, scene) for caption | qa (of question `kind`, or any) | judge. Judging pairs a
+    """(question, answer, scene) for caption | qa (of question `kind` exactly, or any; naming no held-out
+    description, see `may_ask`) | judge. Judging pairs a
     ShapesEval-style prompt with a scene drawn for it or for another prompt of its category; the answer is the
     verdict on the true scene."""
     if task == Task.JUDGE:
@@ -257,9 +258,11 @@ def understanding_example(
     if task == Task.CAPTION:
         caption, scene = described_scene(rng, canvas, hold_out)
         return lang.CAPTION_QUESTION, caption, scene
-    scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
-    question, answer = lang.question_answer(scene, rng, kind, avoid=UNSEEN_PAIRS)
-    return question, answer, scene
+    while True:  # a scene that can be asked a question of `kind`, and a question no held-out description is in
+        scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
+        question, answer = lang.question_answer(scene, rng, kind, avoid=UNSEEN_PAIRS)
+        if (kind is None or parse_question(question).kind == kind) and may_ask(question, hold_out):
+            return question, answer, scene
 
 
 def conditioned_example(
