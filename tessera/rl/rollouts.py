@@ -142,7 +142,7 @@ def read_examples(
     hold_out: frozenset[tuple] = frozenset(),
 ):
     """n questions on fresh scenes (tasks drawn by share), each repeated group_size times: metadata lines; no
-    caption or judging question says what a `hold_out` key says."""
+    question or caption says what a `hold_out` key says."""
     names, shares = list(tasks), np.array(list(tasks.values()), dtype=float)
     out = []
     for _ in range(n):
