@@ -82,7 +82,7 @@ def test_no_training_text_or_scene_is_held_out():
             elif task == Task.CAPTION:
                 assert question == CAPTION_QUESTION and may_train_on(answer), answer
             else:
-                assert may_ask(question) and not asks_about_unseen(question), question
+                assert may_ask(parse_question(question)) and not asks_about_unseen(question), question
     images = ShapesSource(64, avoid=UNSEEN_PAIRS).scenes(300, rng)
     assert not set().union(*map(scene_pairs, images)) & UNSEEN_PAIRS
 
@@ -99,7 +99,7 @@ def test_no_training_text_or_scene_is_held_out():
     ],
 )
 def test_a_question_naming_a_held_out_description_may_not_be_asked(question, held):
-    assert may_ask(question) != held
+    assert may_ask(parse_question(question)) != held
 
 
 def test_reading_questions_name_no_held_out_description_and_are_of_the_kind_asked():
@@ -107,14 +107,18 @@ def test_reading_questions_name_no_held_out_description_and_are_of_the_kind_aske
     run's own `hold_out`, and a question asked of a kind is of that kind (a scene that cannot be asked it is
     redrawn: the world falls back to another kind)."""
     rng = np.random.default_rng(2)
-    said = [question_answer(sample_scene(rng, 64, avoid=UNSEEN_PAIRS), rng, kind)[0] for kind in QUESTION_KINDS * 300]
+    said = [
+        parse_question(question_answer(sample_scene(rng, 64, avoid=UNSEEN_PAIRS), rng, kind)[0])
+        for kind in QUESTION_KINDS * 300
+    ]
     assert sum(not may_ask(q) for q in said) > 30
-    assert sum(parse_question(q).kind != kind for q, kind in zip(said, QUESTION_KINDS * 300, strict=True)) > 30
+    assert sum(q.kind != kind for q, kind in zip(said, QUESTION_KINDS * 300, strict=True)) > 30
     hold = held_keys(["an orange circle", "a star below a square"])
     assert not all(may_ask(q, hold) for q in said if may_ask(q))  # the run's own keys are asked without the rule
     for kind in QUESTION_KINDS * 150:
         question, _, _ = understanding_example(Task.QA, rng, 64, hold, kind)
-        assert may_ask(question, hold) and parse_question(question).kind == kind, question
+        asked = parse_question(question)
+        assert may_ask(asked, hold) and asked.kind == kind, question
 
 
 @pytest.mark.parametrize("text", ["a photo of a red star", "two red stars", "a red star left of a blue circle"])

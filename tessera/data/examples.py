@@ -261,7 +261,8 @@ def understanding_example(
     while True:  # a scene that can be asked a question of `kind`, and a question no held-out description is in
         scene = sample_scene(rng, canvas, avoid=UNSEEN_PAIRS)
         question, answer = lang.question_answer(scene, rng, kind, avoid=UNSEEN_PAIRS)
-        if (kind is None or parse_question(question).kind == kind) and may_ask(question, hold_out):
+        asked = parse_question(question)
+        if (kind is None or asked.kind == kind) and may_ask(asked, hold_out):
             return question, answer, scene
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tessera.errors import InputError
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, first_prompts, load_metadata
 from tessera.world.constraints import Constraints, RelationSpec, to_geneval
-from tessera.world.grammar import MOTION_WORD, parse_description, parse_question
+from tessera.world.grammar import MOTION_WORD, Question, parse_description
 from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
 from tessera.world.scene import DIRECTIONS, pick_pair
 
@@ -107,11 +107,11 @@ def may_train_on(text: str, hold_out: frozenset[tuple] = frozenset()) -> bool:
     return not mentions_unseen(text) and key not in kept_out() and key not in hold_out
 
 
-def may_ask(question: str, hold_out: frozenset[tuple] = frozenset()) -> bool:
-    """Whether a reading question may be trained on: what it names ("is there a green star?": a green star; "is the
-    circle left of the square?": a circle left of a square) is no held-out description. Its answer is left out of
-    the rule: else "what colour is the star?" could never be answered "green", and its words would give that away."""
-    q = parse_question(question)
+def may_ask(q: Question, hold_out: frozenset[tuple] = frozenset()) -> bool:
+    """Whether a parsed reading question may be trained on: what it names ("is there a green star?": a green star;
+    "is the circle left of the square?": a circle left of a square) is no held-out description. Its answer is left
+    out of the rule: else "what colour is the star?" could never be answered "green", and its words would give that
+    away."""
     relations = (RelationSpec(0, q.relation, 1),) if q.kind == "relation" else ()
     key = constraints_key(Constraints((q.subject, q.target) if relations else (q.subject,), relations))
     return key not in kept_out() and key not in hold_out
