@@ -8,10 +8,11 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False) -> Transformer:
+def tiny(n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False, image_pool: bool = False) -> Transformer:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
     cfg.image_codes, cfg.text_pool, cfg.text_pool_pairs = 20, text_pool, pairs  # ids 8..29 text, 30..49 codes
+    cfg.image_pool = image_pool
     model = Transformer(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
@@ -26,12 +27,13 @@ def inputs(b=3, t=24, seed=1):
     )
 
 
-CACHES = [(1, False, False), (2, False, False), (4, False, False), (2, True, False), (2, True, True)]
+CACHES = [(1, False, False, False), (2, False, False, False), (4, False, False, False), (2, True, False, False),
+          (2, True, True, False), (2, False, False, True), (2, True, True, True)]  # fmt: skip
 
 
-@pytest.mark.parametrize("n_kv_head,text_pool,pairs", CACHES)
-def test_cached_logits_match_uncached(n_kv_head, text_pool, pairs):
-    model = tiny(n_kv_head, text_pool, pairs)
+@pytest.mark.parametrize("n_kv_head,text_pool,pairs,image_pool", CACHES)
+def test_cached_logits_match_uncached(n_kv_head, text_pool, pairs, image_pool):
+    model = tiny(n_kv_head, text_pool, pairs, image_pool)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
@@ -69,12 +71,12 @@ def test_causal_and_target_aware(text_pool, pairs):
     assert not torch.allclose(base[0, 15], retarget[0, 15])  # told another target cell, it predicts otherwise
 
 
-def pooled(model: Transformer, ids: torch.Tensor, pairs: bool) -> torch.Tensor:
+def text_pooled(model: Transformer, ids: torch.Tensor, pairs: bool) -> torch.Tensor:
     """(1, T, D) what text_pool adds at each token: the mean of single words, or of adjacent words' products."""
     is_text, emb = model.text_mask(ids), model.tok_embeddings(ids)
     if pairs:
-        return model.text_context(is_text, *model.word_pairs(is_text, emb, None, 0), model.pair_proj, None, 1, 0)
-    return model.text_context(is_text, emb, is_text, model.text_proj, None, 0, 0)
+        return model.pooled(~is_text, *model.word_pairs(is_text, emb, None, 0), model.pair_proj, None, 1, 0)
+    return model.pooled(~is_text, emb, is_text, model.text_proj, None, 0, 0)
 
 
 def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
@@ -82,7 +84,7 @@ def test_text_pool_gives_each_later_token_the_mean_of_the_words_before_it():
     ids = torch.tensor([[1, 9, 12, 3, 30, 31, 10, 40]])  # <bos> two words <boi> two codes, a word, a code
     with torch.no_grad():
         emb = model.tok_embeddings(ids)
-        context = pooled(model, ids, pairs=False)  # (1, 8, D)
+        context = text_pooled(model, ids, pairs=False)  # (1, 8, D)
         two, three = model.text_proj(emb[0, 1:3].mean(0)), model.text_proj(emb[0, [1, 2, 6]].mean(0))
     assert torch.equal(context[0, [0, 1, 2, 6]], torch.zeros(4, 64))  # text, and what comes before any text
     assert all(torch.allclose(context[0, i], two, atol=1e-6) for i in (3, 4, 5))
@@ -94,7 +96,7 @@ def test_text_pool_pairs_give_each_later_token_the_mean_product_of_adjacent_word
     ids = torch.tensor([[1, 9, 12, 14, 3, 30, 31, 10, 40]])  # <bos> three words <boi> two codes, a word, a code
     with torch.no_grad():
         words = torch.nn.functional.rms_norm(model.tok_embeddings(ids), (64,))[0]  # (9, D)
-        context = pooled(model, ids, pairs=True)
+        context = text_pooled(model, ids, pairs=True)
         pairs = model.pair_proj(torch.stack([words[1] * words[2], words[2] * words[3]]).mean(0))
     assert torch.equal(context[0, [0, 1, 2, 3, 7]], torch.zeros(5, 64))  # words, and what comes before a pair
     # the lone word after the codes makes no pair (the token before it is a code), so the last code sees the same
@@ -106,14 +108,35 @@ def test_text_pool_pairs_tell_which_colour_goes_with_which_shape():
     red_circle = torch.tensor([[1, 9, 12, 13, 10, 14, 3]])  # <bos> red circle and blue square <boi>
     blue_circle = torch.tensor([[1, 10, 12, 13, 9, 14, 3]])  # the same words, colours swapped
     with torch.no_grad():
-        bag = [pooled(model, ids, pairs=False)[0, -1] for ids in (red_circle, blue_circle)]
-        pairs = [pooled(model, ids, pairs=True)[0, -1] for ids in (red_circle, blue_circle)]
+        bag = [text_pooled(model, ids, pairs=False)[0, -1] for ids in (red_circle, blue_circle)]
+        pairs = [text_pooled(model, ids, pairs=True)[0, -1] for ids in (red_circle, blue_circle)]
     assert torch.allclose(*bag, atol=1e-6) and not torch.allclose(*pairs, atol=1e-3)
 
 
 def test_text_pool_pairs_need_text_pool():
     with pytest.raises(TesseraError, match="text_pool_pairs needs"):
         ModelConfig(vocab_size=50, image_codes=20, text_pool_pairs=True).validate()
+
+
+def test_image_pool_gives_each_later_token_the_mean_of_the_codes_before_it():
+    model = tiny(image_pool=True)
+    ids = torch.tensor([[1, 9, 3, 30, 31, 32, 4, 7, 12, 40]])  # <bos> word <boi> three codes <eoi> <sep> word code
+    with torch.no_grad():
+        emb = model.tok_embeddings(ids)
+        is_image = (ids >= model.image_start).unsqueeze(-1)
+        context = model.pooled(~is_image, emb, is_image, model.image_proj, None, 0, 0, normalise=True)  # (1, 10, D)
+        three = model.image_proj(torch.nn.functional.rms_norm(emb[0, 3:6].mean(0), (64,), eps=1e-6))
+        without = model(ids, *inputs(b=1, t=10)[1:])
+        model.image_proj.weight.zero_()
+        changed = model(ids, *inputs(b=1, t=10)[1:])
+    assert torch.equal(context[0, [0, 1, 2, 3, 4, 5, 9]], torch.zeros(7, 64))  # before the image, and image tokens
+    assert all(torch.allclose(context[0, i], three, atol=1e-6) for i in (6, 7, 8))
+    assert torch.equal(without[0, :6], changed[0, :6]) and not torch.allclose(without[0, 6:], changed[0, 6:])
+
+
+def test_image_pool_needs_image_codes():
+    with pytest.raises(TesseraError, match="image_pool needs"):
+        ModelConfig(vocab_size=50, image_pool=True).validate()
 
 
 def test_zero_initialised_head_starts_uniform():

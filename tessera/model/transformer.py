@@ -12,6 +12,10 @@ that is not text adds a learned projection of the mean embedding of the text tok
 then holds the prompt's words from the first layer, without first learning to attend to them. A mean of words
 cannot say which colour goes with which shape; with text_pool_pairs such a token also adds a projection of the mean
 product of each two adjacent words' normalised embeddings, so "red"·"circle" and "blue"·"square" reach it as pairs.
+Optionally (image_pool), every token after an image that is not an image token adds a learned projection of the
+RMS-normalised mean embedding of the image tokens before it: a bag of the image's codes. A code is a patch of one colour and one piece
+of outline, so the bag tells which colours come with which shapes, which attention that starts out uniform over the
+image averages away (bench/read_learning.py).
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
@@ -50,6 +54,7 @@ class ModelConfig:
     dca: bool = False  # disentangled causal attention between condition parts (needs the layouts' segments)
     text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
     text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
+    image_pool: bool = False  # every non-image token after an image adds a projection of its codes' mean embedding
     read_both_ways: bool = False  # the image a reading row is given (one holding <sep>) attends to itself both ways
 
     def validate(self) -> None:
@@ -69,10 +74,9 @@ class ModelConfig:
             raise ConfigError("model.rope=grid needs model.dim / model.n_head divisible by 4 (rows and columns)")
         if self.text_pool_pairs and not self.text_pool:
             raise ConfigError("model.text_pool_pairs needs model.text_pool")
-        if self.read_both_ways and not self.image_codes:
-            raise ConfigError(
-                "model.read_both_ways needs model.image_codes, the image ids at the end of the vocabulary"
-            )
+        for flag in ("read_both_ways", "image_pool"):
+            if getattr(self, flag) and not self.image_codes:
+                raise ConfigError(f"model.{flag} needs model.image_codes, the image ids at the end of the vocabulary")
 
 
 class KVCache:
@@ -82,12 +86,14 @@ class KVCache:
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.dim // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        # text_pool's running sums of the words' embeddings (and, with text_pool_pairs, of adjacent words' products)
-        # with their counts, (pools, B, max_len, dim + 1); and each token's normalised word embedding with a flag
-        # that it is a word, (B, max_len, dim + 1), for the pair it makes with the next token
-        pools = (2 if cfg.text_pool_pairs else 1) if cfg.text_pool else 0
-        self.text_sum = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
-        self.words = torch.zeros(batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools > 1 else None
+        # the pools' running sums with their counts, (pools, B, max_len, dim + 1): text_pool's of the words'
+        # embeddings, text_pool_pairs' of adjacent words' products, image_pool's of the image tokens' embeddings;
+        # and each token's normalised word embedding with a flag that it is a word, (B, max_len, dim + 1), for the
+        # pair it makes with the next token
+        pools = cfg.text_pool + cfg.text_pool_pairs + cfg.image_pool
+        self.sums = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
+        shape = (batch, max_len, cfg.dim + 1)
+        self.words = torch.zeros(shape, device=device, dtype=dtype) if cfg.text_pool_pairs else None
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
@@ -225,6 +231,7 @@ class Transformer(nn.Module):
             self.code_out = nn.Linear(cfg.code_dim, cfg.dim, bias=False)
         self.text_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool else None
         self.pair_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool_pairs else None
+        self.image_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.image_pool else None
         cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -263,10 +270,14 @@ class Transformer(nn.Module):
         x = emb = self.tok_embeddings(ids)  # (B, T, D)
         if self.text_proj is not None:
             is_text = self.text_mask(ids)
-            x = x + self.text_context(is_text, emb, is_text, self.text_proj, cache, 0, start)
+            x = x + self.pooled(~is_text, emb, is_text, self.text_proj, cache, 0, start)
             if self.pair_proj is not None:
                 pairs, counted = self.word_pairs(is_text, emb, cache, start)
-                x = x + self.text_context(is_text, pairs, counted, self.pair_proj, cache, 1, start)
+                x = x + self.pooled(~is_text, pairs, counted, self.pair_proj, cache, 1, start)
+        if self.image_proj is not None:
+            is_image = (ids >= self.image_start).unsqueeze(-1)  # (B, T, 1)
+            slot = self.cfg.text_pool + self.cfg.text_pool_pairs
+            x = x + self.pooled(~is_image, emb, is_image, self.image_proj, cache, slot, start, normalise=True)
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
             x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
@@ -298,24 +309,26 @@ class Transformer(nn.Module):
         return ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)
 
     @staticmethod
-    def text_context(
-        is_text: torch.Tensor,  # (B, T, 1)
+    def pooled(
+        where: torch.Tensor,  # (B, T, 1): the positions that receive the pool
         h: torch.Tensor,  # (B, T, D)
         counted: torch.Tensor,  # (B, T, 1): the positions whose h enter the mean
         proj: nn.Linear,
         cache: KVCache | None,
         pool: int,
         start: int,
+        normalise: bool = False,
     ) -> torch.Tensor:
-        """(B, T, D): at each non-text token, `proj` of the mean of `h` over the counted tokens before it (zero at
-        text tokens and before any), so an image token holds the prompt's words without attending to them."""
+        """(B, T, D): at each `where` token, `proj` of the mean of `h` over the counted tokens up to it (zero elsewhere
+        and before any), so an image token holds the prompt's words, or an answer the image's codes, without
+        attending to them."""
         run = torch.cat([h * counted, counted.to(h.dtype)], dim=-1).cumsum(1)  # (B, T, D + 1): sum, count
         if cache is not None:
             if start:
-                run = run + cache.text_sum[pool, :, start - 1 : start].to(run.dtype)
-            cache.text_sum[pool, :, start : start + h.shape[1]] = run
+                run = run + cache.sums[pool, :, start - 1 : start].to(run.dtype)
+            cache.sums[pool, :, start : start + h.shape[1]] = run
         mean = run[..., :-1] / run[..., -1:].clamp(min=1)  # (B, T, D)
-        return ~is_text * proj(mean)
+        return where * proj(F.rms_norm(mean, mean.shape[-1:], eps=1e-6) if normalise else mean)
 
     @staticmethod
     def word_pairs(
