@@ -13,9 +13,9 @@ then holds the prompt's words from the first layer, without first learning to at
 cannot say which colour goes with which shape; with text_pool_pairs such a token also adds a projection of the mean
 product of each two adjacent words' normalised embeddings, so "red"·"circle" and "blue"·"square" reach it as pairs.
 Optionally (image_pool), every token after an image that is not an image token adds a learned projection of the
-RMS-normalised mean embedding of the image tokens before it: a bag of the image's codes. A code is a patch of one colour and one piece
-of outline, so the bag tells which colours come with which shapes, which attention that starts out uniform over the
-image averages away (bench/read_learning.py).
+RMS-normalised mean embedding of the image tokens before it: a bag of the image's codes. A code is a patch of one
+colour and one piece of outline, so the bag tells which colours come with which shapes, which attention that starts
+out uniform over the image averages away (bench/read_learning.py).
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
