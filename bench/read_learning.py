@@ -1,5 +1,6 @@
 """How fast a model learns to read one object's colour or shape from questions, beside a small convolutional net on
-the same codes: single-object scenes ("what colour is the object?", "what shape is the object?"), the quick preset's
+the same codes: single-object scenes ("what colour is the object?", "what shape is the object?"; with --objects, scenes
+of several and the world's questions, which name the object asked about, without the CNN), the quick preset's
 model (with any changes to its config) trained from scratch on those reading rows alone (batch 32, lr 3e-3 unless
 told, after 30 warm-up steps, AdamW), and a two-layer CNN over the tokenizer's code vectors, max-pooled (the same
 batches and optimiser); each scored on 512 held-out scenes every 100 steps. Chance: colour 0.125, shape 0.2.
@@ -129,15 +130,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of both readers")
     parser.add_argument("--attrs", nargs="+", default=["colour", "shape"], choices=["colour", "shape"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="changes to the model's config")
-    parser.add_argument(
-        "--objects",
-        type=int,
-        default=1,
-        help="objects a scene holds; with more than one, the "
-        "world's questions name the object asked about ('what shape is the red object?'), no CNN",
-    )
+    parser.add_argument("--objects", type=int, default=1, help="objects in a scene (more than one: no CNN)")
     parser.add_argument("--no-cnn", action="store_true", help="skip the CNN")
     args = parser.parse_args()
+    if bad := [c for c in args.set if c.split("=")[0] not in ModelConfig.__dataclass_fields__ or "=" not in c]:
+        parser.error(f"--set takes KEY=VALUE with KEY a field of the model's config, not {bad[0]!r}")
     changes = {k: yaml.safe_load(v) for k, v in (c.split("=", 1) for c in args.set)}
     tokenizer, _ = visual.load(args.tokenizer)
     vectors = visual.code_vectors(tokenizer)  # (K, code_dim), unit variance
