@@ -112,8 +112,9 @@ def draw(rng: np.random.Generator, n: int, objects: int) -> tuple[list[Scene], d
     scenes, asked = [], {attr: ([], []) for attr in ("colour", "shape")}
     while len(scenes) < n:
         scene = sample_scene(rng, 64, objects, avoid=UNSEEN_PAIRS)
-        pairs = {attr: (f"what {attr} is the object?", getattr(scene.objects[0], attr)) for attr in asked}
-        if objects > 1:
+        if objects == 1:
+            pairs = {attr: (f"what {attr} is the object?", getattr(scene.objects[0], attr)) for attr in asked}
+        else:
             pairs = {attr: question_answer(scene, rng, attr, UNSEEN_PAIRS) for attr in asked}
         if pairs["colour"][1] in COLOURS and pairs["shape"][1] in SHAPES:  # not a question of another kind
             scenes.append(scene)

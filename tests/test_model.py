@@ -123,7 +123,7 @@ def test_image_pool_gives_each_later_token_the_mean_of_the_codes_before_it():
     ids = torch.tensor([[1, 9, 3, 30, 31, 32, 4, 7, 12, 40]])  # <bos> word <boi> three codes <eoi> <sep> word code
     with torch.no_grad():
         emb = model.tok_embeddings(ids)
-        is_image = (ids >= model.image_start).unsqueeze(-1)
+        is_image = model.image_mask(ids)
         context = model.pooled(~is_image, emb, is_image, model.image_proj, None, 0, 0, normalise=True)  # (1, 10, D)
         three = model.image_proj(torch.nn.functional.rms_norm(emb[0, 3:6].mean(0), (64,), eps=1e-6))
         without = model(ids, *inputs(b=1, t=10)[1:])

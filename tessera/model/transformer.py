@@ -92,8 +92,8 @@ class KVCache:
         # pair it makes with the next token
         pools = cfg.text_pool + cfg.text_pool_pairs + cfg.image_pool
         self.sums = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
-        shape = (batch, max_len, cfg.dim + 1)
-        self.words = torch.zeros(shape, device=device, dtype=dtype) if cfg.text_pool_pairs else None
+        words = (batch, max_len, cfg.dim + 1)
+        self.words = torch.zeros(words, device=device, dtype=dtype) if cfg.text_pool_pairs else None
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
@@ -275,12 +275,12 @@ class Transformer(nn.Module):
                 pairs, counted = self.word_pairs(is_text, emb, cache, start)
                 x = x + self.pooled(~is_text, pairs, counted, self.pair_proj, cache, 1, start)
         if self.image_proj is not None:
-            is_image = (ids >= self.image_start).unsqueeze(-1)  # (B, T, 1)
-            slot = self.cfg.text_pool + self.cfg.text_pool_pairs
+            is_image = self.image_mask(ids)
+            slot = self.cfg.text_pool + self.cfg.text_pool_pairs  # the text pools come first in the cache's sums
             x = x + self.pooled(~is_image, emb, is_image, self.image_proj, cache, slot, start, normalise=True)
         if self.code_in is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
-            x = x + (code >= 0).unsqueeze(-1) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
+            x = x + self.image_mask(ids) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         if self.cfg.rope == "grid":
             cos, sin = grid_angles(pos, self.cfg.dim // self.cfg.n_head, self.cfg.rope_theta)
@@ -295,7 +295,7 @@ class Transformer(nn.Module):
     def read_mask(self, ids: torch.Tensor, mask: torch.Tensor | None, start: int) -> torch.Tensor | None:
         """The attention mask (B, 1, T, T) with the image tokens of each reading row (a row holding <sep>) seeing
         each other both ways; `mask` (None: causal) where no row reads."""
-        given = (ids >= self.image_start) & (ids == SPECIALS.index("<sep>")).any(1, keepdim=True)  # (B, T)
+        given = self.image_mask(ids)[..., 0] & (ids == SPECIALS.index("<sep>")).any(1, keepdim=True)  # (B, T)
         if not given.any():
             return mask
         if start:
@@ -307,6 +307,10 @@ class Transformer(nn.Module):
     def text_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, 1) bool: which tokens are text (neither special nor image ids)."""
         return ((ids >= len(SPECIALS)) & (ids < self.image_start)).unsqueeze(-1)
+
+    def image_mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, 1) bool: which tokens are image codes."""
+        return (ids >= self.image_start).unsqueeze(-1)
 
     @staticmethod
     def pooled(
