@@ -16,6 +16,7 @@ from tessera.tokenizer.omni import OmniConfig, OmniTok
 from tessera.tokenizer.patch import PatchVQ
 from tessera.tokenizer.quantizers import QuantizerConfig, VectorQuantizer, make_quantizer
 from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
+from tessera.world.scene import PALETTE
 
 TINY_CONV = ConvVQConfig(
     ch=16,
@@ -199,12 +200,14 @@ def test_presets_load():
 
     root = Path(str(resources.files("tessera") / "configs" / "tokenizer"))
     names = sorted(p.stem for p in root.glob("*.yaml"))
-    expected = {"conv-quick", "conv-full", "omni-quick", "omni-video-quick", "conv-smoke", "omni-smoke", "patch-smoke"}
+    expected = {"conv-quick", "conv-full", "omni-quick", "omni-video-quick", "conv-smoke", "omni-smoke"}
+    expected |= {"patch-smoke", "patch-masks"}
     assert expected <= set(names)
     for p in root.glob("*.yaml"):
         cfg = load(TokenizerTrainConfig(), p)
-        quantizer = getattr(cfg.tokenizer, cfg.tokenizer.arch).quantizer
-        assert tok.build(cfg.tokenizer).codebook_size == quantizer.codebook_size, p.name
+        arch = getattr(cfg.tokenizer, cfg.tokenizer.arch)
+        colours = getattr(arch, "colours", 0) or 1  # a mask tokenizer codes each mask in each colour
+        assert tok.build(cfg.tokenizer).codebook_size == arch.quantizer.codebook_size * colours, p.name
 
 
 def test_eval_reports_every_metric(tmp_path):
@@ -263,3 +266,41 @@ def test_a_patch_codebook_is_fitted_by_online_kmeans(tmp_path):
     assert clips.shape == (2, 9, 8, 8)
     with pytest.raises(TesseraError, match="dim = 3 x patch"):
         tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": {"quantizer": {"dim": 8}}}))
+
+
+def test_mask_codes_find_the_worlds_colours_and_keep_edges_a_whole_patch_codebook_loses(tmp_path):
+    """PatchVQ with colours: a code is a coverage mask times a colour the tokenizer found in flat regions; at 8 x 8
+    patches it reconstructs held-out scenes better than a whole-patch codebook of as many codes."""
+    x = ShapesSource(32).sample(64, np.random.default_rng(9))
+
+    def fitted(name: str, patch: dict) -> tuple[PatchVQ, float]:
+        cfg = override(
+            TokenizerTrainConfig(),
+            {"tokenizer": {"arch": "patch", "patch": {"patch": 8, **patch}}, "canvas": 32, "steps": 30,
+             "batch_size": 16, "warmup": 0, "log_every": 1, "sample_every": 1000, "save_every": 30},
+        )  # fmt: skip
+        TokenizerTrainer(cfg, tmp_path / name, progress=False).fit()
+        model, _ = tok.load(tmp_path / name / "checkpoint")
+        mse = ((model.decode(model.encode(x)) - x) ** 2).mean()
+        return model, float(10 * torch.log10(4 / mse))
+
+    vq = {"l2_norm": False, "commitment": 0.0, "restart_below": 0.003}
+    masks, psnr = fitted("masks", {"colours": 8, "quantizer": {"codebook_size": 256, "dim": 64, **vq}})
+    _, whole = fitted("whole", {"quantizer": {"codebook_size": 2048, "dim": 192, **vq}})
+    assert masks.codebook_size == 256 * 8 and psnr > whole + 1, (psnr, whole)
+    found = {tuple(int(v) for v in c) for c in (masks.quantize.palette * 127.5 + 127.5).round()}
+    assert found == set(PALETTE.values())
+    codes = masks.encode(x[:4])
+    assert codes.shape == (4, 4, 4)
+    again = masks.decode(masks.encode(masks.decode(codes)))
+    assert torch.allclose(again, masks.decode(codes), atol=1e-5)  # a decoded code codes back to itself
+    blank = torch.full((1, 3, 32, 32), 128 / 127.5 - 1)
+    empty = masks.encode(blank)
+    assert len(empty.unique()) == 1 and int(empty[0, 0, 0]) % 8 == 0  # the background: one code, colour 0
+    assert torch.allclose(masks.decode(empty), blank, atol=1 / 127.5)
+    assert tok.code_vectors(masks).shape == (256 * 8, 192)
+    with pytest.raises(TesseraError, match="dim = patch"):
+        tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": {"colours": 8}}))
+    with pytest.raises(TesseraError, match="background must be"):
+        bad = {"colours": 8, "background": [0, 0, 300], "quantizer": {"dim": 16}}
+        tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": bad}))

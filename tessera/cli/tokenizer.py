@@ -27,7 +27,7 @@ def train(
     ] = "conv",
     data: Data = "shapes",
     preset_name: Annotated[
-        str, typer.Option("--preset", help="smoke | quick | full (tessera/configs/tokenizer/)")
+        str, typer.Option("--preset", help="smoke | quick | full | masks (patch) (tessera/configs/tokenizer/)")
     ] = "quick",
     config: Annotated[Path | None, typer.Option(help="A YAML config file instead of the preset.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/tokenizer-<arch>).")] = None,

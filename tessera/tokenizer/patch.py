@@ -5,7 +5,8 @@ colours by k-means clusters; this quantises patches the same way). The VQ's EMA 
 its restarts seed new centres where the codebook fits worst, so a few hundred batches fit thousands of codes.
 On the Shapes world, 4 x 4 patches and 2048 codes keep every shape the judge reads (bench/RESULTS.md), at a
 fraction of a learned tokenizer's cost; for photographs a learned one (conv, omni) is the better choice.
-Videos are coded frame by frame.
+With `colours` > 0 a code is a coverage mask times a colour over a flat background (tokenizer/masks.py), so
+8 x 8 patches keep sharp shapes in 64 codes per image. Videos are coded frame by frame.
 """
 
 from __future__ import annotations
@@ -18,23 +19,33 @@ from einops import rearrange
 from tessera.config import at_least
 from tessera.errors import ConfigError
 from tessera.tokenizer.frames import FrameByFrame
+from tessera.tokenizer.masks import MaskColourQuantizer
 from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer
 
 
 @dataclass
 class PatchVQConfig:
     patch: int = 4  # side of a patch in pixels: 64 x 64 images -> 16 x 16 codes
-    quantizer: QuantizerConfig = field(
+    quantizer: QuantizerConfig = field(  # of whole patches; with colours, of coverage masks (dim = patch^2)
         default_factory=lambda: QuantizerConfig(codebook_size=2048, dim=48, l2_norm=False, commitment=0.0)
     )
+    colours: int = 0  # 0: a code is a whole patch; > 0: a mask of the quantizer times one of this many colours
+    background: tuple[int, int, int] = (128, 128, 128)  # RGB the masks blend colours over (with colours > 0)
+
+    @property
+    def dim(self) -> int:
+        """Values per patch the quantizer codes: its pixels, or its coverage mask."""
+        return (1 if self.colours else 3) * self.patch**2
 
     def validate(self, prefix: str = "patch.") -> None:
         at_least(self, 1, "patch", prefix=prefix)
+        at_least(self, 0, "colours", prefix=prefix)
         q = self.quantizer
-        if q.kind != "vq" or q.l2_norm or not q.ema or q.dim != 3 * self.patch**2:
-            raise ConfigError(
-                f"{prefix}quantizer must be vq with ema, no l2_norm, and dim = 3 x patch^2 = {3 * self.patch**2}"
-            )
+        if q.kind != "vq" or q.l2_norm or not q.ema or q.dim != self.dim:
+            what = "patch^2" if self.colours else "3 x patch^2"
+            raise ConfigError(f"{prefix}quantizer must be vq with ema, no l2_norm, and dim = {what} = {self.dim}")
+        if len(self.background) != 3 or not all(0 <= v <= 255 for v in self.background):
+            raise ConfigError(f"{prefix}background must be three values from 0 to 255, got {list(self.background)}")
         q.validate(prefix + "quantizer.")
 
 
@@ -45,8 +56,12 @@ class PatchVQ(FrameByFrame):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.quantize = VectorQuantizer(cfg.quantizer)
-        self.quantize.embedding.weight.requires_grad_(False)  # fitted by its EMA alone
+        if cfg.colours:
+            background = tuple(v / 127.5 - 1 for v in cfg.background)
+            self.quantize = MaskColourQuantizer(cfg.quantizer, cfg.colours, background)
+        else:
+            self.quantize = VectorQuantizer(cfg.quantizer)
+            self.quantize.embedding.weight.requires_grad_(False)  # fitted by its EMA alone
 
     @property
     def codebook_size(self) -> int:

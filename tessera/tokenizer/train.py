@@ -123,7 +123,7 @@ class TokenizerTrainer:
                 module.to(self.device)
         self.engine = Engine(
             run, "tokenizer", cfg.steps, self.write, to_dict(cfg), log_every=cfg.log_every,
-            save_every=cfg.save_every, show=("loss", "psnr", "usage"), progress=progress, fresh=fresh,
+            save_every=cfg.save_every, show=("loss", "psnr", "usage", "colours"), progress=progress, fresh=fresh,
             inputs=[cfg.data, cfg.perceptual_weights],
         )  # fmt: skip
         self.engine.track(model=self.model, opt=self.opt, ema=self.ema, rng=self.rng)
@@ -185,6 +185,8 @@ class TokenizerTrainer:
         out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "video": float(video)}
         if q.codes is not None:
             out["usage"] = self.model.quantize.usage()
+        if hasattr(self.model.quantize, "found"):  # a mask tokenizer: the colours it has found so far
+            out["colours"] = int(self.model.quantize.found)
         return out
 
     # -- pictures --------------------------------------------------------------------------------
