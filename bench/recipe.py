@@ -54,6 +54,7 @@ from tessera.world.render import render_image
 PRESETS = Path(str(resources.files("tessera") / "configs"))
 F4 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
 F8 = "tokenizer.conv={ch: 32, ch_mult: [1, 2, 2, 4], z_channels: 64, num_res_blocks: 1, norm_groups: 8, encoder: patch}"
+MASK8 = ["tokenizer.patch.patch=8", "tokenizer.patch.colours=8"]  # 8 x 8 patches: coverage masks times colours
 TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "f4-512-uniform": ("conv-quick", [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8, restart: uniform}"]),
     "f4-512": ("conv-quick", [F4, "tokenizer.conv.quantizer={codebook_size: 512, dim: 8}"]),
@@ -65,6 +66,8 @@ TOKENIZERS = {  # a preset of configs/tokenizer/, then overrides
     "patch4-2048-c32": ("patch-quick", ["canvas=32"]),  # 32 x 32 scenes: 8 x 8 codes (bench/conditions.py)
     "patch4-4096": ("patch-quick", ["tokenizer.patch.quantizer.codebook_size=4096"]),
     "patch8-4096": ("patch-quick", ["tokenizer.patch.patch=8", "tokenizer.patch.quantizer={codebook_size: 4096, dim: 192}"]),  # noqa: E501
+    "mask8-2048": ("patch-quick", [*MASK8, "tokenizer.patch.quantizer={codebook_size: 2048, dim: 64}"]),
+    "mask8-1024": ("patch-quick", [*MASK8, "tokenizer.patch.quantizer={codebook_size: 1024, dim: 64}"]),
     "seq32": ("seq-quick", ["tokenizer.seq.proxy_init=runs/recipe/tokenizer-patch4-2048/checkpoint"]),  # 1D: 32 tokens
 }  # fmt: skip
 BASE = [
@@ -142,6 +145,8 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "patch4-d128-codes-pairs-seed1": ("patch4-2048", [*POOL, "model.text_pool_pairs=true", "seed=1"]),
     "patch4-d128-codes-zero": ("patch4-2048", [*D128, "lr=0.003", "code_vectors=true", "cond_dropout=1.0"]),  # no text
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
+    "mask8-d128-codes-pool-captions-held": ("mask8-1024", [*HOLD, "data.prompt_share=0.8"]),
+    "mask8-d128-codes-pool-captions-held-seed1": ("mask8-1024", [*HOLD, "data.prompt_share=0.8", "seed=1"]),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }
