@@ -301,6 +301,6 @@ def test_mask_codes_find_the_worlds_colours_and_keep_edges_a_whole_patch_codeboo
     assert tok.code_vectors(masks).shape == (256 * 8, 192)
     with pytest.raises(TesseraError, match="dim = patch"):
         tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": {"colours": 8}}))
+    bad = {"colours": 8, "background": [0, 0, 300], "quantizer": {"dim": 16}}
     with pytest.raises(TesseraError, match="background must be"):
-        bad = {"colours": 8, "background": [0, 0, 300], "quantizer": {"dim": 16}}
         tok.build(override(tok.TokenizerConfig(), {"arch": "patch", "patch": bad}))
