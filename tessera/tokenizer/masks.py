@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer, _perplexity
+from tessera.tokenizer.quantizers import Quantized, QuantizerConfig, VectorQuantizer, perplexity
 
 FAINT = 0.05  # a mask whose strongest pixel covers less than this is background: its code takes colour 0
 VISIBLE = 0.25  # squared distance from the background (in [-1, 1] RGB) above which a pixel shows a colour
@@ -40,11 +40,11 @@ class MaskColourQuantizer(nn.Module):
     @torch.no_grad()
     def _find_colours(self, pixels: torch.Tensor) -> None:
         """Add to the palette, while it has room, each flat pixel (M, 3) farther than NEW from every colour in it."""
-        while int(self.found) < len(self.palette):
-            far = torch.cdist(pixels, self.palette[: int(self.found)]).amin(1) > NEW if self.found else None
-            if far is not None and not far.any():
+        while (n := int(self.found)) < len(self.palette):
+            new = pixels[torch.cdist(pixels, self.palette[:n]).amin(1) > NEW] if n else pixels
+            if not len(new):
                 return
-            self.palette[int(self.found)] = pixels[0] if far is None else pixels[far][0]
+            self.palette[n] = new[0]
             self.found += 1
 
     def usage(self) -> float:
@@ -85,7 +85,5 @@ class MaskColourQuantizer(nn.Module):
         q = self.masks(best[:, :, None])
         mask = q.codes.flatten()
         colour = torch.where(self.masks.codebook()[mask].amax(1) < FAINT, 0, colour)
-        codes = mask * len(self.palette) + colour
-        patches = self._blend(self.masks.codebook()[mask].clamp(0, 1), self.palette[colour])
-        latent = torch.movedim(patches.reshape(*shape, -1), -1, 1)
-        return Quantized(latent, codes.reshape(shape), z.new_zeros(()), _perplexity(codes, self.codebook_size))
+        codes = (mask * len(self.palette) + colour).reshape(shape)
+        return Quantized(self.lookup(codes), codes, z.new_zeros(()), perplexity(codes, self.codebook_size))

@@ -50,7 +50,7 @@ class Quantized:
     perplexity: torch.Tensor  # scalar: exp(entropy) of the batch's code histogram
 
 
-def _perplexity(codes: torch.Tensor, n: int) -> torch.Tensor:
+def perplexity(codes: torch.Tensor, n: int) -> torch.Tensor:
     p = torch.bincount(codes.flatten(), minlength=n).float()
     p = p / p.sum()
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
@@ -100,7 +100,7 @@ class VectorQuantizer(nn.Module):
         quant = flat + (quant - flat).detach()  # straight-through
         shape = (z.shape[0], *z.shape[2:])
         latent = torch.movedim(quant.reshape(*shape, -1), -1, 1)
-        return Quantized(latent, codes.reshape(shape), loss, _perplexity(codes, self.codebook_size))
+        return Quantized(latent, codes.reshape(shape), loss, perplexity(codes, self.codebook_size))
 
     def _draw(self, flat: torch.Tensor, n: int, book: torch.Tensor | None) -> torch.Tensor:
         """n batch vectors to (re)start codes from: uniformly, or by their squared distance to the nearest of
@@ -172,7 +172,7 @@ class _Wrapped(nn.Module):
             hist = torch.bincount(codes.flatten(), minlength=self.codebook_size).float()
             self.ema_count.mul_(self.cfg.decay).add_(hist, alpha=1 - self.cfg.decay)
         latent = quant.transpose(1, 2).reshape(z.shape)
-        return Quantized(latent, codes.reshape(z.shape[0], *spatial), loss, _perplexity(codes, self.codebook_size))
+        return Quantized(latent, codes.reshape(z.shape[0], *spatial), loss, perplexity(codes, self.codebook_size))
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         quant = self.inner.indices_to_codes(codes.flatten(1))  # (B, N, C)
