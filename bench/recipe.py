@@ -147,6 +147,14 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "mask8-d128-codes-pool-captions-held": ("mask8-1024", [*HOLD, "data.prompt_share=0.8"]),
     "mask8-d128-codes-pool-captions-held-seed1": ("mask8-1024", [*HOLD, "data.prompt_share=0.8", "seed=1"]),
+    "mask8-d128-codes-pool-captions-held-colourhead": (
+        "mask8-1024",
+        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true"],
+    ),
+    "mask8-d128-codes-pool-captions-held-colourhead-seed1": (
+        "mask8-1024",
+        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true", "seed=1"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }

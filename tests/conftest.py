@@ -13,6 +13,7 @@ from tessera.cli import main
 from tessera.config import override
 from tessera.eval.judge import Judge
 from tessera.tokenizer import build as visual
+from tessera.tokenizer.train import TokenizerTrainConfig, TokenizerTrainer
 from tessera.train.trainer import TrainConfig, Trainer
 
 TINY_MODEL = {"dim": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "max_seq_len": 64, "max_grid": 8}
@@ -85,6 +86,20 @@ def tokenizer_dir(tmp_path_factory):
     )  # fmt: skip
     visual.save(folder, visual.build(cfg), cfg)
     return folder
+
+
+@pytest.fixture(scope="session")
+def mask_tokenizer_dir(tmp_path_factory):
+    """A PatchVQ of 8x8 patches as 256 coverage masks times 8 colours, fitted 30 steps: 32x32 images -> 4x4 codes."""
+    folder = tmp_path_factory.mktemp("masks")
+    vq = {"codebook_size": 256, "dim": 64, "l2_norm": False, "commitment": 0.0, "restart_below": 0.003}
+    cfg = override(
+        TokenizerTrainConfig(),
+        {"tokenizer": {"arch": "patch", "patch": {"patch": 8, "colours": 8, "quantizer": vq}}, "canvas": 32,
+         "steps": 30, "batch_size": 16, "warmup": 0, "log_every": 1, "sample_every": 1000, "save_every": 30},
+    )  # fmt: skip
+    TokenizerTrainer(cfg, folder, progress=False).fit()
+    return folder / "checkpoint"
 
 
 @pytest.fixture(scope="session")

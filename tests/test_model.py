@@ -219,3 +219,53 @@ def test_selected_logits_are_the_full_logits_at_those_positions():
     whole, _ = masked_loss(full, codes, slots, select, space)
     selected, _ = masked_loss(model(ids, pos, target, select=select), codes, slots, select, space)
     assert torch.allclose(whole, selected, atol=1e-5)
+
+
+def colour_head_model() -> Transformer:
+    """A tiny model whose last 20 ids are 5 masks x 4 colours (code = mask x 4 + colour), scored by the colour head."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2, image_codes=20, code_dim=6,
+                      colour_head=True, code_colours=4)  # fmt: skip
+    model = Transformer(cfg)
+    model.code_vectors.normal_(generator=torch.Generator().manual_seed(0))
+    for p in model.parameters():  # the zero-initialised heads made non-zero, so each term counts
+        torch.nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(p.numel()))
+    return model.eval()
+
+
+def test_the_colour_head_scores_a_code_as_its_mask_then_its_colour():
+    model = colour_head_model()
+    h = torch.randn(7, 64, generator=torch.Generator().manual_seed(3))  # (M, D) final hidden states
+    with torch.no_grad():
+        rows = torch.nn.functional.linear(h, model.output_weight()).softmax(-1)  # (M, 30 + 5): text ids, then masks
+        p = model.logits(h).softmax(-1)  # (M, 50)
+        model.colour_given_mask[:, 2] += 20.0  # colour 2 whatever the mask
+        biased = model.logits(h).softmax(-1).reshape(7, -1)[:, 30:].reshape(7, 5, 4)  # (M, mask, colour)
+    assert torch.allclose(p[:, :30], rows[:, :30], atol=1e-6)  # text ids as a plain head scores them
+    assert torch.allclose(p[:, 30:].reshape(7, 5, 4).sum(-1), rows[:, 30:], atol=1e-6)  # a mask's codes: code // 4
+    assert (biased[..., 2] > 0.99 * biased.sum(-1)).all()  # the colour is code % 4
+    assert (p[:, 30:].reshape(7, 5, 4)[..., 2] < 0.9 * rows[:, 30:]).all()  # ... which only the colour head decided
+
+
+def test_the_colour_head_scores_targets_alone_as_the_whole_distribution_does():
+    from tessera.sequence.ids import IMAGE, SPECIALS, TEXT, IdSpace
+    from tessera.train.trainer import masked_loss, slot_loss
+
+    model = colour_head_model()
+    ids, pos, target = inputs(b=3, t=8)
+    g = torch.Generator().manual_seed(2)
+    targets = torch.where(torch.rand(3, 8, generator=g) < 0.6, torch.randint(30, 50, (3, 8), generator=g),
+                          torch.randint(1, 30, (3, 8), generator=g))  # fmt: skip
+    slots = torch.where(targets >= 30, IMAGE, TEXT)
+    select = torch.rand(3, 8, generator=g) < 0.7
+    space = IdSpace(n_text=30 - len(SPECIALS), n_image=20)
+    with torch.no_grad():
+        whole, _ = masked_loss(model(ids, pos, target), targets, slots, select, space)
+        logp, _ = model(ids, pos, target, select=select, targets=targets[select])  # (M,)
+    assert (slots[select] == IMAGE).any() and (slots[select] == TEXT).any()
+    assert torch.allclose(slot_loss(-logp, slots[select]), whole, atol=1e-5)
+
+
+def test_a_colour_head_needs_mask_times_colour_codes():
+    with pytest.raises(TesseraError, match="colour_head"):
+        Transformer(ModelConfig(vocab_size=50, dim=64, n_head=4, n_kv_head=2, image_codes=20, colour_head=True))

@@ -223,6 +223,25 @@ def test_two_fsdp_ranks_follow_the_loss_curve_of_one_process(tokenizer_dir, tmp_
     assert max(float((saved[k] - v).abs().max()) for k, v in one.model.state_dict().items()) < 1e-5
 
 
+def test_a_colour_head_learns_mask_times_colour_codes_and_draws_them(mask_tokenizer_dir, tokenizer_dir, tmp_path):
+    from tessera.errors import TesseraError
+    from tessera.generate.images import draw_images
+
+    cfg = config(mask_tokenizer_dir, tmp_path, steps=40, lr=3e-3, code_vectors=True,
+                 **{"model.colour_head": True, "data.examples": 16})  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    rows = trainer.fit()
+    model = trainer.model
+    assert model.cfg.code_colours == 8 and model.output.weight.shape[0] == model.image_start + 256  # a row per mask
+    first, last = rows[0]["loss"], np.mean([r["loss"] for r in rows[-5:]])
+    assert first == pytest.approx(np.log(256 * 8), abs=0.05)  # zero-initialised: uniform mask, then uniform colour
+    assert last < first - 2.0, (first, last)
+    images, drawn = draw_images(bundles.load(tmp_path / "run" / "checkpoint"), ["a red circle", "a blue square"])
+    assert images.shape == (2, 32, 32, 3) and drawn[0].codes.shape == (2, 4, 4)
+    with pytest.raises(TesseraError, match="colour_head"):  # whole-patch codes have no colours to score apart
+        Trainer(config(tokenizer_dir, tmp_path, **{"model.colour_head": True}), tmp_path / "bad", progress=False)
+
+
 def test_bf16_autocast_runs_the_model_in_bf16(tokenizer_dir, tmp_path):
     fp32 = Trainer(config(tokenizer_dir, tmp_path, steps=1), tmp_path / "fp32", progress=False)
     bf16 = Trainer(config(tokenizer_dir, tmp_path, steps=1, amp="bf16"), tmp_path / "bf16", progress=False)

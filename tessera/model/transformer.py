@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from tessera.config import at_least
 from tessera.errors import ConfigError
-from tessera.sequence.ids import SPECIALS
+from tessera.sequence.ids import IMAGE, SPECIALS, TEXT, IdSpace
 
 
 @dataclass
@@ -56,6 +56,8 @@ class ModelConfig:
     text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
     image_pool: bool = False  # every non-image token after an image adds a projection of its codes' mean embedding
     read_both_ways: bool = False  # the image a reading row is given (one holding <sep>) attends to itself both ways
+    colour_head: bool = False  # image codes are mask x colours + colour: the head scores a mask, then its colour
+    code_colours: int = 0  # the colours of such codes (set from the visual tokenizer)
 
     def validate(self) -> None:
         at_least(self, 1, "dim", "n_layer", "n_head", "n_kv_head", "ffn_multiple", "max_seq_len", "max_grid",
@@ -74,6 +76,8 @@ class ModelConfig:
             raise ConfigError("model.rope=grid needs model.dim / model.n_head divisible by 4 (rows and columns)")
         if self.text_pool_pairs and not self.text_pool:
             raise ConfigError("model.text_pool_pairs needs model.text_pool")
+        if self.colour_head and not (self.code_colours and self.image_codes % self.code_colours == 0):
+            raise ConfigError("model.colour_head needs mask x colour image codes (tokenizer.patch.colours > 0)")
         for flag in ("read_both_ways", "image_pool"):
             if getattr(self, flag) and not self.image_codes:
                 raise ConfigError(f"model.{flag} needs model.image_codes, the image ids at the end of the vocabulary")
@@ -212,6 +216,15 @@ class GridEmbedding(nn.Module):
         return out
 
 
+def target_scores(
+    logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, V) logits, (M,) targets and (M, V) allowed ids -> (M,) each target's log-probability among its allowed
+    ids and (M,) whether it is the likeliest of them."""
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    return logits.log_softmax(-1).gather(1, targets[:, None])[:, 0], logits.argmax(-1) == targets
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -223,7 +236,12 @@ class Transformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = nn.RMSNorm(cfg.dim, eps=1e-5)
-        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        masks = cfg.image_codes // cfg.code_colours if cfg.colour_head else cfg.image_codes
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size - cfg.image_codes + masks, bias=False)  # a row per mask
+        self.colour_out = self.colour_given_mask = None
+        if cfg.colour_head:
+            self.colour_out = nn.Linear(cfg.dim, cfg.code_colours, bias=False)
+            self.colour_given_mask = nn.Parameter(torch.zeros(masks, cfg.code_colours))  # (masks, colours)
         self.code_in = self.code_out = None
         if cfg.code_dim:
             self.register_buffer("code_vectors", torch.zeros(cfg.image_codes, cfg.code_dim))  # set by the trainer
@@ -237,6 +255,8 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init)
         nn.init.zeros_(self.output.weight)
+        if self.colour_out is not None:
+            nn.init.zeros_(self.colour_out.weight)
         if self.code_out is not None:
             nn.init.zeros_(self.code_out.weight)
 
@@ -254,9 +274,10 @@ class Transformer(nn.Module):
         start: int = 0,
         segment: torch.Tensor | None = None,  # (B, T) layouts' parts: CONTENT (0) or a condition part (1, 2, ..)
         select: torch.Tensor | None = None,  # (B, T) bool: logits only at these positions (a training loss's)
-    ) -> torch.Tensor:
-        """Logits (B, T, vocab) in float32, or (M, vocab) at the M selected positions; with a cache, the tokens sit
-        at stream positions start.."""
+        targets: torch.Tensor | None = None,  # (M,) the ids to score at the selected positions
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, vocab) in float32, or (M, vocab) at the M selected positions, or with targets their `scores`;
+        with a cache, the tokens sit at stream positions start.."""
         t = ids.shape[1]
         if start + t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens is longer than model.max_seq_len={self.cfg.max_seq_len}")
@@ -290,7 +311,37 @@ class Transformer(nn.Module):
             x = layer(x, cos, sin, cache, i, start, mask)
         if select is not None:
             x = x[select]  # (M, D)
-        return F.linear(self.norm(x), self.output_weight()).float()  # (B, T, vocab) or (M, vocab)
+        h = self.norm(x)
+        return self.logits(h) if targets is None else self.scores(h, targets)  # (B, T, vocab), (M, vocab) or (M,) x 2
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., vocab) float32. With colour_head, code mask x K + colour scores log p(mask) + log p(colour
+        | mask): a row per mask and one per colour in place of one per code, and the same distribution over codes."""
+        head = F.linear(h, self.output_weight()).float()  # (..., vocab - image_codes + masks)
+        if self.colour_out is None:
+            return head
+        colour = self.colour_out(h).float()[..., None, :] + self.colour_given_mask.float()  # (..., masks, K)
+        joint = head[..., self.image_start :, None] + colour.log_softmax(-1)  # (..., masks, K)
+        return torch.cat([head[..., : self.image_start], joint.flatten(-2)], dim=-1)
+
+    def scores(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, D) and (M,) ids -> (M,) each id's log-probability among those its slot may emit (an image code among
+        the image codes, any other id among the text and specials) and (M,) whether it is the likeliest of them
+        (with colour_head: its mask, then its colour given that mask; no code but the target's is scored)."""
+        space = IdSpace(self.image_start - len(SPECIALS), self.cfg.image_codes)
+        image = targets >= self.image_start  # (M,)
+        allowed = torch.stack([space.allowed(TEXT, h.device), space.allowed(IMAGE, h.device)])[image.long()]
+        if self.colour_out is None:
+            return target_scores(self.logits(h), targets, allowed)
+        k, n = self.cfg.code_colours, self.image_start
+        code = (targets - n).clamp(min=0)  # (M,)
+        rows = torch.cat([allowed[:, :n], allowed[:, n::k]], dim=1)  # (M, rows): text ids, then one per mask
+        logp, hit = target_scores(
+            F.linear(h, self.output_weight()).float(), torch.where(image, n + code // k, targets), rows
+        )
+        colour = self.colour_out(h).float() + self.colour_given_mask[code // k].float()  # (M, K)
+        colour_logp, colour_hit = target_scores(colour, code % k, torch.ones_like(colour, dtype=torch.bool))
+        return logp + image * colour_logp, hit & (colour_hit | ~image)
 
     def read_mask(self, ids: torch.Tensor, mask: torch.Tensor | None, start: int) -> torch.Tensor | None:
         """The attention mask (B, 1, T, T) with the image tokens of each reading row (a row holding <sep>) seeing
@@ -350,11 +401,15 @@ class Transformer(nn.Module):
         return words[..., :-1] * prev[..., :-1], is_text & (prev[..., -1:] > 0)
 
     def output_weight(self) -> torch.Tensor:
-        """(vocab, D): the output table, whose image rows add the projected code vectors when code_dim is set."""
+        """(rows, D): the output table (a row per id, or with colour_head per mask), whose image rows add the projected
+        code vectors when code_dim is set."""
         w = self.output.weight
         if self.code_out is None:
             return w
-        return torch.cat([w[: self.image_start], w[self.image_start :] + self.code_out(self.code_vectors)])
+        vectors = self.code_vectors  # (image_codes, code_dim)
+        if self.colour_out is not None:  # a mask's vector: its codes' spread over the colours, the mask scaled
+            vectors = vectors.view(-1, self.cfg.code_colours, vectors.shape[-1]).std(1)  # (masks, code_dim)
+        return torch.cat([w[: self.image_start], w[self.image_start :] + self.code_out(vectors)])
 
     @property
     def image_start(self) -> int:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tessera.config import at_least, positive, to_dict, within
 from tessera.data.examples import WORLD_SOURCES, DataConfig
@@ -26,7 +25,7 @@ from tessera.generate.generator import generate
 from tessera.model import bundle as bundles
 from tessera.model.orders import ORDERS, make_orders
 from tessera.model.sampling import SamplingConfig
-from tessera.model.transformer import ModelConfig, Transformer
+from tessera.model.transformer import ModelConfig, Transformer, target_scores
 from tessera.pictures import grid, save_png, to_uint8
 from tessera.sequence.bands import Bands, BandStep, thinking_batch
 from tessera.sequence.bands import chain_length as thinking_length
@@ -50,6 +49,7 @@ from tessera.sequence.layouts import (
 from tessera.sequence.tasks import CONDITIONED, Task, reading
 from tessera.sequence.tasks import conditioned as conditioned_tasks
 from tessera.tokenizer import build as visual
+from tessera.tokenizer.masks import MaskColourQuantizer
 from tessera.train.token_cache import extract
 
 SAMPLE_PROMPTS = (
@@ -119,21 +119,22 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def masked_loss(logits, targets, slots, mask, space, text_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy over the ids each slot may emit at the masked positions: the mean over image tokens plus
-    text_weight x the mean over text tokens (a short answer weighs as much as a 256-token image); (loss, accuracy).
-    logits: (B, T, V), or (M, V) at the masked positions only (the model's `select`)."""
+    """Cross-entropy over the ids each slot may emit at the masked positions, weighed by `slot_loss`; (loss,
+    accuracy). logits: (B, T, V), or (M, V) at the masked positions only (the model's `select`)."""
     if logits.dim() == 3:
         logits = logits[mask]  # (M, V)
     allowed = torch.stack([space.allowed(TEXT, logits.device), space.allowed(IMAGE, logits.device)])  # (2, V)
     kind = slots[mask]  # (M,)
-    logits = logits + torch.where(allowed, 0.0, float("-inf"))[kind]  # (M, V): each slot's barred ids at -inf
-    target = targets[mask]
-    each = F.cross_entropy(logits, target, reduction="none")  # (M,)
+    logp, hit = target_scores(logits, targets[mask], allowed[kind])
+    return slot_loss(-logp, kind, text_weight), hit.float().mean()
+
+
+def slot_loss(nll: torch.Tensor, kind: torch.Tensor, text_weight: float = 1.0) -> torch.Tensor:
+    """(M,) losses and slot kinds -> the mean over image tokens plus text_weight x the mean over text tokens (a short
+    answer weighs as much as a 256-token image)."""
     image, text = kind == IMAGE, kind == TEXT
-    loss = each[image].mean() if image.any() else each.new_zeros(())
-    if text.any():
-        loss = loss + text_weight * each[text].mean()
-    return loss, (logits.detach().argmax(-1) == target).float().mean()
+    loss = nll[image].mean() if image.any() else nll.new_zeros(())
+    return loss + text_weight * nll[text].mean() if text.any() else loss
 
 
 def drop_conditions(space: IdSpace, batch: Batch, p: float, gen: torch.Generator) -> Batch:
@@ -190,7 +191,14 @@ class Trainer:
         space = IdSpace(examples.text_tokenizer.vocab_size, self.image_tokenizer.codebook_size)
         vectors = visual.code_vectors(self.image_tokenizer) if cfg.code_vectors else None  # (n_image, code_dim)
         code_dim = 0 if vectors is None else vectors.shape[1]
-        model_cfg = dataclasses.replace(cfg.model, vocab_size=space.size, image_codes=space.n_image, code_dim=code_dim)
+        masks = getattr(self.image_tokenizer, "quantize", None)
+        model_cfg = dataclasses.replace(
+            cfg.model,
+            vocab_size=space.size,
+            image_codes=space.n_image,
+            code_dim=code_dim,
+            code_colours=len(masks.palette) if isinstance(masks, MaskColourQuantizer) else 0,
+        )
         self.cfg = dataclasses.replace(cfg, model=model_cfg)
         bundle_cfg = bundles.BundleConfig(
             model=self.cfg.model,
@@ -331,8 +339,8 @@ class Trainer:
                 gradient_sync(self.ddp, micro == cfg.grad_accum - 1),
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
             ):
-                logits = self.ddp(ids, pos, tpos, segment=part, select=mask)  # (M, V)
-                loss, acc = masked_loss(logits, targets, slots, mask, self.bundle.space, cfg.text_weight)
+                logp, hit = self.ddp(ids, pos, tpos, segment=part, select=mask, targets=targets[mask])  # (M,) x 2
+                loss, acc = slot_loss(-logp, slots[mask], cfg.text_weight), hit.float().mean()
                 (loss / cfg.grad_accum).backward()
             losses.append(loss.detach())
             accs.append(acc.detach())
