@@ -2,8 +2,9 @@
 
 python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--batch 32] [--steps 10] [--amp auto|bf16|off]
 Prints one JSON line. FLOPs per token = 6 x (non-embedding parameters) + 12 x layers x width x context
-(the attention scores), as in the PaLM paper's MFU. The step takes logits only where the loss needs them (the
-trainer's `select`); `full_logits_speedup` is its speed over logits at every position, timed in the same run.
+(the attention scores), as in the PaLM paper's MFU. The step is the trainer's: it scores only the targets where the
+loss needs them (`select` and `targets`; with colour_head, a mask then its colour); `full_logits_speedup` is its
+speed over logits of every id at every position, timed in the same run.
 """
 
 import argparse
@@ -21,9 +22,11 @@ from tessera.model.orders import make_orders
 from tessera.model.transformer import Transformer
 from tessera.sequence.ids import IdSpace
 from tessera.sequence.layouts import pad_text, text_to_image
-from tessera.train.trainer import TrainConfig, masked_loss, param_groups
+from tessera.train.trainer import TrainConfig, masked_loss, param_groups, slot_loss
 
-N_TEXT, CODEBOOK, CODE_DIM, GRID = 120, 2048, 48, 16  # the quick preset: PatchVQ 4x4 codes
+N_TEXT = 120
+# codes, code_dim, grid, colours: PatchVQ 4x4 codes, or with colour_head 8x8 patches as 1,024 masks x 8 colours
+CODES = {False: (2048, 48, 16, 0), True: (1024 * 8, 192, 8, 8)}
 
 
 def sync(device):
@@ -56,23 +59,27 @@ def main() -> None:
     device = torch.device(args.device)
     amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
     cfg = load(TrainConfig(), Path(str(resources.files("tessera") / "configs" / "model" / f"{args.preset}.yaml")))
-    space = IdSpace(N_TEXT, CODEBOOK)
+    codebook, code_dim, grid, cfg.model.code_colours = CODES[cfg.model.colour_head]
+    space = IdSpace(N_TEXT, codebook)
     cfg.model.vocab_size, cfg.model.image_codes = space.size, space.n_image
-    cfg.model.code_dim = CODE_DIM if cfg.code_vectors else 0
+    cfg.model.code_dim = code_dim if cfg.code_vectors else 0
     torch.manual_seed(0)
     model = Transformer(cfg.model).to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-4, fused=device.type == "cuda")
     text = pad_text(space, [[i % N_TEXT for i in range(10)]] * args.batch, cfg.data.text_len)
     batch = text_to_image(
-        space, text, torch.randint(CODEBOOK, (args.batch, GRID, GRID)), make_orders("raster", args.batch, GRID, GRID)
+        space, text, torch.randint(codebook, (args.batch, grid, grid)), make_orders("raster", args.batch, grid, grid)
     )
     ids, pos, tpos = (t.to(device) for t in batch.inputs())
     targets, slots, mask = (t.to(device) for t in batch.targets())
 
     def step(select: bool):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(ids, pos, tpos, select=mask if select else None)
-            loss, _ = masked_loss(logits, targets, slots, mask, space)
+            if select:
+                logp, _ = model(ids, pos, tpos, select=mask, targets=targets[mask])
+                loss = slot_loss(-logp, slots[mask])
+            else:
+                loss, _ = masked_loss(model(ids, pos, tpos), targets, slots, mask, space)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -77,7 +77,10 @@ class ModelConfig:
         if self.text_pool_pairs and not self.text_pool:
             raise ConfigError("model.text_pool_pairs needs model.text_pool")
         if self.colour_head and not (self.code_colours and self.image_codes % self.code_colours == 0):
-            raise ConfigError("model.colour_head needs mask x colour image codes (tokenizer.patch.colours > 0)")
+            raise ConfigError(
+                "model.colour_head needs mask x colour image codes (a tokenizer with tokenizer.patch.colours > 0, "
+                "as --preset masks trains), or model.colour_head=false"
+            )
         for flag in ("read_both_ways", "image_pool"):
             if getattr(self, flag) and not self.image_codes:
                 raise ConfigError(f"model.{flag} needs model.image_codes, the image ids at the end of the vocabulary")
