@@ -63,7 +63,7 @@ def transformer_reads(
 ) -> list[float]:
     """The quick preset's model (with `changes` to its config) on reading rows `question <boi> image <eoi> <sep>
     answer <eos>`: the held-out share of answers its most likely word gets right."""
-    preset = yaml.safe_load(QUICK.read_text())["model"] | {"colour_head": False} | changes  # answers are text
+    preset = yaml.safe_load(QUICK.read_text())["model"] | changes
     ids = {"vocab_size": space.size, "image_codes": space.n_image}
     cfg = ModelConfig(**{"code_dim": vectors.shape[1]} | preset | ids)
     torch.manual_seed(0)

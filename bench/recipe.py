@@ -78,7 +78,6 @@ BASE = [
     "code_vectors=false",
     "data.prompt_share=0.8",
     "model.text_pool=false",
-    "model.colour_head=false",
     "sampling.cfg_scale=3.0",  # the measuring set is drawn at guidance 3 (`sampling` compares others)
 ]
 D128 = ["model.dim=128", "model.n_head=4", "model.n_kv_head=2"]

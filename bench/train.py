@@ -1,6 +1,7 @@
 """Training throughput: tokens/s and MFU against the fp32 (or bf16 on GPU) matmul peak measured in this process.
 
-python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--batch 32] [--steps 10] [--amp auto|bf16|off]
+python bench/train.py [--device cuda] [--preset quick|full|gpt-b] [--colour-head] [--batch 32] [--steps 10]
+    [--amp auto|bf16|off]
 Prints one JSON line. FLOPs per token = 6 x (non-embedding parameters) + 12 x layers x width x context
 (the attention scores), as in the PaLM paper's MFU. The step is the trainer's: it scores only the targets where the
 loss needs them (`select` and `targets`; with colour_head, a mask then its colour); `full_logits_speedup` is its
@@ -25,7 +26,8 @@ from tessera.sequence.layouts import pad_text, text_to_image
 from tessera.train.trainer import TrainConfig, masked_loss, param_groups, slot_loss
 
 N_TEXT = 120
-# codes, code_dim, grid, colours: PatchVQ 4x4 codes, or with colour_head 8x8 patches as 1,024 masks x 8 colours
+# codes, code_dim, grid, colours: PatchVQ 4x4 codes, or (--colour-head, as the demo) 8x8 patches as 1,024 masks x 8
+# colours
 CODES = {False: (2048, 48, 16, 0), True: (1024 * 8, 192, 8, 8)}
 
 
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--preset", default="quick")
+    parser.add_argument("--colour-head", action="store_true", help="over mask x colour codes, as the quick demo")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (auto: on GPU)")
@@ -59,7 +62,8 @@ def main() -> None:
     device = torch.device(args.device)
     amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
     cfg = load(TrainConfig(), Path(str(resources.files("tessera") / "configs" / "model" / f"{args.preset}.yaml")))
-    codebook, code_dim, grid, cfg.model.code_colours = CODES[cfg.model.colour_head]
+    cfg.model.colour_head = args.colour_head
+    codebook, code_dim, grid, cfg.model.code_colours = CODES[args.colour_head]
     space = IdSpace(N_TEXT, codebook)
     cfg.model.vocab_size, cfg.model.image_codes = space.size, space.n_image
     cfg.model.code_dim = code_dim if cfg.code_vectors else 0
@@ -107,7 +111,7 @@ def main() -> None:
     result = {
         "bench": "train",
         "machine": machine,
-        "preset": args.preset,
+        "preset": args.preset + (" colour head" if args.colour_head else ""),
         "params_m": round(model.num_params() / 1e6, 2),
         "batch": args.batch,
         "seq_len": ids.shape[1],

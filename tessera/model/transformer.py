@@ -101,6 +101,7 @@ class KVCache:
         self.sums = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
         words = (batch, max_len, cfg.dim + 1)
         self.words = torch.zeros(words, device=device, dtype=dtype) if cfg.text_pool_pairs else None
+        self.tables: tuple[torch.Tensor | None, torch.Tensor] | None = None  # the model's, once (Transformer.tables)
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, kv, T, hd) keys/values at [start, start+T); return all keys/values so far."""
@@ -302,9 +303,10 @@ class Transformer(nn.Module):
             is_image = self.image_mask(ids)
             slot = self.cfg.text_pool + self.cfg.text_pool_pairs  # the text pools come first in the cache's sums
             x = x + self.pooled(~is_image, emb, is_image, self.image_proj, cache, slot, start, normalise=True)
-        if self.code_in is not None:
+        code_rows, output = self.tables(cache)
+        if code_rows is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
-            x = x + self.image_mask(ids) * F.embedding(code.clamp(min=0), self.code_in(self.code_vectors))
+            x = x + self.image_mask(ids) * F.embedding(code.clamp(min=0), code_rows)
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         if self.cfg.rope == "grid":
             cos, sin = grid_angles(pos, self.cfg.dim // self.cfg.n_head, self.cfg.rope_theta)
@@ -315,19 +317,30 @@ class Transformer(nn.Module):
         if select is not None:
             x = x[select]  # (M, D)
         h = self.norm(x)
-        return self.logits(h) if targets is None else self.scores(h, targets)  # (B, T, vocab), (M, vocab) or (M,) x 2
+        return self.logits(h, output) if targets is None else self.scores(h, targets, output)  # (B, T, V) .. (M,) x 2
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (..., vocab) float32. With colour_head, code mask x K + colour scores log p(mask) + log p(colour
-        | mask): a row per mask and one per colour in place of one per code, and the same distribution over codes."""
-        head = F.linear(h, self.output_weight()).float()  # (..., vocab - image_codes + masks)
+    def tables(self, cache: KVCache | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The image codes' input rows from their vectors (None without code_dim) and the output table; made once per
+        KV cache, whose tokens all see the same weights."""
+        if cache is not None and cache.tables is not None:
+            return cache.tables
+        tables = (None if self.code_in is None else self.code_in(self.code_vectors), self.output_weight())
+        if cache is not None:
+            cache.tables = tables
+        return tables
+
+    def logits(self, h: torch.Tensor, output: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) -> (..., vocab) float32, by the output table (`output_weight()` unless given). With colour_head,
+        code mask x K + colour scores log p(mask) + log p(colour | mask): a row per mask and one per colour in place of
+        one per code, and the same distribution over codes."""
+        head = F.linear(h, self.output_weight() if output is None else output).float()  # (..., rows)
         if self.colour_out is None:
             return head
-        colour = self.colour_out(h).float()[..., None, :] + self.colour_given_mask.float()  # (..., masks, K)
-        joint = head[..., self.image_start :, None] + colour.log_softmax(-1)  # (..., masks, K)
-        return torch.cat([head[..., : self.image_start], joint.flatten(-2)], dim=-1)
+        colour = self.colour_out(h).float()[..., :, None] + self.colour_given_mask.float().T  # (..., K, masks)
+        joint = head[..., None, self.image_start :] + colour.log_softmax(-2)  # (..., K, masks); faster than masks-last
+        return torch.cat([head[..., : self.image_start], joint.transpose(-1, -2).flatten(-2)], dim=-1)  # mask x K + c
 
-    def scores(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, h: torch.Tensor, targets: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(M, D) and (M,) ids -> (M,) each id's log-probability among those its slot may emit (an image code among
         the image codes, any other id among the text and specials) and (M,) whether it is the likeliest of them
         (with colour_head: its mask, then its colour given that mask; no code but the target's is scored)."""
@@ -335,13 +348,11 @@ class Transformer(nn.Module):
         image = targets >= self.image_start  # (M,)
         allowed = torch.stack([space.allowed(TEXT, h.device), space.allowed(IMAGE, h.device)])[image.long()]
         if self.colour_out is None:
-            return target_scores(self.logits(h), targets, allowed)
+            return target_scores(self.logits(h, output), targets, allowed)
         k, n = self.cfg.code_colours, self.image_start
         code = (targets - n).clamp(min=0)  # (M,)
         rows = torch.cat([allowed[:, :n], allowed[:, n::k]], dim=1)  # (M, rows): text ids, then one per mask
-        logp, hit = target_scores(
-            F.linear(h, self.output_weight()).float(), torch.where(image, n + code // k, targets), rows
-        )
+        logp, hit = target_scores(F.linear(h, output).float(), torch.where(image, n + code // k, targets), rows)
         colour = self.colour_out(h).float() + self.colour_given_mask[code // k].float()  # (M, K)
         colour_logp, colour_hit = target_scores(colour, code % k, torch.ones_like(colour, dtype=torch.bool))
         return logp + image * colour_logp, hit & (colour_hit | ~image)
@@ -411,7 +422,8 @@ class Transformer(nn.Module):
             return w
         vectors = self.code_vectors  # (image_codes, code_dim)
         if self.colour_out is not None:  # a mask's vector: its codes' spread over the colours, the mask scaled
-            vectors = vectors.view(-1, self.cfg.code_colours, vectors.shape[-1]).std(1)  # (masks, code_dim)
+            by_colour = vectors.view(-1, self.cfg.code_colours, vectors.shape[-1])  # (masks, K, code_dim)
+            vectors = (by_colour - by_colour.mean(1, keepdim=True)).pow(2).mean(1).sqrt()  # (masks, code_dim)
         return torch.cat([w[: self.image_start], w[self.image_start :] + self.code_out(vectors)])
 
     @property

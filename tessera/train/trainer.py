@@ -191,13 +191,13 @@ class Trainer:
         space = IdSpace(examples.text_tokenizer.vocab_size, self.image_tokenizer.codebook_size)
         vectors = visual.code_vectors(self.image_tokenizer) if cfg.code_vectors else None  # (n_image, code_dim)
         code_dim = 0 if vectors is None else vectors.shape[1]
-        masks = getattr(self.image_tokenizer, "quantize", None)
+        quantizer = getattr(self.image_tokenizer, "quantize", None)
         model_cfg = dataclasses.replace(
             cfg.model,
             vocab_size=space.size,
             image_codes=space.n_image,
             code_dim=code_dim,
-            code_colours=len(masks.palette) if isinstance(masks, MaskColourQuantizer) else 0,
+            code_colours=len(quantizer.palette) if isinstance(quantizer, MaskColourQuantizer) else 0,
         )
         self.cfg = dataclasses.replace(cfg, model=model_cfg)
         bundle_cfg = bundles.BundleConfig(
