@@ -173,6 +173,7 @@ RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, r
     "lr3e-4": ["lr=0.0003"],
     "strict": ["reward=strict"],
     "exact-sq": ["reward=shapes_eval_exact_sq"],
+    "steps160": ["steps=160"],  # four times the demo's GRPO steps
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
