@@ -1,4 +1,4 @@
-"""The transformer: KV cache, target-aware positions, initialisation, optimizer groups."""
+"""The transformer: KV cache, target-aware positions, initialisation, optimizer groups, the colour head."""
 
 import pytest
 import torch
@@ -240,7 +240,7 @@ def test_the_colour_head_scores_a_code_as_its_mask_then_its_colour():
         rows = torch.nn.functional.linear(h, model.output_weight()).softmax(-1)  # (M, 30 + 5): text ids, then masks
         p = model.logits(h).softmax(-1)  # (M, 50)
         model.colour_given_mask[:, 2] += 20.0  # colour 2 whatever the mask
-        biased = model.logits(h).softmax(-1).reshape(7, -1)[:, 30:].reshape(7, 5, 4)  # (M, mask, colour)
+        biased = model.logits(h).softmax(-1)[:, 30:].reshape(7, 5, 4)  # (M, mask, colour)
     assert torch.allclose(p[:, :30], rows[:, :30], atol=1e-6)  # text ids as a plain head scores them
     assert torch.allclose(p[:, 30:].reshape(7, 5, 4).sum(-1), rows[:, 30:], atol=1e-6)  # a mask's codes: code // 4
     assert (biased[..., 2] > 0.99 * biased.sum(-1)).all()  # the colour is code % 4
@@ -264,6 +264,19 @@ def test_the_colour_head_scores_targets_alone_as_the_whole_distribution_does():
         logp, _ = model(ids, pos, target, select=select, targets=targets[select])  # (M,)
     assert (slots[select] == IMAGE).any() and (slots[select] == TEXT).any()
     assert torch.allclose(slot_loss(-logp, slots[select]), whole, atol=1e-5)
+
+
+def test_a_cache_makes_the_code_tables_once_and_gives_the_uncached_logits():
+    model = colour_head_model()
+    ids, pos, target = inputs(b=2, t=12)
+    with torch.no_grad():
+        full = model(ids, pos, target)
+        cache = model.new_cache(2, 12)
+        stepped = [model(ids[:, :4], pos[:, :4], target[:, :4], cache, 0)]
+        tables = cache.tables
+        stepped += [model(ids[:, i : i + 1], pos[:, i : i + 1], target[:, i : i + 1], cache, i) for i in range(4, 12)]
+    assert tables is not None and cache.tables is tables  # made by the first call, read by the rest
+    assert (torch.cat(stepped, dim=1) - full).abs().max() < 1e-4
 
 
 def test_a_colour_head_needs_mask_times_colour_codes():
