@@ -155,6 +155,10 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "mask8-1024",
         [*HOLD, "data.prompt_share=0.8", "model.colour_head=true", "seed=1"],
     ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs": (  # and adjacent words' products (binding)
+        "mask8-1024",
+        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true", "model.text_pool_pairs=true"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }
