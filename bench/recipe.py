@@ -99,6 +99,8 @@ HELD_TEXTS = [p for ps in HELD_PROMPTS.values() for p in ps]
 HELD_OUT = f"data.hold_out={json.dumps(HELD_TEXTS)}"
 # -held variants: the quick preset with the recipe's unseen prompts kept out, sampled at the preset's guidance
 HOLD = [*POOL, HELD_OUT, "sampling.cfg_scale=1.5"]
+# the -held recipe with a fifth of captions, over mask x colour codes scored by the colour head
+COLOUR_HEAD = [*HOLD, "data.prompt_share=0.8", "model.colour_head=true"]
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
     "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
@@ -147,17 +149,11 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "seq32-d128-codes": ("seq32", [*D128, "lr=0.003", "code_vectors=true"]),  # 1D codes, else patch4-d128-codes
     "mask8-d128-codes-pool-captions-held": ("mask8-1024", [*HOLD, "data.prompt_share=0.8"]),
     "mask8-d128-codes-pool-captions-held-seed1": ("mask8-1024", [*HOLD, "data.prompt_share=0.8", "seed=1"]),
-    "mask8-d128-codes-pool-captions-held-colourhead": (
+    "mask8-d128-codes-pool-captions-held-colourhead": ("mask8-1024", COLOUR_HEAD),
+    "mask8-d128-codes-pool-captions-held-colourhead-seed1": ("mask8-1024", [*COLOUR_HEAD, "seed=1"]),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs": (  # and the products of adjacent words (binding)
         "mask8-1024",
-        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true"],
-    ),
-    "mask8-d128-codes-pool-captions-held-colourhead-seed1": (
-        "mask8-1024",
-        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true", "seed=1"],
-    ),
-    "mask8-d128-codes-pool-captions-held-colourhead-pairs": (  # and adjacent words' products (binding)
-        "mask8-1024",
-        [*HOLD, "data.prompt_share=0.8", "model.colour_head=true", "model.text_pool_pairs=true"],
+        [*COLOUR_HEAD, "model.text_pool_pairs=true"],
     ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),

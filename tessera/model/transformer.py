@@ -346,12 +346,12 @@ class Transformer(nn.Module):
         (with colour_head: its mask, then its colour given that mask; no code but the target's is scored)."""
         space = IdSpace(self.image_start - len(SPECIALS), self.cfg.image_codes)
         image = targets >= self.image_start  # (M,)
-        allowed = torch.stack([space.allowed(TEXT, h.device), space.allowed(IMAGE, h.device)])[image.long()]
+        allowed = torch.stack([space.allowed(TEXT, h.device), space.allowed(IMAGE, h.device)])  # (2, vocab)
         if self.colour_out is None:
-            return target_scores(self.logits(h, output), targets, allowed)
+            return target_scores(self.logits(h, output), targets, allowed[image.long()])
         k, n = self.cfg.code_colours, self.image_start
         code = (targets - n).clamp(min=0)  # (M,)
-        rows = torch.cat([allowed[:, :n], allowed[:, n::k]], dim=1)  # (M, rows): text ids, then one per mask
+        rows = torch.cat([allowed[:, :n], allowed[:, n::k]], dim=1)[image.long()]  # (M, rows): text ids, then masks
         logp, hit = target_scores(F.linear(h, output).float(), torch.where(image, n + code // k, targets), rows)
         colour = self.colour_out(h).float() + self.colour_given_mask[code // k].float()  # (M, K)
         colour_logp, colour_hit = target_scores(colour, code % k, torch.ones_like(colour, dtype=torch.bool))

@@ -29,6 +29,7 @@ from tessera.tokenizer.losses import (
     hinge_g_loss,
     reconstruction,
 )
+from tessera.tokenizer.masks import MaskColourQuantizer
 from tessera.world.scene import check_canvas
 
 
@@ -185,7 +186,7 @@ class TokenizerTrainer:
         out |= {"loss": loss.item(), "perplexity": float(q.perplexity), "video": float(video)}
         if q.codes is not None:
             out["usage"] = self.model.quantize.usage()
-        if hasattr(self.model.quantize, "found"):  # a mask tokenizer: the colours it has found so far
+        if isinstance(self.model.quantize, MaskColourQuantizer):  # the colours it has found so far
             out["colours"] = int(self.model.quantize.found)
         return out
 
