@@ -155,6 +155,10 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "mask8-1024",
         [*COLOUR_HEAD, "model.text_pool_pairs=true"],
     ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k": (  # four times the scenes (10,000 before)
+        "mask8-1024",
+        [*COLOUR_HEAD, "model.text_pool_pairs=true", "data.examples=40000"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }

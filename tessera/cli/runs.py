@@ -57,7 +57,7 @@ def demo(
     preset_name: Annotated[
         str,
         typer.Option(
-            "--preset", help="smoke | quick (about 26 min on 2 cores, with RL) | full | gpu (tessera/configs/demo/)"
+            "--preset", help="smoke | quick (about 21 min on 2 cores, with RL) | full | gpu (tessera/configs/demo/)"
         ),
     ] = "quick",
     out: Annotated[Path, typer.Option(help="Run folder; a rerun reuses the stages it finds finished.")] = Path(
