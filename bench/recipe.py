@@ -159,6 +159,10 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "mask8-1024",
         [*COLOUR_HEAD, "model.text_pool_pairs=true", "data.examples=40000"],
     ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-80k": (  # eight times the scenes
+        "mask8-1024",
+        [*COLOUR_HEAD, "model.text_pool_pairs=true", "data.examples=80000"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }
