@@ -101,6 +101,7 @@ HELD_OUT = f"data.hold_out={json.dumps(HELD_TEXTS)}"
 HOLD = [*POOL, HELD_OUT, "sampling.cfg_scale=1.5"]
 # the -held recipe with a fifth of captions, over mask x colour codes scored by the colour head
 COLOUR_HEAD = [*HOLD, "data.prompt_share=0.8", "model.colour_head=true"]
+PAIRS = [*COLOUR_HEAD, "model.text_pool_pairs=true"]  # and the products of adjacent words (binding)
 MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset (model/quick.yaml) as it was at first
     "patch4-d256": ("patch4-2048", []),
     "patch4-d256-codes": ("patch4-2048", ["code_vectors=true"]),
@@ -151,18 +152,9 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "mask8-d128-codes-pool-captions-held-seed1": ("mask8-1024", [*HOLD, "data.prompt_share=0.8", "seed=1"]),
     "mask8-d128-codes-pool-captions-held-colourhead": ("mask8-1024", COLOUR_HEAD),
     "mask8-d128-codes-pool-captions-held-colourhead-seed1": ("mask8-1024", [*COLOUR_HEAD, "seed=1"]),
-    "mask8-d128-codes-pool-captions-held-colourhead-pairs": (  # and the products of adjacent words (binding)
-        "mask8-1024",
-        [*COLOUR_HEAD, "model.text_pool_pairs=true"],
-    ),
-    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k": (  # four times the scenes (10,000 before)
-        "mask8-1024",
-        [*COLOUR_HEAD, "model.text_pool_pairs=true", "data.examples=40000"],
-    ),
-    "mask8-d128-codes-pool-captions-held-colourhead-pairs-80k": (  # eight times the scenes
-        "mask8-1024",
-        [*COLOUR_HEAD, "model.text_pool_pairs=true", "data.examples=80000"],
-    ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs": ("mask8-1024", PAIRS),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k": ("mask8-1024", [*PAIRS, "data.examples=40000"]),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-80k": ("mask8-1024", [*PAIRS, "data.examples=80000"]),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }
