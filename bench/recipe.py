@@ -155,6 +155,10 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "mask8-d128-codes-pool-captions-held-colourhead-pairs": ("mask8-1024", PAIRS),
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k": ("mask8-1024", [*PAIRS, "data.examples=40000"]),
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-80k": ("mask8-1024", [*PAIRS, "data.examples=80000"]),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-colours": (  # half the prompts' objects coloured
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "data.colour_share=0.5"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }
@@ -166,6 +170,10 @@ SAMPLERS = {  # name -> sampling of the measured images (the presets sample at t
     "t1-cfg1.5": SamplingConfig(cfg_scale=1.5),
     "t1-cfg1": SamplingConfig(cfg_scale=1.0),
     "t0.6-cfg1.5": SamplingConfig(temperature=0.6, cfg_scale=1.5),
+    "t0.8-cfg1.5": SamplingConfig(temperature=0.8, cfg_scale=1.5),
+    "t1-cfg2": SamplingConfig(cfg_scale=2.0),
+    "t0.8-cfg2": SamplingConfig(temperature=0.8, cfg_scale=2.0),
+    "t1-cfg2.5": SamplingConfig(cfg_scale=2.5),
 }
 RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, rl)
     "demo": [],

@@ -64,6 +64,12 @@ def test_answers_are_true(seed, kind):
     assert answer_question(parse_question(question), scene.objects) == answer, question
 
 
+@pytest.mark.parametrize("category", lang.CATEGORIES)
+def test_every_distinct_prompt_is_described_back_as_itself(category):
+    for prompt in lang.distinct_prompts(category):
+        assert lang.describe(parse_description(prompt)) == prompt
+
+
 def test_no_one_answer_is_the_rule():
     """Yes/no questions say yes about half the time, and no count is most of the counting answers, so a reader
     that always gives one word scores about a half or less."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tessera.data.folders import IMAGE_EXTS, fit, listed
-from tessera.data.prompts import held_keys, may_ask, may_train_on, prompt_pools
+from tessera.data.prompts import held_keys, may_ask, may_train_on, prompt_pools, with_colours
 from tessera.errors import ConfigError, InputError
 from tessera.eval.conditions import ConditionCase
 from tessera.eval.critique import band_critique, drawn_so_far
@@ -57,6 +57,7 @@ class DataConfig:
     text_len: int = 24  # text tokens per example, left-padded; longer texts are an error (world: redrawn)
     prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
     prompt_weights: str = "category"  # world: each prompt category alike, or "sqrt" of its training prompts' count
+    colour_share: float = 0.0  # world: share of prompts whose uncoloured objects each get a colour half the time
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
     tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
@@ -84,7 +85,7 @@ class DataConfig:
             raise ConfigError(
                 f"data.prompt_weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}"
             )
-        for name in ("prompt_share", "draft_share"):
+        for name in ("prompt_share", "colour_share", "draft_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"data.{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.bands <= MAX_BANDS:
@@ -140,10 +141,11 @@ def world_text(
     prompt_share: float,
     hold_out: frozenset[tuple] = frozenset(),
     prompt_weights: str = "category",
+    colour_share: float = 0.0,
 ):
-    """One (text, scene) pair: a training prompt (`prompts.prompt_pools`, its category drawn by `prompt_weights`)
-    with a scene holding just what it names, or a random scene with its full caption (never one that says what a
-    held-out prompt, or `hold_out`, says)."""
+    """One (text, scene) pair: a training prompt (`prompts.prompt_pools`, its category drawn by `prompt_weights`;
+    with `colour_share`, its objects coloured by `prompts.with_colours`) with a scene holding just what it names, or
+    a random scene with its full caption (never one that says what a held-out prompt, or `hold_out`, says)."""
     if rng.random() < prompt_share:
         pools = prompt_pools(hold_out)[0]
         if prompt_weights == "category":  # the draw as it always was, so seeded streams stay as they were
@@ -151,6 +153,8 @@ def world_text(
         else:
             pool = pools[lang.CATEGORIES[rng.choice(len(lang.CATEGORIES), p=category_weights(pools, prompt_weights))]]
         text = pool[rng.integers(len(pool))]
+        if colour_share and rng.random() < colour_share:
+            text = with_colours(text, rng, hold_out)
         return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
     return described_scene(rng, canvas, hold_out)
 
@@ -348,7 +352,9 @@ def _world(
         condition = None
         if task in (Task.T2I, Task.T2V):
             if task == Task.T2I:
-                text, scene = world_text(rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights)
+                text, scene = world_text(
+                    rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights, cfg.colour_share
+                )
             else:
                 text, scene = video_text(rng, cfg.canvas)
                 condition = render_video(scene)  # (T, H, W, 3): the clip to draw

@@ -15,6 +15,7 @@ prompts it has not seen without touching these (bench/recipe.py does).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -23,7 +24,7 @@ from tessera.errors import InputError
 from tessera.eval.shapes_eval import COMPOSITIONAL_PATH, UNSEEN_PAIRS, first_prompts, load_metadata
 from tessera.world.constraints import Constraints, RelationSpec, to_geneval
 from tessera.world.grammar import MOTION_WORD, Question, parse_description
-from tessera.world.language import CATEGORIES, distinct_prompts, noun_phrase
+from tessera.world.language import CATEGORIES, describe, distinct_prompts, noun_phrase
 from tessera.world.scene import DIRECTIONS, pick_pair
 
 HELD_OUT = ("colors", "position", "color_attr")
@@ -105,6 +106,19 @@ def may_train_on(text: str, hold_out: frozenset[tuple] = frozenset()) -> bool:
     own `hold_out` keys), no unseen pair."""
     key = description_key(text)
     return not mentions_unseen(text) and key not in kept_out() and key not in hold_out
+
+
+def with_colours(text: str, rng: np.random.Generator, hold_out: frozenset[tuple] = frozenset()) -> str:
+    """A training prompt whose objects without a colour each get one half the time ('a circle left of a square' ->
+    'a red circle left of a square'), never a pair of the compositional split; the prompt itself where the new
+    one says what a held-out prompt says."""
+    c = parse_description(text)
+    specs = [
+        replace(s, colour=pick_pair(s.shape, None, rng, UNSEEN_PAIRS)[1]) if not s.colour and rng.random() < 0.5 else s
+        for s in c.objects
+    ]
+    coloured = describe(replace(c, objects=tuple(specs)))
+    return coloured if may_train_on(coloured, hold_out) else text
 
 
 def may_ask(q: Question, hold_out: frozenset[tuple] = frozenset()) -> bool:

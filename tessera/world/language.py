@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tessera.world.constraints import RELATIONS
+from tessera.world.constraints import RELATIONS, Constraints
 from tessera.world.grammar import (
     DIRECTIONS,
     MOTION_WORD,
@@ -63,6 +63,16 @@ def noun_phrase(desc: Description, count: int = 1) -> str:
     words = " ".join(w for w in (size, colour, noun) if w)
     det = NUMBERS[count] if count > 1 else _article(words)
     return f"{det} {words}"
+
+
+def describe(c: Constraints) -> str:
+    """The world's prompt for parsed constraints of at most one relation: 'a red circle left of a square', 'two
+    circles', 'a circle and a star' (every distinct prompt reads back as itself)."""
+    phrases = [noun_phrase((s.shape, s.colour, s.size), s.count) for s in c.objects]
+    if c.relations:
+        (r,) = c.relations
+        return f"{phrases[r.subject]} {r.relation} {phrases[r.target]}"
+    return " and ".join(phrases)
 
 
 def definite(desc: Description) -> str:
