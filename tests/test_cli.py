@@ -232,6 +232,8 @@ def test_demo_runs_and_reruns(tmp_path):
         for label in ("tokenizer ceiling", "model", "model + RL"):
             assert f"{label}, {split}" in report, (label, split)
     assert "Before and after RL" in report and (out / "before-after-counting.png").exists()
+    for sheet in ("shapes_eval/held-out.png", "shapes_eval/compositional.png", "rl/shapes_eval/compositional.png"):
+        assert (out / sheet).exists() and f'src="{sheet}"' in report, sheet
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert "edits" in stages and "Editing by prefix" in report and (out / "edits-recolour.png").exists()
     assert "conditions" in stages and (out / "conditions" / "instruct.png").exists()  # the model trains seg2i too

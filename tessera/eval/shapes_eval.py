@@ -401,12 +401,18 @@ def sample_sheet(rows: list[dict], per_category: int = 8) -> np.ndarray:
 
 
 def framed(row: dict | None, size: int = 64, border: int = 2) -> np.ndarray:
-    tile = np.full((size + 2 * border, size + 2 * border, 3), 255, np.uint8)
+    """A scored image from its file, framed green where GenEval's rule holds, red where not; white for None."""
     if row is None:
-        return tile
+        return np.full((size + 2 * border, size + 2 * border, 3), 255, np.uint8)
     with Image.open(row["filename"]) as im:
         picture = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-    tile[:] = (40, 170, 60) if row["correct"] else (220, 40, 40)
+    return frame(picture, row["correct"], border)
+
+
+def frame(picture: np.ndarray, correct: bool, border: int = 2) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H + 2b, W + 2b, 3): green around it where correct, red where not."""
+    tile = np.empty((picture.shape[0] + 2 * border, picture.shape[1] + 2 * border, 3), np.uint8)
+    tile[:] = (40, 170, 60) if correct else (220, 40, 40)
     tile[border:-border, border:-border] = picture
     return tile
 

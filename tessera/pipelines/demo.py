@@ -129,6 +129,7 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
         | {f"model, {n}": s for n, s in scores.items()},
         "sample_grids": category_grids(shapes_eval.read_rows(out / "shapes_eval"), out),
         "sample_sheet": "shapes_eval/samples.png",
+        "figures": split_figures(["model"], splits),
         "curves": {"tokenizer": read_metrics(out / "tokenizer"), "model": read_metrics(out / "model")},
         "curve_keys": {"tokenizer": ["loss", "psnr", "usage"], "model": ["loss", "acc", "tokens_per_s"]},
     }
@@ -191,12 +192,35 @@ def _splits(prompts: int) -> dict[str, list[dict]]:
 
 
 def _measure(bundle: Bundle, folder: Path, splits: dict, judge: Judge, cfg: DemoConfig, seed: int) -> dict:
-    """Summaries by split: ShapesEval generated into `folder` (kept for the grids), the other splits in memory."""
+    """Summaries by split: ShapesEval generated into `folder` (kept for the grids), the other splits in memory, each
+    with a sheet of its first prompts in `folder` (split_sheet)."""
     args = dict(per_prompt=cfg.per_prompt, seed=seed, batch_size=cfg.batch_size)
     out = {"ShapesEval": _shapes_eval(bundle, folder, splits["ShapesEval"], judge, cfg, seed)}
-    return out | {
-        name: evaluate_model(bundle, meta, judge, **args)[0] for name, meta in splits.items() if name not in out
+    for name, meta in splits.items():
+        if name not in out:
+            out[name], rows, images = evaluate_model(bundle, meta, judge, **args)
+            split_sheet(rows[:: cfg.per_prompt], images[:: cfg.per_prompt], folder / f"{name}.png")
+    return out
+
+
+def split_sheet(rows: list[dict], images: np.ndarray, path: Path, per_category: int = 8) -> None:
+    """The first `per_category` images of each category, a row each, framed green where GenEval's rule holds."""
+    chosen = [[i for i, r in enumerate(rows) if r["tag"] == c][:per_category] for c in CATEGORIES]
+    tiles = [shapes_eval.frame(images[i], rows[i]["correct"]) for i in sum(chosen, [])]
+    save_png(grid(tiles, cols=per_category), path, scale=2)
+
+
+def split_figures(labels: list[str], splits: dict) -> dict[str, dict]:
+    """The report's figure of the held-out and compositional sheets, per split and model (label: its folder)."""
+    images = {
+        f"{label}, {name}": f"{folder}/{name}.png"
+        for name in splits
+        if name != "ShapesEval"
+        for label, folder in (("model", "shapes_eval"), ("model + RL", "rl/shapes_eval"))
+        if label in labels
     }
+    text = "The first prompts of each category, one image each, a row per category; green where GenEval's rule holds."
+    return {"Held-out and compositional prompts": {"text": text, "images": images}}
 
 
 def _notes(label: str, scores: dict, ceilings: dict | None = None) -> list[str]:
@@ -235,6 +259,7 @@ def _rl_stages(
     )
     sections["notes"] += [f"After {rl_cfg.steps} GRPO steps (reward {rl_cfg.reward}):", *_notes("model + RL", after)]
     sections["shapes_eval"] |= {f"model + RL, {n}": s for n, s in after.items()}
+    sections["figures"] |= split_figures(["model", "model + RL"], splits)
     rows = shapes_eval.read_rows(out / "rl" / "shapes_eval")
     sections["before_after"] = before_after_grids(shapes_eval.read_rows(out / "shapes_eval"), rows, out)
     sections["sample_grids"] = category_grids(rows, out, prefix="rl-")
