@@ -157,7 +157,7 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-80k": ("mask8-1024", [*PAIRS, "data.examples=80000"]),
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-colours": (  # half the prompts' objects coloured
         "mask8-1024",
-        [*PAIRS, "data.examples=40000", "data.colour_share=0.5"],
+        [*PAIRS, "data.examples=40000", "data.prompt_colours=0.5"],
     ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),

@@ -159,13 +159,13 @@ def test_a_hold_out_the_world_cannot_keep_is_a_config_error(hold_out, message):
 
 
 def test_coloured_prompts_are_true_and_say_no_held_out_prompt():
-    """With colour_share 1, uncoloured objects of the drawn prompts are given colours, position prompts included;
+    """With prompt_colours 1, uncoloured objects of the drawn prompts are given colours, position prompts included;
     every text is still a training text (no held-out description, no unseen pair) and its scene holds it."""
     rng = np.random.default_rng(0)
     plain = {p for pool in prompt_pools()[0].values() for p in pool}
     new = []
     for _ in range(1500):
-        text, scene = world_text(rng, 64, 1.0, colour_share=1.0)
+        text, scene = world_text(rng, 64, 1.0, prompt_colours=1.0)
         assert may_train_on(text) and parse_description(text).holds(scene.objects), text
         new += [parse_description(text)] if text not in plain else []
     assert 0.2 < len(new) / 1500 < 0.6, len(new)  # color_attr comes coloured; most coloured singles are held

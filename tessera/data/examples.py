@@ -57,7 +57,7 @@ class DataConfig:
     text_len: int = 24  # text tokens per example, left-padded; longer texts are an error (world: redrawn)
     prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
     prompt_weights: str = "category"  # world: each prompt category alike, or "sqrt" of its training prompts' count
-    colour_share: float = 0.0  # world: share of prompts whose uncoloured objects each get a colour half the time
+    prompt_colours: float = 0.0  # world: share of prompts whose uncoloured objects each get a colour half the time
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
     tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
@@ -85,7 +85,7 @@ class DataConfig:
             raise ConfigError(
                 f"data.prompt_weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}"
             )
-        for name in ("prompt_share", "colour_share", "draft_share"):
+        for name in ("prompt_share", "prompt_colours", "draft_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"data.{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.bands <= MAX_BANDS:
@@ -141,10 +141,10 @@ def world_text(
     prompt_share: float,
     hold_out: frozenset[tuple] = frozenset(),
     prompt_weights: str = "category",
-    colour_share: float = 0.0,
+    prompt_colours: float = 0.0,
 ):
     """One (text, scene) pair: a training prompt (`prompts.prompt_pools`, its category drawn by `prompt_weights`;
-    with `colour_share`, its objects coloured by `prompts.with_colours`) with a scene holding just what it names, or
+    with `prompt_colours`, its objects coloured by `prompts.with_colours`) with a scene holding just what it names, or
     a random scene with its full caption (never one that says what a held-out prompt, or `hold_out`, says)."""
     if rng.random() < prompt_share:
         pools = prompt_pools(hold_out)[0]
@@ -153,7 +153,7 @@ def world_text(
         else:
             pool = pools[lang.CATEGORIES[rng.choice(len(lang.CATEGORIES), p=category_weights(pools, prompt_weights))]]
         text = pool[rng.integers(len(pool))]
-        if colour_share and rng.random() < colour_share:
+        if prompt_colours and rng.random() < prompt_colours:
             text = with_colours(text, rng, hold_out)
         return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
     return described_scene(rng, canvas, hold_out)
@@ -353,7 +353,7 @@ def _world(
         if task in (Task.T2I, Task.T2V):
             if task == Task.T2I:
                 text, scene = world_text(
-                    rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights, cfg.colour_share
+                    rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights, cfg.prompt_colours
                 )
             else:
                 text, scene = video_text(rng, cfg.canvas)
