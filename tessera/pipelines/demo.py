@@ -204,7 +204,8 @@ def _measure(bundle: Bundle, folder: Path, splits: dict, judge: Judge, cfg: Demo
 
 
 def split_sheet(rows: list[dict], images: np.ndarray, path: Path, per_category: int = 8) -> None:
-    """The first `per_category` images of each category, a row each, framed green where GenEval's rule holds."""
+    """The first `per_category` images of each category in turn (a row each where a category has that many), framed
+    green where GenEval's rule holds."""
     chosen = [[i for i, r in enumerate(rows) if r["tag"] == c][:per_category] for c in CATEGORIES]
     tiles = [shapes_eval.frame(images[i], rows[i]["correct"]) for i in sum(chosen, [])]
     save_png(grid(tiles, cols=per_category), path, scale=2)
