@@ -163,11 +163,10 @@ def test_coloured_prompts_are_true_and_say_no_held_out_prompt():
     every text is still a training text (no held-out description, no unseen pair) and its scene holds it."""
     rng = np.random.default_rng(0)
     plain = {p for pool in prompt_pools()[0].values() for p in pool}
-    new = []
-    for _ in range(1500):
-        text, scene = world_text(rng, 64, 1.0, prompt_colours=1.0)
+    drawn = [world_text(rng, 64, 1.0, prompt_colours=1.0) for _ in range(1500)]
+    for text, scene in drawn:
         assert may_train_on(text) and parse_description(text).holds(scene.objects), text
-        new += [parse_description(text)] if text not in plain else []
+    new = [parse_description(text) for text, _ in drawn if text not in plain]
     assert 0.2 < len(new) / 1500 < 0.6, len(new)  # color_attr comes coloured; most coloured singles are held
     assert sum(bool(c.relations) for c in new) > 50  # 'a red circle left of a square': the grammar beyond 16 texts
 

@@ -129,7 +129,7 @@ def _demo(cfg: DemoConfig, pipeline: Pipeline, seed: int) -> dict:
         | {f"model, {n}": s for n, s in scores.items()},
         "sample_grids": category_grids(shapes_eval.read_rows(out / "shapes_eval"), out),
         "sample_sheet": "shapes_eval/samples.png",
-        "figures": split_figures(["model"], splits),
+        "figures": split_figures(splits, rl=False),
         "curves": {"tokenizer": read_metrics(out / "tokenizer"), "model": read_metrics(out / "model")},
         "curve_keys": {"tokenizer": ["loss", "psnr", "usage"], "model": ["loss", "acc", "tokens_per_s"]},
     }
@@ -211,15 +211,11 @@ def split_sheet(rows: list[dict], images: np.ndarray, path: Path, per_category: 
     save_png(grid(tiles, cols=per_category), path, scale=2)
 
 
-def split_figures(labels: list[str], splits: dict) -> dict[str, dict]:
-    """The report's figure of the held-out and compositional sheets, per split and model (label: its folder)."""
-    images = {
-        f"{label}, {name}": f"{folder}/{name}.png"
-        for name in splits
-        if name != "ShapesEval"
-        for label, folder in (("model", "shapes_eval"), ("model + RL", "rl/shapes_eval"))
-        if label in labels
-    }
+def split_figures(splits: dict, rl: bool) -> dict[str, dict]:
+    """The report's figure of the held-out and compositional sheets, per split, of the model (and after RL)."""
+    models = (("model", "shapes_eval"), ("model + RL", "rl/shapes_eval"))[: 2 if rl else 1]
+    shown = [name for name in splits if name != "ShapesEval"]
+    images = {f"{label}, {name}": f"{folder}/{name}.png" for name in shown for label, folder in models}
     text = "The first prompts of each category, one image each, a row per category; green where GenEval's rule holds."
     return {"Held-out and compositional prompts": {"text": text, "images": images}}
 
@@ -260,7 +256,7 @@ def _rl_stages(
     )
     sections["notes"] += [f"After {rl_cfg.steps} GRPO steps (reward {rl_cfg.reward}):", *_notes("model + RL", after)]
     sections["shapes_eval"] |= {f"model + RL, {n}": s for n, s in after.items()}
-    sections["figures"] |= split_figures(["model", "model + RL"], splits)
+    sections["figures"] |= split_figures(splits, rl=True)
     rows = shapes_eval.read_rows(out / "rl" / "shapes_eval")
     sections["before_after"] = before_after_grids(shapes_eval.read_rows(out / "shapes_eval"), rows, out)
     sections["sample_grids"] = category_grids(rows, out, prefix="rl-")
