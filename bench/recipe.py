@@ -159,6 +159,14 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "mask8-1024",
         [*PAIRS, "data.examples=40000", "data.prompt_colours=0.5"],
     ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-l6": (  # six layers in place of four
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "model.n_layer=6"],
+    ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn": (  # what has been drawn, at every image token
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "model.drawn_pool=true"],
+    ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),
 }

@@ -8,11 +8,13 @@ from tessera.model.transformer import ModelConfig, Transformer
 from tessera.train.trainer import param_groups
 
 
-def tiny(n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False, image_pool: bool = False) -> Transformer:
+def tiny(
+    n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False, image_pool: bool = False, drawn: bool = False
+) -> Transformer:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
     cfg.image_codes, cfg.text_pool, cfg.text_pool_pairs = 20, text_pool, pairs  # ids 8..29 text, 30..49 codes
-    cfg.image_pool = image_pool
+    cfg.image_pool, cfg.drawn_pool = image_pool, drawn
     model = Transformer(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # a trained-looking head, so logits differ
     return model.eval()
@@ -27,13 +29,14 @@ def inputs(b=3, t=24, seed=1):
     )
 
 
-CACHES = [(1, False, False, False), (2, False, False, False), (4, False, False, False), (2, True, False, False),
-          (2, True, True, False), (2, False, False, True), (2, True, True, True)]  # fmt: skip
+CACHES = [(1, False, False, False, False), (2, False, False, False, False), (4, False, False, False, False),
+          (2, True, False, False, False), (2, True, True, False, False), (2, False, False, True, False),
+          (2, False, False, False, True), (2, True, True, True, True)]  # fmt: skip
 
 
-@pytest.mark.parametrize("n_kv_head,text_pool,pairs,image_pool", CACHES)
-def test_cached_logits_match_uncached(n_kv_head, text_pool, pairs, image_pool):
-    model = tiny(n_kv_head, text_pool, pairs, image_pool)
+@pytest.mark.parametrize("n_kv_head,text_pool,pairs,image_pool,drawn", CACHES)
+def test_cached_logits_match_uncached(n_kv_head, text_pool, pairs, image_pool, drawn):
+    model = tiny(n_kv_head, text_pool, pairs, image_pool, drawn)
     ids, pos, target = inputs()
     with torch.no_grad():
         full = model(ids, pos, target)
@@ -134,9 +137,26 @@ def test_image_pool_gives_each_later_token_the_mean_of_the_codes_before_it():
     assert torch.equal(without[0, :6], changed[0, :6]) and not torch.allclose(without[0, 6:], changed[0, 6:])
 
 
+def test_drawn_pool_gives_each_image_token_the_running_max_of_the_codes_so_far():
+    model = tiny(drawn=True)
+    ids = torch.tensor([[1, 9, 3, 30, 41, 32, 4, 35]])  # <bos> word <boi> three codes <eoi> a code after
+    with torch.no_grad():
+        emb = model.tok_embeddings(ids)
+        drawn = model.drawn(emb, model.image_mask(ids), None, 0)  # (1, 8, D)
+        without = model(ids, *inputs(b=1, t=8)[1:])
+        model.drawn_proj.weight.zero_()
+        changed = model(ids, *inputs(b=1, t=8)[1:])
+    assert torch.equal(drawn[0, :3], torch.zeros(3, 64))  # no image token yet
+    for i in (3, 4, 5, 6, 7):  # image tokens and the ones after: the largest of each feature so far
+        assert torch.equal(drawn[0, i], emb[0, [j for j in range(3, i + 1) if ids[0, j] >= 30]].amax(0))
+    assert torch.equal(without[0, :3], changed[0, :3]) and not torch.allclose(without[0, 3:], changed[0, 3:])
+
+
 def test_image_pool_needs_image_codes():
     with pytest.raises(TesseraError, match="image_pool needs"):
         ModelConfig(vocab_size=50, image_pool=True).validate()
+    with pytest.raises(TesseraError, match="drawn_pool needs"):
+        ModelConfig(vocab_size=50, drawn_pool=True).validate()
 
 
 def test_zero_initialised_head_starts_uniform():

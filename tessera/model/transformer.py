@@ -15,7 +15,10 @@ product of each two adjacent words' normalised embeddings, so "red"·"circle" an
 Optionally (image_pool), every token after an image that is not an image token adds a learned projection of the
 RMS-normalised mean embedding of the image tokens before it: a bag of the image's codes. A code is a patch of one
 colour and one piece of outline, so the bag tells which colours come with which shapes, which attention that starts
-out uniform over the image averages away (bench/read_learning.py).
+out uniform over the image averages away (bench/read_learning.py). Optionally (drawn_pool), every image token adds a
+learned projection of the running maximum, feature by feature, of the input embeddings of the image tokens up to it:
+which kinds of patch have been drawn so far, however few among the background, so the second object of "a circle and
+a square" can know that the first was a circle.
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
@@ -33,6 +36,8 @@ import torch.nn.functional as F
 from tessera.config import at_least
 from tessera.errors import ConfigError
 from tessera.sequence.ids import IMAGE, SPECIALS, TEXT, IdSpace
+
+NO_IMAGE = -1e4  # drawn_pool's running maximum before any image token: below any embedding, within bf16's range
 
 
 @dataclass
@@ -55,6 +60,7 @@ class ModelConfig:
     text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
     text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
     image_pool: bool = False  # every non-image token after an image adds a projection of its codes' mean embedding
+    drawn_pool: bool = False  # every image token adds a projection of the running max of the image embeddings so far
     read_both_ways: bool = False  # the image a reading row is given (one holding <sep>) attends to itself both ways
     colour_head: bool = False  # image codes are mask x colours + colour: the head scores a mask, then its colour
     code_colours: int = 0  # the colours of such codes (set from the visual tokenizer)
@@ -81,7 +87,7 @@ class ModelConfig:
                 "model.colour_head needs mask x colour image codes (a tokenizer with tokenizer.patch.colours > 0, "
                 "as --preset masks trains), or model.colour_head=false"
             )
-        for flag in ("read_both_ways", "image_pool"):
+        for flag in ("read_both_ways", "image_pool", "drawn_pool"):
             if getattr(self, flag) and not self.image_codes:
                 raise ConfigError(f"model.{flag} needs model.image_codes, the image ids at the end of the vocabulary")
 
@@ -101,6 +107,8 @@ class KVCache:
         self.sums = torch.zeros(pools, batch, max_len, cfg.dim + 1, device=device, dtype=dtype) if pools else None
         words = (batch, max_len, cfg.dim + 1)
         self.words = torch.zeros(words, device=device, dtype=dtype) if cfg.text_pool_pairs else None
+        # drawn_pool's running maximum of the image tokens' embeddings, (B, max_len, dim)
+        self.drawn = torch.zeros(batch, max_len, cfg.dim, device=device, dtype=dtype) if cfg.drawn_pool else None
         self.tables: tuple[torch.Tensor | None, torch.Tensor] | None = None  # the model's, once (Transformer.tables)
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,6 +262,7 @@ class Transformer(nn.Module):
         self.text_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool else None
         self.pair_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.text_pool_pairs else None
         self.image_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.image_pool else None
+        self.drawn_proj = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.drawn_pool else None
         cos, sin = rope_tables(cfg.dim // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -306,7 +315,11 @@ class Transformer(nn.Module):
         code_rows, output = self.tables(cache)
         if code_rows is not None:
             code = ids - self.image_start  # (B, T), negative for non-image ids
-            x = x + self.image_mask(ids) * F.embedding(code.clamp(min=0), code_rows)
+            codes = self.image_mask(ids) * F.embedding(code.clamp(min=0), code_rows)  # (B, T, D)
+            x, emb = x + codes, emb + codes
+        if self.drawn_proj is not None:
+            is_image = self.image_mask(ids)
+            x = x + is_image * self.drawn_proj(self.drawn(emb, is_image, cache, start))
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         if self.cfg.rope == "grid":
             cos, sin = grid_angles(pos, self.cfg.dim // self.cfg.n_head, self.cfg.rope_theta)
@@ -413,6 +426,16 @@ class Transformer(nn.Module):
             cache.words[:, start : start + emb.shape[1]] = words
         prev = torch.cat([before, words[:, :-1]], dim=1)  # (B, T, D + 1): the token before each
         return words[..., :-1] * prev[..., :-1], is_text & (prev[..., -1:] > 0)
+
+    @staticmethod
+    def drawn(h: torch.Tensor, is_image: torch.Tensor, cache: KVCache | None, start: int) -> torch.Tensor:
+        """(B, T, D): feature by feature, the largest `h` of the image tokens up to each token (zeros before any)."""
+        run = h.masked_fill(~is_image, NO_IMAGE).cummax(1).values  # (B, T, D)
+        if cache is not None:
+            if start:
+                run = torch.maximum(run, cache.drawn[:, start - 1 : start].to(run.dtype))
+            cache.drawn[:, start : start + h.shape[1]] = run
+        return torch.where(run > NO_IMAGE, run, 0.0)
 
     def output_weight(self) -> torch.Tensor:
         """(rows, D): the output table (a row per id, or with colour_head per mask), whose image rows add the projected
