@@ -165,7 +165,15 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
     ),
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn": (  # what has been drawn, at every image token
         "mask8-1024",
-        [*PAIRS, "data.examples=40000", "model.drawn_pool=true"],
+        [*PAIRS, "data.examples=40000", "model.drawn_pool=codes"],
+    ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn-masks": (  # the pool without the codes' colours
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "model.drawn_pool=masks"],
+    ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn-seed1": (
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "model.drawn_pool=codes", "seed=1"],
     ),
     "f4-d256": ("f4-512", []),
     "patch8-d256": ("patch8-4096", []),

@@ -9,7 +9,7 @@ from tessera.train.trainer import param_groups
 
 
 def tiny(
-    n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False, image_pool: bool = False, drawn: bool = False
+    n_kv_head: int = 2, text_pool: bool = False, pairs: bool = False, image_pool: bool = False, drawn: str = ""
 ) -> Transformer:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=n_kv_head, max_seq_len=64)
@@ -29,9 +29,9 @@ def inputs(b=3, t=24, seed=1):
     )
 
 
-CACHES = [(1, False, False, False, False), (2, False, False, False, False), (4, False, False, False, False),
-          (2, True, False, False, False), (2, True, True, False, False), (2, False, False, True, False),
-          (2, False, False, False, True), (2, True, True, True, True)]  # fmt: skip
+CACHES = [(1, False, False, False, ""), (2, False, False, False, ""), (4, False, False, False, ""),
+          (2, True, False, False, ""), (2, True, True, False, ""), (2, False, False, True, ""),
+          (2, False, False, False, "codes"), (2, True, True, True, "codes")]  # fmt: skip
 
 
 @pytest.mark.parametrize("n_kv_head,text_pool,pairs,image_pool,drawn", CACHES)
@@ -138,7 +138,7 @@ def test_image_pool_gives_each_later_token_the_mean_of_the_codes_before_it():
 
 
 def test_drawn_pool_gives_each_image_token_the_running_max_of_the_codes_so_far():
-    model = tiny(drawn=True)
+    model = tiny(drawn="codes")
     ids = torch.tensor([[1, 9, 3, 30, 41, 32, 4, 35]])  # <bos> word <boi> three codes <eoi> a code after
     with torch.no_grad():
         emb = model.tok_embeddings(ids)
@@ -156,7 +156,11 @@ def test_image_pool_needs_image_codes():
     with pytest.raises(TesseraError, match="image_pool needs"):
         ModelConfig(vocab_size=50, image_pool=True).validate()
     with pytest.raises(TesseraError, match="drawn_pool needs"):
-        ModelConfig(vocab_size=50, drawn_pool=True).validate()
+        ModelConfig(vocab_size=50, drawn_pool="codes").validate()
+    with pytest.raises(TesseraError, match="drawn_pool=masks needs"):
+        ModelConfig(vocab_size=50, image_codes=20, drawn_pool="masks").validate()
+    with pytest.raises(TesseraError, match="codes, masks or empty"):
+        ModelConfig(vocab_size=50, image_codes=20, drawn_pool="yes").validate()
 
 
 def test_zero_initialised_head_starts_uniform():
@@ -241,11 +245,11 @@ def test_selected_logits_are_the_full_logits_at_those_positions():
     assert torch.allclose(whole, selected, atol=1e-5)
 
 
-def colour_head_model() -> Transformer:
+def colour_head_model(drawn: str = "") -> Transformer:
     """A tiny model whose last 20 ids are 5 masks x 4 colours (code = mask x 4 + colour), scored by the colour head."""
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=50, dim=64, n_layer=2, n_head=4, n_kv_head=2, image_codes=20, code_dim=6,
-                      colour_head=True, code_colours=4)  # fmt: skip
+                      colour_head=True, code_colours=4, drawn_pool=drawn)  # fmt: skip
     model = Transformer(cfg)
     model.code_vectors.normal_(generator=torch.Generator().manual_seed(0))
     for p in model.parameters():  # the zero-initialised heads made non-zero, so each term counts
@@ -302,3 +306,22 @@ def test_a_cache_makes_the_code_tables_once_and_gives_the_uncached_logits():
 def test_a_colour_head_needs_mask_times_colour_codes():
     with pytest.raises(TesseraError, match="colour_head"):
         Transformer(ModelConfig(vocab_size=50, dim=64, n_head=4, n_kv_head=2, image_codes=20, colour_head=True))
+
+
+def test_the_masks_pool_reads_a_drawn_code_as_its_mask_whatever_its_colour(monkeypatch):
+    model = colour_head_model(drawn="masks")
+    pooled, drawn = [], Transformer.drawn
+    monkeypatch.setattr(Transformer, "drawn", staticmethod(lambda h, *rest: pooled.append(h) or drawn(h, *rest)))
+    ids = torch.tensor([[1, 9, 3, 30 + 4 * 2 + 1, 30 + 4 * 3 + 2, 30 + 4 * 0 + 3]])  # three codes: mask x 4 + colour
+    recoloured = torch.tensor([[1, 9, 3, 30 + 4 * 2 + 3, 30 + 4 * 3 + 0, 30 + 4 * 0 + 1]])  # the same masks
+    remasked = torch.tensor([[1, 9, 3, 30 + 4 * 1 + 1, 30 + 4 * 3 + 2, 30 + 4 * 0 + 3]])  # another first mask
+    _, pos, target = inputs(b=1, t=6)
+    with torch.no_grad():
+        for x in (ids, recoloured, remasked):
+            model(x, pos, target)
+        cache = model.new_cache(1, 6)
+        stepped = [model(ids[:, :4], pos[:, :4], target[:, :4], cache, 0)]
+        stepped += [model(ids[:, i : i + 1], pos[:, i : i + 1], target[:, i : i + 1], cache, i) for i in (4, 5)]
+        full = model(ids, pos, target)
+    assert torch.equal(pooled[0][0, 3:], pooled[1][0, 3:]) and not torch.equal(pooled[0][0, 3], pooled[2][0, 3])
+    assert (torch.cat(stepped, dim=1) - full).abs().max() < 1e-4

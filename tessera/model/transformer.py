@@ -15,10 +15,11 @@ product of each two adjacent words' normalised embeddings, so "red"·"circle" an
 Optionally (image_pool), every token after an image that is not an image token adds a learned projection of the
 RMS-normalised mean embedding of the image tokens before it: a bag of the image's codes. A code is a patch of one
 colour and one piece of outline, so the bag tells which colours come with which shapes, which attention that starts
-out uniform over the image averages away (bench/read_learning.py). Optionally (drawn_pool), every image token adds a
-learned projection of the running maximum, feature by feature, of the input embeddings of the image tokens up to it:
-which kinds of patch have been drawn so far, however few among the background, so the second object of "a circle and
-a square" can know that the first was a circle.
+out uniform over the image averages away (bench/read_learning.py). Optionally (drawn_pool: codes), every image token
+adds a learned projection of the running maximum, feature by feature, of the input embeddings of the image tokens up
+to it: which kinds of patch have been drawn so far, however few among the background, so the second object of "a
+circle and a square" can know that the first was a circle. With `drawn_pool: masks` (mask x colour codes) each drawn
+code enters the pool as its mask in the first colour: what outline has been drawn, not in which colour.
 
 With `dca` (OmniGen-AR's disentangled causal attention), each condition part of a sequence (the text, a
 visual condition) attends only within itself, while content attends causally to everything before it: a
@@ -60,7 +61,8 @@ class ModelConfig:
     text_pool: bool = False  # every other token adds a projection of the mean embedding of the text before it
     text_pool_pairs: bool = False  # and of the mean product of each two adjacent words' normalised embeddings
     image_pool: bool = False  # every non-image token after an image adds a projection of its codes' mean embedding
-    drawn_pool: bool = False  # every image token adds a projection of the running max of the image embeddings so far
+    drawn_pool: str = ""  # codes | masks: every image token adds a projection of the running max of the drawn codes'
+    # input embeddings (masks: each code's mask in the first colour); "" for none
     read_both_ways: bool = False  # the image a reading row is given (one holding <sep>) attends to itself both ways
     colour_head: bool = False  # image codes are mask x colours + colour: the head scores a mask, then its colour
     code_colours: int = 0  # the colours of such codes (set from the visual tokenizer)
@@ -87,6 +89,10 @@ class ModelConfig:
                 "model.colour_head needs mask x colour image codes (a tokenizer with tokenizer.patch.colours > 0, "
                 "as --preset masks trains), or model.colour_head=false"
             )
+        if self.drawn_pool not in ("", "codes", "masks"):
+            raise ConfigError(f"model.drawn_pool must be codes, masks or empty, got {self.drawn_pool!r}")
+        if self.drawn_pool == "masks" and not self.colour_head:
+            raise ConfigError("model.drawn_pool=masks needs mask x colour codes and model.colour_head=true")
         for flag in ("read_both_ways", "image_pool", "drawn_pool"):
             if getattr(self, flag) and not self.image_codes:
                 raise ConfigError(f"model.{flag} needs model.image_codes, the image ids at the end of the vocabulary")
@@ -313,12 +319,14 @@ class Transformer(nn.Module):
             slot = self.cfg.text_pool + self.cfg.text_pool_pairs  # the text pools come first in the cache's sums
             x = x + self.pooled(~is_image, emb, is_image, self.image_proj, cache, slot, start, normalise=True)
         code_rows, output = self.tables(cache)
-        if code_rows is not None:
-            code = ids - self.image_start  # (B, T), negative for non-image ids
-            codes = self.image_mask(ids) * F.embedding(code.clamp(min=0), code_rows)  # (B, T, D)
-            x, emb = x + codes, emb + codes
+        codes = self.code_rows(ids, code_rows)  # (B, T, D): image codes from their vectors
+        x, emb = x + codes, emb + codes
         if self.drawn_proj is not None:
             is_image = self.image_mask(ids)
+            if self.cfg.drawn_pool == "masks":  # each code as its mask in the first colour
+                k = self.cfg.code_colours
+                masks = torch.where(ids >= self.image_start, ids - (ids - self.image_start) % k, ids)
+                emb = self.tok_embeddings(masks) + self.code_rows(masks, code_rows)
             x = x + is_image * self.drawn_proj(self.drawn(emb, is_image, cache, start))
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         if self.cfg.rope == "grid":
@@ -426,6 +434,12 @@ class Transformer(nn.Module):
             cache.words[:, start : start + emb.shape[1]] = words
         prev = torch.cat([before, words[:, :-1]], dim=1)  # (B, T, D + 1): the token before each
         return words[..., :-1] * prev[..., :-1], is_text & (prev[..., -1:] > 0)
+
+    def code_rows(self, ids: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor | float:
+        """(B, T, D): each image id's row of `rows` (the codes' projected vectors), zero at other ids (0. without)."""
+        if rows is None:
+            return 0.0
+        return self.image_mask(ids) * F.embedding((ids - self.image_start).clamp(min=0), rows)
 
     @staticmethod
     def drawn(h: torch.Tensor, is_image: torch.Tensor, cache: KVCache | None, start: int) -> torch.Tensor:
