@@ -319,14 +319,14 @@ class Transformer(nn.Module):
             slot = self.cfg.text_pool + self.cfg.text_pool_pairs  # the text pools come first in the cache's sums
             x = x + self.pooled(~is_image, emb, is_image, self.image_proj, cache, slot, start, normalise=True)
         code_rows, output = self.tables(cache)
-        codes = self.code_rows(ids, code_rows)  # (B, T, D): image codes from their vectors
+        codes = self.code_embeddings(ids, code_rows)  # (B, T, D): image codes from their vectors
         x, emb = x + codes, emb + codes
         if self.drawn_proj is not None:
             is_image = self.image_mask(ids)
             if self.cfg.drawn_pool == "masks":  # each code as its mask in the first colour
-                k = self.cfg.code_colours
-                masks = torch.where(ids >= self.image_start, ids - (ids - self.image_start) % k, ids)
-                emb = self.tok_embeddings(masks) + self.code_rows(masks, code_rows)
+                colour = (ids - self.image_start) % self.cfg.code_colours  # (B, T), read at image ids only
+                masks = torch.where(is_image[..., 0], ids - colour, ids)
+                emb = self.tok_embeddings(masks) + self.code_embeddings(masks, code_rows)
             x = x + is_image * self.drawn_proj(self.drawn(emb, is_image, cache, start))
         x = self.drop(x + self.here(pos) + self.next(target_pos))
         if self.cfg.rope == "grid":
@@ -435,7 +435,7 @@ class Transformer(nn.Module):
         prev = torch.cat([before, words[:, :-1]], dim=1)  # (B, T, D + 1): the token before each
         return words[..., :-1] * prev[..., :-1], is_text & (prev[..., -1:] > 0)
 
-    def code_rows(self, ids: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor | float:
+    def code_embeddings(self, ids: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor | float:
         """(B, T, D): each image id's row of `rows` (the codes' projected vectors), zero at other ids (0. without)."""
         if rows is None:
             return 0.0
