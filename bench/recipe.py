@@ -190,6 +190,10 @@ SAMPLERS = {  # name -> sampling of the measured images (the presets sample at t
     "t1-cfg2": SamplingConfig(cfg_scale=2.0),
     "t0.8-cfg2": SamplingConfig(temperature=0.8, cfg_scale=2.0),
     "t1-cfg2.5": SamplingConfig(cfg_scale=2.5),
+    "t0.9-cfg1.5": SamplingConfig(temperature=0.9, cfg_scale=1.5),
+    "t0.7-cfg1.5": SamplingConfig(temperature=0.7, cfg_scale=1.5),
+    "t0.8-cfg1.75": SamplingConfig(temperature=0.8, cfg_scale=1.75),
+    "t0.9-cfg1.75": SamplingConfig(temperature=0.9, cfg_scale=1.75),
 }
 RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, rl)
     "demo": [],
