@@ -5,6 +5,7 @@ fixed set of training-distribution prompts (never the benchmark's, the held-out 
     python bench/recipe.py model f8-d256 --minutes 8          # one JSON line: GenEval, strict, the nats read
     python bench/recipe.py sampling patch4-d256 --minutes 8   # that trained model under other samplers
     python bench/recipe.py sampling patch4-d256 --minutes 8 --samplers t1-cfg1.5,t1-cfg3   # under these two only
+    python bench/recipe.py sampling demo --ckpt runs/demo/model/checkpoint --samplers t1-cfg1.5   # any checkpoint
     python bench/recipe.py model patch4-d128-codes-tree --steps 500   # exactly 500 steps (the order ablation)
     python bench/recipe.py nats patch4-d128-codes --minutes 40        # that model's prompt_nats and binding_nats
     python bench/recipe.py rl lr1e-4 --init runs/demo/model/checkpoint  # the demo's GRPO, changed; before and after
@@ -363,10 +364,11 @@ def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
     return Path("runs/recipe") / (f"model-{name}-{steps}steps" if steps else f"model-{name}-{minutes:g}min")
 
 
-def bench_sampling(name: str, minutes: float, steps: int | None, samplers: list[str]) -> list[dict]:
-    """A model variant trained by `model` for `minutes`, scored under each of `samplers` (names in SAMPLERS)."""
-    bundle, judge = load_bundle(model_run(name, minutes, steps) / "checkpoint"), Judge.load()
-    sets = measuring_sets(name)
+def bench_sampling(name: str, minutes: float, steps: int | None, samplers: list[str], ckpt: str | None) -> list[dict]:
+    """A model variant trained by `model` for `minutes`, scored under each of `samplers` (names in SAMPLERS); or
+    any checkpoint `ckpt` (a demo's), on the training-distribution subset alone."""
+    bundle = load_bundle(ckpt or model_run(name, minutes, steps) / "checkpoint")
+    judge, sets = Judge.load(), {"": subset()} if ckpt else measuring_sets(name)
     return [
         {"variant": name, "sampler": s} | per_set(sets, partial(scored, bundle, judge, sampling=SAMPLERS[s]))
         for s in samplers
@@ -399,12 +401,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="model: train exactly this many steps (equal compute across orders)")
     parser.add_argument("--init", help="rl: the model checkpoint to start from")
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help="sampling: which of them, comma-separated")
+    parser.add_argument("--ckpt", help="sampling: score this checkpoint (the variant is then only its label)")
     args = parser.parse_args()
     samplers = args.samplers.split(",")
     if unknown := [s for s in samplers if s not in SAMPLERS]:
         parser.error(f"unknown sampler {unknown[0]!r}; expected some of {', '.join(SAMPLERS)}")
     known = TOKENIZERS if args.what == "tokenizer" else RL if args.what == "rl" else MODELS
-    if args.variant not in known:
+    if args.variant not in known and not (args.what == "sampling" and args.ckpt):
         parser.error(f"unknown {args.what} variant {args.variant!r}; expected one of {', '.join(known)}")
     torch.manual_seed(0)
     if args.what == "tokenizer":
@@ -416,7 +419,7 @@ def main() -> None:
             parser.error("rl needs --init CKPT")
         results = bench_rl(args.variant, args.init)
     elif args.what == "sampling":
-        results = bench_sampling(args.variant, args.minutes, args.steps, samplers)
+        results = bench_sampling(args.variant, args.minutes, args.steps, samplers, args.ckpt)
     else:
         bundle = load_bundle(model_run(args.variant, args.minutes, args.steps) / "checkpoint")
         results = [{"variant": args.variant} | per_set(measuring_sets(args.variant), partial(reading, bundle))]
