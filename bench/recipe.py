@@ -172,6 +172,10 @@ MODELS = {  # tokenizer variant, then overrides of BASE: the quick model preset 
         "mask8-1024",
         [*PAIRS, "data.examples=40000", "model.drawn_pool=masks"],
     ),
+    "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn-masks-named": (  # the first named drawn first
+        "mask8-1024",
+        [*PAIRS, "data.examples=40000", "model.drawn_pool=masks", "data.named_order=true"],
+    ),
     "mask8-d128-codes-pool-captions-held-colourhead-pairs-40k-drawn-seed1": (
         "mask8-1024",
         [*PAIRS, "data.examples=40000", "model.drawn_pool=codes", "seed=1"],

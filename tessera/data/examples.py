@@ -30,7 +30,7 @@ from tessera.sequence.bands import Bands
 from tessera.sequence.tasks import CONDITIONED, MIXABLE, Task, tasks
 from tessera.text.tokenizers import WorldTokenizer, class_name
 from tessera.world import language as lang
-from tessera.world.constraints import sample_scene_for, to_geneval
+from tessera.world.constraints import Constraints, sample_scene_for, to_geneval
 from tessera.world.grammar import parse_description, parse_question
 from tessera.world.render import render_image, render_map, render_video
 from tessera.world.scene import (
@@ -58,6 +58,7 @@ class DataConfig:
     prompt_share: float = 0.8  # world: share of ShapesEval-style prompts (the rest: captions of random scenes)
     prompt_weights: str = "category"  # world: each prompt category alike, or "sqrt" of its training prompts' count
     prompt_colours: float = 0.0  # world: share of prompts whose uncoloured objects each get a colour half the time
+    named_order: bool = False  # world: a prompt's objects, upper first, in the order it names them (no relations)
     bpe_vocab: int = 4096
     cache: str = "runs/cache"
     tasks: dict[str, float] = field(default_factory=lambda: {Task.T2I: 1.0})  # world: task -> share of examples
@@ -142,10 +143,12 @@ def world_text(
     hold_out: frozenset[tuple] = frozenset(),
     prompt_weights: str = "category",
     prompt_colours: float = 0.0,
+    named_order: bool = False,
 ):
     """One (text, scene) pair: a training prompt (`prompts.prompt_pools`, its category drawn by `prompt_weights`;
-    with `prompt_colours`, its objects coloured by `prompts.with_colours`) with a scene holding just what it names, or
-    a random scene with its full caption (never one that says what a held-out prompt, or `hold_out`, says)."""
+    with `prompt_colours`, its objects coloured by `prompts.with_colours`) with a scene holding just what it names
+    (with `named_order`, drawn by `scene_in_named_order`), or a random scene with its full caption (never one that
+    says what a held-out prompt, or `hold_out`, says)."""
     if rng.random() < prompt_share:
         pools = prompt_pools(hold_out)[0]
         if prompt_weights == "category":  # the draw as it always was, so seeded streams stay as they were
@@ -155,8 +158,24 @@ def world_text(
         text = pool[rng.integers(len(pool))]
         if prompt_colours and rng.random() < prompt_colours:
             text = with_colours(text, rng, hold_out)
-        return text, sample_scene_for(parse_description(text), rng, canvas, avoid=UNSEEN_PAIRS)
+        described = parse_description(text)
+        if named_order:
+            return text, scene_in_named_order(described, rng, canvas)
+        return text, sample_scene_for(described, rng, canvas, avoid=UNSEEN_PAIRS)
     return described_scene(rng, canvas, hold_out)
+
+
+def scene_in_named_order(described: Constraints, rng: np.random.Generator, canvas: int, tries: int = 50) -> Scene:
+    """A scene for a description whose objects, taken upper first (by their boxes' tops, the order a raster draws
+    them in), come in the order it names them, so the words say which object is drawn first; a description with
+    relations fixes its own layout and is drawn as it is."""
+    named = [i for i, spec in enumerate(described.objects) for _ in range(spec.count)]  # spec of each scene object
+    for _ in range(1 if described.relations else tries):
+        scene = sample_scene_for(described, rng, canvas, avoid=UNSEEN_PAIRS)
+        upper_first = sorted(range(len(named)), key=lambda k: scene.objects[k].box[1])
+        if [named[k] for k in upper_first] == sorted(named):
+            break
+    return scene
 
 
 def described_scene(rng: np.random.Generator, canvas: int, hold_out: frozenset[tuple] = frozenset()):
@@ -353,7 +372,7 @@ def _world(
         if task in (Task.T2I, Task.T2V):
             if task == Task.T2I:
                 text, scene = world_text(
-                    rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights, cfg.prompt_colours
+                    rng, cfg.canvas, cfg.prompt_share, hold_out, cfg.prompt_weights, cfg.prompt_colours, cfg.named_order
                 )
             else:
                 text, scene = video_text(rng, cfg.canvas)
