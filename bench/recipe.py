@@ -371,8 +371,8 @@ def model_run(name: str, minutes: float, steps: int | None = None) -> Path:
 def bench_sampling(name: str, minutes: float, steps: int | None, samplers: list[str], ckpt: str | None) -> list[dict]:
     """A model variant trained by `model` for `minutes`, scored under each of `samplers` (names in SAMPLERS); or
     any checkpoint `ckpt` (a demo's), on the training-distribution subset alone."""
-    bundle = load_bundle(ckpt or model_run(name, minutes, steps) / "checkpoint")
-    judge, sets = Judge.load(), {"": subset()} if ckpt else measuring_sets(name)
+    bundle, judge = load_bundle(ckpt or model_run(name, minutes, steps) / "checkpoint"), Judge.load()
+    sets = {"": subset()} if ckpt else measuring_sets(name)
     return [
         {"variant": name, "sampler": s} | per_set(sets, partial(scored, bundle, judge, sampling=SAMPLERS[s]))
         for s in samplers
