@@ -73,6 +73,7 @@ def test_advantages_per_group_batch_or_unscaled():
     assert advantages(rewards, 4, "batch").tolist() == pytest.approx(want, rel=1e-5)
     assert advantages(rewards, 4, "none").tolist() == pytest.approx([r - statistics.mean(g) for g in groups for r in g])
     assert advantages(torch.ones(4), 4).abs().max() == 0  # a group that agrees teaches nothing
+    assert advantages(torch.full((8,), 0.3), 8).abs().max() == 0  # exactly, though 0.3 * 8 / 8 rounds
 
 
 def test_on_policy_step_has_ratio_one_and_pushes_up_good_samples():

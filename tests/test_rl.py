@@ -35,6 +35,39 @@ def test_rl_raises_a_verifiable_reward(t2i_ckpt, tmp_path):
     assert kl[0] < 1e-6 < kl[-1]
 
 
+def test_rows_whose_advantage_is_zero_are_left_out_of_the_update(t2i_ckpt, tmp_path, monkeypatch):
+    """They add nothing to the gradient: the step is the same without them, for fewer passes."""
+    leaving, keeping = (RLTrainer(rl_config(t2i_ckpt, steps=1), tmp_path / n, progress=False) for n in "ab")
+    roll = leaving.rollouts()["draw"]
+    roll.rewards[:16] = 0.5  # two of the four groups agree
+    monkeypatch.setattr(keeping, "micro_batches", lambda roll, adv: [slice(0, 16), slice(16, 32)])
+    before = {k: v.clone() for k, v in keeping.model.state_dict().items()}
+    for trainer in (leaving, keeping):  # plain gradient steps, to compare the gradients
+        trainer.opt = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
+    assert leaving.update({"draw": roll})["rows_updated"] == 0.5
+    assert keeping.update({"draw": roll})["rows_updated"] == 1.0
+    after = keeping.model.state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
+    for k, v in leaving.model.state_dict().items():
+        assert torch.allclose(v, after[k], atol=1e-6), k
+
+
+def test_focus_draws_the_categories_whose_groups_disagree(t2i_ckpt, tmp_path):
+    """With focus=true the prompts come mostly from the one category whose groups' rewards differ; in turn without."""
+    noise = np.random.default_rng(0)
+
+    def reward(metadata, images, texts):
+        return np.array([noise.random() if m["tag"] == "position" else 1.0 for m in metadata], np.float32)
+
+    share = {}
+    for focus in (False, True):
+        trainer = RLTrainer(rl_config(t2i_ckpt, focus=focus), tmp_path / str(focus), progress=False)
+        trainer.rewards, trainer.weights = {"reward": reward}, {"reward": 1.0}
+        tags = [m["tag"] for _ in range(14) for m in trainer.rollouts()["draw"].metadata[::8]]
+        share[focus] = tags[-32:].count("position") / 32
+    assert share[False] < 0.2 and share[True] > 0.4, share
+
+
 def test_separate_advantages_and_periodic_shapes_eval(t2i_ckpt, tmp_path):
     spec = {"reward": "brightness:1,colour_share:2", "separate_advantages": True}
     cfg = rl_config(t2i_ckpt, steps=2, eval_every=2, eval_prompts=1, eval_per_prompt=2, **spec)
@@ -55,7 +88,8 @@ def test_separate_advantages_and_periodic_shapes_eval(t2i_ckpt, tmp_path):
 
 
 def test_guided_rollouts_are_scored_with_guidance_and_resume(t2i_ckpt, tmp_path):
-    cfg = rl_config(t2i_ckpt, steps=4, save_every=2, mu=2, **{"sampling.cfg_scale": 3.0, "sampling.top_k": 8})
+    guided = {"sampling.cfg_scale": 3.0, "sampling.top_k": 8}
+    cfg = rl_config(t2i_ckpt, steps=4, save_every=2, mu=2, focus=True, **guided)  # focus's state resumes too
     straight = RLTrainer(cfg, tmp_path / "a", progress=False)
     rows = straight.fit()
     assert all(r["ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in rows)  # each rollout's first pass
@@ -100,7 +134,10 @@ def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_pa
     ckpt, _ = reader
     yes_or_no = lambda metadata, images, texts: np.array([t in ("yes", "no") for t in texts], np.float32)  # noqa: E731
     both = RLTrainer(rl_config(ckpt, read={"qa": 1.0}, steps=1, prompts_per_step=1), tmp_path / "both", progress=False)
+    ranked = lambda metadata, images, texts: np.arange(len(images), dtype=np.float32)  # noqa: E731
+    both.rewards, both.weights = {"ranked": ranked}, {"ranked": 1.0}  # this model draws one image 8 times
     row = both.fit()[-1]
+    assert row["rows_updated"] == 1.0
     assert {"reward_mean", "read/reward_mean", "read/ratio_start", "read/kl", "read/reward/qa", "ratio_start"} <= set(
         row
     )

@@ -159,12 +159,18 @@ def split_metadata(split: str, per_category: int = 0) -> list[dict]:
     raise InputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
-def sample_prompts(pools: dict[str, list[str]], n: int, rng: np.random.Generator) -> list[dict]:
-    """n metadata lines, categories in turn from a random start, prompts at random within each."""
-    start = int(rng.integers(len(CATEGORIES)))
+def sample_prompts(
+    pools: dict[str, list[str]], n: int, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> list[dict]:
+    """n metadata lines: categories in turn from a random start, or drawn by `weights` (one per category of
+    CATEGORIES); prompts at random within each."""
+    if weights is None:
+        start = int(rng.integers(len(CATEGORIES)))
+        categories = [CATEGORIES[(start + i) % len(CATEGORIES)] for i in range(n)]
+    else:
+        categories = [CATEGORIES[i] for i in rng.choice(len(CATEGORIES), size=n, p=weights / weights.sum())]
     out = []
-    for i in range(n):
-        category = CATEGORIES[(start + i) % len(CATEGORIES)]
+    for category in categories:
         pool = pools[category]
         out += metadata_for([pool[int(rng.integers(len(pool)))]], category)
     return out

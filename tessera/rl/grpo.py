@@ -41,9 +41,10 @@ class GRPOConfig:
 
 def advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
     """(B,) rewards, B = prompts x group_size with each prompt's samples adjacent -> (B,) advantages
-    (r - mean_G) / (std + eps), the std of the group, of the batch, or 1."""
+    (r - mean_G) / (std + eps), the std of the group, of the batch, or 1; exactly 0 for a group whose rewards agree."""
     grouped = rewards.view(-1, group_size)  # (P, G)
-    centred = (grouped - grouped.mean(dim=1, keepdim=True)).flatten()
+    agrees = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)  # (P, 1): exactly 0, not rounding
+    centred = (grouped - grouped.mean(dim=1, keepdim=True)).masked_fill(agrees, 0.0).flatten()
     if scale == "group":
         std = grouped.std(dim=1).repeat_interleave(group_size)
     elif scale == "batch":

@@ -42,7 +42,8 @@ class Rollout:
     mask: torch.Tensor  # (B, T) bool: sampled tokens
     rewards: torch.Tensor  # (B,) weighted sum
     parts: dict[str, torch.Tensor]  # reward name -> (B,)
-    rescore: Callable[[torch.nn.Module, slice], torch.Tensor]  # (model, rows) -> (rows, T) log-probs
+    rescore: Callable[[torch.nn.Module, slice | torch.Tensor], torch.Tensor]  # (model, rows) -> (rows, T) log-probs;
+    # rows: a slice, or indices (a chain's rollout, with segments, takes slices only)
     seconds: dict[str, float]  # generate_s, reward_s
     images: np.ndarray | None = None  # drawn images (drawing rollouts)
     texts: list[str] | None = None  # written answers (reading rollouts)
@@ -82,7 +83,7 @@ def draw_rollout(
     total, parts = _rewarded(rewards, weights, metadata, images, [""] * len(metadata), device)
     seconds = {"generate_s": drawn_at - start, "reward_s": time.time() - drawn_at}
 
-    def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
+    def rescore(model: torch.nn.Module, rows: slice | torch.Tensor) -> torch.Tensor:
         args = (bundle.space, text[rows], drawn.ids[rows], drawn.order[rows], (h, w), sampling)
         given = None if conditions is None else conditions.rows(rows)
         return score(model, *args, train_unconditional=train_unconditional, conditions=given)
@@ -175,7 +176,7 @@ def read_rollout(
     total, parts = _rewarded(rewards, weights, metadata, images, texts, device)
     seconds = {"generate_s": written_at - start, "reward_s": time.time() - written_at}
 
-    def rescore(model: torch.nn.Module, rows: slice) -> torch.Tensor:
+    def rescore(model: torch.nn.Module, rows: slice | torch.Tensor) -> torch.Tensor:
         return score_text(model, bundle.space, prompt.rows(rows), written.ids[rows], sampling)
 
     return Rollout(metadata, written.logprobs, written.mask, total, parts, rescore, seconds, texts=texts)

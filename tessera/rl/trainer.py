@@ -48,15 +48,18 @@ from tessera.sequence.tasks import CONDITIONED, READING, Task, reading, tasks
 from tessera.text.tokenizers import ClassTokenizer
 from tessera.understand.answer import ask
 from tessera.understand.evaluate import evaluate_understanding
-from tessera.world.language import CAPTION_QUESTION, EDIT_OPS
+from tessera.world.language import CAPTION_QUESTION, CATEGORIES, EDIT_OPS
 
 CONDITION_WEIGHTS = {"condition": 1.0}
+FOCUS_FLOOR = 0.05  # focus: added to every category's spread, so none is left undrawn for long
 PREFIXES = {"draw": "", "read": "read/", "condition": "cond/"}  # of each rollout's logged numbers
 
 
 @dataclass
 class RLConfig:
     init: str = ""  # the model checkpoint to start from (and the frozen reference)
+    focus: bool = False  # draw prompt categories by the recent spread of their groups' rewards, not in turn: a group
+    # whose samples all score alike teaches GRPO nothing
     reward: str = "shapes_eval"  # a name, or weighted names: "shapes_eval:1,shapes_eval_partial:0.5"
     separate_advantages: bool = False  # each reward its own group advantage, then weighted (else: one of the sum)
     train_unconditional: bool = True  # with guidance, the exact gradient of the guided policy (both rows); false:
@@ -153,6 +156,8 @@ class RLTrainer:
             raise CheckpointError(f"{cfg.init} was not trained to {names}: it cannot be rewarded for it")
         self.weights, self.read_weights = parse_spec(cfg.reward), parse_spec(cfg.read_reward)
         self.classes = isinstance(self.bundle.text_tokenizer, ClassTokenizer)  # prompts are its class names
+        if self.classes and cfg.focus:
+            raise ConfigError(f"{cfg.init} draws classes, not the world's prompt categories: focus=true has none")
         if self.classes and (set(self.weights) - set(ANY_PROMPT) or cfg.introspect or cfg.think):
             raise ConfigError(
                 f"{cfg.init} draws classes, not the world's descriptions: reward it with a reward that needs no "
@@ -174,7 +179,10 @@ class RLTrainer:
             processes=self.processes,
         )  # fmt: skip
         model, opt = (Whole(self.model), Whole(self.model, self.opt)) if self.sharded else (self.model, self.opt)
-        self.engine.track(model=model, opt=opt, sampling=self.gen, prompts=self.rng)
+        self.spread = CategorySpread().to(self.device)
+        self.engine.track(
+            model=model, opt=opt, sampling=self.gen, prompts=self.rng, spread=self.spread if cfg.focus else None
+        )
         self.engine.every(cfg.eval_every, self.evaluate, at_start=True)
 
     @property
@@ -214,6 +222,7 @@ class RLTrainer:
             else:
                 args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
                 out["draw"] = draw_rollout(self.bundle, metadata, *args)
+            self.spread.observe(metadata, out["draw"].rewards, g)
         if cfg.read:
             metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas, self.hold_out)
             out["read"] = read_rollout(
@@ -233,7 +242,7 @@ class RLTrainer:
     def prompts(self, n: int) -> list[dict]:
         """n prompts' metadata: the world's descriptions by category, or a class model's classes at random."""
         if not self.classes:
-            return sample_prompts(self.pools, n, self.rng)
+            return sample_prompts(self.pools, n, self.rng, self.spread.weights() if self.cfg.focus else None)
         names = self.bundle.text_tokenizer.names
         return [{"prompt": names[i], "tag": "class"} for i in self.rng.integers(len(names), size=n)]
 
@@ -254,6 +263,15 @@ class RLTrainer:
             return advantages(roll.rewards, g.group_size, g.scale_rewards, g.eps)
         return sum(w * advantages(roll.parts[n], g.group_size, g.scale_rewards, g.eps) for n, w in weights.items())
 
+    def micro_batches(self, roll: Rollout, adv: torch.Tensor) -> list[slice | torch.Tensor]:
+        """The rows of each backward pass. With no KL term optimised a row of advantage 0 adds nothing to the
+        gradient, so a lone process leaves such rows out (processes that shard or average must keep in step)."""
+        n, b = len(roll.rewards), self.cfg.update_batch
+        if roll.segments is None and self.cfg.grpo.beta == 0 and self.processes.count == 1:
+            rows = adv.nonzero().flatten()
+            return list(rows.split(b)) if len(rows) else []
+        return [slice(start, start + b) for start in range(0, n, b)]
+
     def update(self, rolls: dict[str, Rollout]) -> dict[str, float]:
         """mu passes over every rollout; the drawing and reading losses add up in one optimizer step per pass."""
         cfg = self.cfg
@@ -265,8 +283,8 @@ class RLTrainer:
                 adv, n, mask = advs[name], len(roll.rewards), roll.mask
                 scale = cfg.read_weight if name == "read" else 1.0
                 prefix = PREFIXES[name]
-                for start in range(0, n, cfg.update_batch):
-                    rows = slice(start, start + cfg.update_batch)
+                updated = 0
+                for rows in self.micro_batches(roll, adv):
                     logp = roll.rescore(self.policy, rows)
                     ref = None
                     if self.ref is not None:
@@ -280,10 +298,12 @@ class RLTrainer:
                         s["kl"] = float((k3_kl(logp.detach(), ref) * m).sum() / m.sum().clamp(min=1))
                     weight = 1.0 if cfg.grpo.loss_type == "dapo" else len(logp) / n
                     (loss * weight * scale).backward()
+                    updated += len(logp)
                     for k, v in s.items():
                         stats.setdefault(prefix + k, []).append(v)
                     if epoch == 0:  # on-policy: exactly 1 unless rescoring differs from sampling
                         stats.setdefault(prefix + "ratio_start", []).append(s["ratio"])
+                stats.setdefault(prefix + "rows_updated", []).append(updated / n)  # the rest had advantage 0
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.engine.check_finite(gradient_norm=norm)
             self.opt.step()
@@ -328,11 +348,38 @@ class RLTrainer:
         out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
         for name, roll in rolls.items():
             out |= rollout_stats(roll, PREFIXES[name])
+        if self.cfg.focus:  # each category's share of the next step's prompts
+            weights = self.spread.weights()
+            out |= {f"focus/{c}": float(w) for c, w in zip(CATEGORIES, weights / weights.sum(), strict=True)}
         return out
 
     def fit(self, until: int | None = None) -> list[dict]:
         """Train to cfg.steps (or stop after step `until`, as a killed run would); returns the metrics log."""
         return self.engine.fit(self.train_step, until)
+
+
+class CategorySpread(torch.nn.Module):
+    """Per prompt category, a running mean of the standard deviation of its groups' rewards: how much GRPO can
+    still learn there (focus draws categories by it)."""
+
+    def __init__(self, decay: float = 0.8):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("spread", torch.ones(len(CATEGORIES)))  # (categories,): until seen, each looks worth it
+        self.register_buffer("seen", torch.zeros(len(CATEGORIES), dtype=torch.bool))
+
+    def observe(self, metadata: list[dict], rewards: torch.Tensor, group_size: int) -> None:
+        """Fold in a rollout's groups (metadata and rewards of group_size adjacent samples each)."""
+        for k, group in enumerate(rewards.view(-1, group_size)):
+            tag = metadata[k * group_size]["tag"]
+            if tag in CATEGORIES:
+                c = CATEGORIES.index(tag)
+                decay = self.decay if self.seen[c] else 0.0  # the first group replaces the hopeful start
+                self.spread[c] = decay * self.spread[c] + (1 - decay) * group.std()
+                self.seen[c] = True
+
+    def weights(self) -> np.ndarray:
+        return self.spread.cpu().numpy() + FOCUS_FLOOR
 
 
 def rollout_stats(roll: Rollout, prefix: str) -> dict[str, float]:
