@@ -52,6 +52,23 @@ def test_rows_whose_advantage_is_zero_are_left_out_of_the_update(t2i_ckpt, tmp_p
         assert torch.allclose(v, after[k], atol=1e-6), k
 
 
+def test_a_step_with_no_row_to_learn_from_still_moves_by_momentum(t2i_ckpt, tmp_path, monkeypatch):
+    """Every group agrees: no row is rescored, and Adam moves the weights as it would with zero gradients."""
+    leaving, keeping = (RLTrainer(rl_config(t2i_ckpt, steps=2), tmp_path / n, progress=False) for n in "ab")
+    monkeypatch.setattr(keeping, "micro_batches", lambda roll, adv: [slice(0, 16), slice(16, 32)])
+    roll = leaving.rollouts()["draw"]
+    for trainer in (leaving, keeping):
+        trainer.update({"draw": roll})
+    roll.rewards[:] = 0.5
+    before = {k: v.clone() for k, v in leaving.model.state_dict().items()}
+    assert leaving.update({"draw": roll})["rows_updated"] == 0.0
+    keeping.update({"draw": roll})
+    after = leaving.model.state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
+    for k, v in keeping.model.state_dict().items():
+        assert torch.equal(v, after[k]), k
+
+
 def test_focus_draws_the_categories_whose_groups_disagree(t2i_ckpt, tmp_path):
     """With focus=true the prompts come mostly from the one category whose groups' rewards differ; in turn without."""
     noise = np.random.default_rng(0)

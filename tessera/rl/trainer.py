@@ -58,8 +58,6 @@ PREFIXES = {"draw": "", "read": "read/", "condition": "cond/"}  # of each rollou
 @dataclass
 class RLConfig:
     init: str = ""  # the model checkpoint to start from (and the frozen reference)
-    focus: bool = False  # draw prompt categories by the recent spread of their groups' rewards, not in turn: a group
-    # whose samples all score alike teaches GRPO nothing
     reward: str = "shapes_eval"  # a name, or weighted names: "shapes_eval:1,shapes_eval_partial:0.5"
     separate_advantages: bool = False  # each reward its own group advantage, then weighted (else: one of the sum)
     train_unconditional: bool = True  # with guidance, the exact gradient of the guided policy (both rows); false:
@@ -82,6 +80,8 @@ class RLConfig:
     read_weight: float = 1.0  # the reading loss relative to the drawing loss
     steps: int = 100
     prompts_per_step: int = 4  # a rollout is prompts_per_step x group_size samples
+    focus: bool = False  # draw prompt categories by the recent spread of their groups' rewards, not in turn: a group
+    # whose samples all score alike teaches GRPO nothing (each process by its own groups)
     update_batch: int = 16  # samples per backward pass (gradient accumulation up to the rollout)
     mu: int = 1  # passes over each rollout
     lr: float = 3e-5  # the quick demo's measured setting
@@ -179,10 +179,8 @@ class RLTrainer:
             processes=self.processes,
         )  # fmt: skip
         model, opt = (Whole(self.model), Whole(self.model, self.opt)) if self.sharded else (self.model, self.opt)
-        self.spread = CategorySpread().to(self.device)
-        self.engine.track(
-            model=model, opt=opt, sampling=self.gen, prompts=self.rng, spread=self.spread if cfg.focus else None
-        )
+        self.spread = CategorySpread().to(self.device) if cfg.focus else None
+        self.engine.track(model=model, opt=opt, sampling=self.gen, prompts=self.rng, spread=self.spread)
         self.engine.every(cfg.eval_every, self.evaluate, at_start=True)
 
     @property
@@ -222,7 +220,8 @@ class RLTrainer:
             else:
                 args = (cfg.sampling, self.rewards, self.weights, self.gen, seed, cfg.train_unconditional)
                 out["draw"] = draw_rollout(self.bundle, metadata, *args)
-            self.spread.observe(metadata, out["draw"].rewards, g)
+            if self.spread is not None:
+                self.spread.observe(metadata, out["draw"].rewards, g)
         if cfg.read:
             metadata = read_examples(cfg.read, cfg.read_per_step, g, self.rng, self.bundle.cfg.canvas, self.hold_out)
             out["read"] = read_rollout(
@@ -242,7 +241,7 @@ class RLTrainer:
     def prompts(self, n: int) -> list[dict]:
         """n prompts' metadata: the world's descriptions by category, or a class model's classes at random."""
         if not self.classes:
-            return sample_prompts(self.pools, n, self.rng, self.spread.weights() if self.cfg.focus else None)
+            return sample_prompts(self.pools, n, self.rng, None if self.spread is None else self.spread.weights())
         names = self.bundle.text_tokenizer.names
         return [{"prompt": names[i], "tag": "class"} for i in self.rng.integers(len(names), size=n)]
 
@@ -265,9 +264,10 @@ class RLTrainer:
 
     def micro_batches(self, roll: Rollout, adv: torch.Tensor) -> list[slice | torch.Tensor]:
         """The rows of each backward pass. With no KL term optimised a row of advantage 0 adds nothing to the
-        gradient, so a lone process leaves such rows out (processes that shard or average must keep in step)."""
-        n, b = len(roll.rewards), self.cfg.update_batch
-        if roll.segments is None and self.cfg.grpo.beta == 0 and self.processes.count == 1:
+        gradient, so a lone process leaves such rows out (processes that shard or average must keep in step; bnpo
+        divides each micro-batch by its own tokens, so it keeps its micro-batches as they were)."""
+        n, b, g = len(roll.rewards), self.cfg.update_batch, self.cfg.grpo
+        if roll.segments is None and g.beta == 0 and g.loss_type != "bnpo" and self.processes.count == 1:
             rows = adv.nonzero().flatten()
             return list(rows.split(b)) if len(rows) else []
         return [slice(start, start + b) for start in range(0, n, b)]
@@ -279,6 +279,7 @@ class RLTrainer:
         weights = {"draw": self.weights, "read": self.read_weights, "condition": CONDITION_WEIGHTS}
         advs = {name: self.advantages(r, weights[name]) for name, r in rolls.items()}
         for epoch in range(cfg.mu):
+            rows_done = 0
             for name, roll in rolls.items():
                 adv, n, mask = advs[name], len(roll.rewards), roll.mask
                 scale = cfg.read_weight if name == "read" else 1.0
@@ -293,7 +294,7 @@ class RLTrainer:
                     loss, s = grpo_loss(
                         logp, roll.old_logp[rows], adv[rows], mask[rows], cfg.grpo, ref, active_tokens=float(mask.sum())
                     )
-                    if ref is not None and "kl" not in s:  # beta = 0: measured, not optimised
+                    if ref is not None and "kl" not in s:  # beta = 0: measured (on the rows updated), not optimised
                         m = mask[rows].float()
                         s["kl"] = float((k3_kl(logp.detach(), ref) * m).sum() / m.sum().clamp(min=1))
                     weight = 1.0 if cfg.grpo.loss_type == "dapo" else len(logp) / n
@@ -304,6 +305,10 @@ class RLTrainer:
                     if epoch == 0:  # on-policy: exactly 1 unless rescoring differs from sampling
                         stats.setdefault(prefix + "ratio_start", []).append(s["ratio"])
                 stats.setdefault(prefix + "rows_updated", []).append(updated / n)  # the rest had advantage 0
+                rows_done += updated
+            if not rows_done:
+                for p in self.model.parameters():  # no row to learn from: Adam still moves by its momentum
+                    p.grad = torch.zeros_like(p)
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.engine.check_finite(gradient_norm=norm)
             self.opt.step()
@@ -348,7 +353,7 @@ class RLTrainer:
         out |= {"samples_per_s": n / (time.time() - start), "update_s": time.time() - updating}
         for name, roll in rolls.items():
             out |= rollout_stats(roll, PREFIXES[name])
-        if self.cfg.focus:  # each category's share of the next step's prompts
+        if self.spread is not None:  # each category's share of the next step's prompts
             weights = self.spread.weights()
             out |= {f"focus/{c}": float(w) for c, w in zip(CATEGORIES, weights / weights.sum(), strict=True)}
         return out
@@ -379,6 +384,7 @@ class CategorySpread(torch.nn.Module):
                 self.seen[c] = True
 
     def weights(self) -> np.ndarray:
+        """(categories,) unnormalised: each spread plus FOCUS_FLOOR."""
         return self.spread.cpu().numpy() + FOCUS_FLOOR
 
 
