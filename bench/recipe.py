@@ -208,7 +208,6 @@ RL = {  # name -> overrides of the quick demo's GRPO (configs/demo/quick.yaml, r
     "exact-sq": ["reward=shapes_eval_exact_sq"],
     "steps160": ["steps=160"],  # four times the demo's GRPO steps
     "focus": ["focus=true"],  # categories drawn by their groups' spread
-    "focus-steps60": ["focus=true", "steps=60"],
 }
 SUBSET_SEED, PER_CATEGORY = 12345, 24
 
