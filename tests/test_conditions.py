@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, one_line_error
+from conftest import TINY_MODEL, distinct_rewards, one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -345,8 +345,7 @@ def test_rl_on_conditioned_drawing_scores_what_it_sampled(trained, tmp_path):
         "sampling.image_scale": 1.5,
     })  # fmt: skip
     rl = RLTrainer(cfg, tmp_path / "rl", progress=False)
-    ranked = lambda metadata, images, texts: np.linspace(0, 1, len(images), dtype=np.float32)  # noqa: E731
-    rl.condition_rewards = {"condition": ranked}  # every row updated: this tiny model's groups may score alike
+    rl.condition_rewards = {"condition": distinct_rewards}  # this tiny model's groups may score alike
     rows = rl.fit()
     steps = [r for r in rows if "cond/reward_mean" in r]
     assert len(steps) == 2 and all(r["cond/ratio_start"] == pytest.approx(1.0, abs=1e-4) for r in steps)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, one_line_error, run_cli, two_ranks
+from conftest import TINY_MODEL, distinct_rewards, one_line_error, run_cli, two_ranks
 
 from tessera.config import override
 from tessera.data.prompts import HELD_OUT, prompt_pools, sample_prompts
@@ -151,8 +151,7 @@ def test_reading_rollouts_learn_and_share_the_policy_with_drawing(reader, tmp_pa
     ckpt, _ = reader
     yes_or_no = lambda metadata, images, texts: np.array([t in ("yes", "no") for t in texts], np.float32)  # noqa: E731
     both = RLTrainer(rl_config(ckpt, read={"qa": 1.0}, steps=1, prompts_per_step=1), tmp_path / "both", progress=False)
-    ranked = lambda metadata, images, texts: np.arange(len(images), dtype=np.float32)  # noqa: E731
-    both.rewards, both.weights = {"ranked": ranked}, {"ranked": 1.0}  # this model draws one image 8 times
+    both.rewards, both.weights = {"distinct": distinct_rewards}, {"distinct": 1.0}  # it draws one image 8 times
     row = both.fit()[-1]
     assert row["rows_updated"] == 1.0
     assert {"reward_mean", "read/reward_mean", "read/ratio_start", "read/kl", "read/reward/qa", "ratio_start"} <= set(
